@@ -1,0 +1,4 @@
+//! Dest-keyed transport managers, wires, the connection worker and flow control.
+//!
+//! This crate is filled by the transport work (design section 6); until then it holds
+//! only this description so that the workspace layout is in place.

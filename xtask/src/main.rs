@@ -1,0 +1,3 @@
+//! Project tasks, run as `cargo xtask <task>`.
+
+fn main() {}
