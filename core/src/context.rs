@@ -1,0 +1,222 @@
+//! What a handler can do besides changing its actor's state: learn its own identity,
+//! spawn supervised children, link and watch, stop, and schedule messages to itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio::task::AbortHandle;
+
+use crate::actor::{Actor, Handler, LinkDied, LinkKind, StopReason};
+use crate::actor_ref::ActorRef;
+use crate::cell::ErasedCell;
+use crate::error::SpawnError;
+use crate::id::ActorId;
+use crate::observer::ActorProbe;
+use crate::proc::Proc;
+use crate::signal::Signal;
+use crate::supervision::{ChildSpec, Supervision, Supervisor};
+
+/// The context of a running actor, passed to every hook and handler.
+pub struct Context<A: Actor> {
+    pub(crate) myself: ActorRef<A>,
+    pub(crate) proc: Proc,
+    pub(crate) stop: Option<StopReason>,
+    pub(crate) supervision: Supervision,
+    pub(crate) supervisor: Supervisor,
+    pub(crate) watchers: Vec<(Arc<dyn ErasedCell>, LinkKind)>,
+    pub(crate) restarts: u32,
+    pub(crate) tasks: Vec<AbortHandle>,
+    pub(crate) probe: Option<Arc<dyn ActorProbe>>,
+}
+
+impl<A: Actor> Context<A> {
+    /// This actor's id.
+    pub fn id(&self) -> &ActorId {
+        self.myself.id()
+    }
+
+    /// A ref to this actor.
+    pub fn actor_ref(&self) -> &ActorRef<A> {
+        &self.myself
+    }
+
+    /// The proc this actor runs in.
+    pub fn proc(&self) -> &Proc {
+        &self.proc
+    }
+
+    /// How many times this actor has been restarted by its supervisor.
+    pub fn restart_count(&self) -> u32 {
+        self.restarts
+    }
+
+    /// Stops this actor with [`StopReason::Normal`] once the current handler returns.
+    pub fn stop(&mut self) {
+        self.stop = Some(StopReason::Normal);
+    }
+
+    /// Stops this actor with [`StopReason::Failed`] once the current handler returns; a
+    /// supervisor treats it as a failure.
+    pub fn fail(&mut self, why: impl Into<String>) {
+        self.stop = Some(StopReason::Failed(why.into()));
+    }
+
+    /// Spawns a child supervised by this actor, under this actor's [`Supervision`].
+    ///
+    /// The child stops before this actor does (also before a restart of this actor), and
+    /// its restarts keep its id and refs.
+    pub fn spawn_child<C: Actor>(&mut self, spec: ChildSpec<C>) -> Result<ActorRef<C>, SpawnError> {
+        let parent: Arc<dyn ErasedCell> = self.myself.cell.clone();
+        let restart = spec.restart;
+        let mailbox = spec.mailbox.unwrap_or(self.proc.default_mailbox());
+        let child = self.proc.spawn_actor(
+            &spec.name,
+            spec.first,
+            spec.factory,
+            mailbox,
+            Some((parent, restart)),
+        )?;
+        if let Some(probe) = &self.probe {
+            probe.child_spawned(child.id());
+        }
+        self.supervisor
+            .add(child.id().clone(), child.cell.clone(), restart);
+        Ok(child)
+    }
+
+    /// The ids of this actor's live supervised children, in start order.
+    pub fn children(&self) -> Vec<ActorId> {
+        self.supervisor.child_ids()
+    }
+
+    /// Links this actor with `other`: each learns of the other's final stop through
+    /// [`Actor::on_link_died`]. By default an abnormal stop of a link stops this actor too.
+    /// If `other` has already stopped, the notification arrives at once.
+    pub fn link<B: Actor>(&mut self, other: &ActorRef<B>) {
+        self.register_with(other, LinkKind::Link);
+        self.watchers.push((other.cell.clone(), LinkKind::Link));
+    }
+
+    /// Watches `other`: this actor learns of its final stop, exactly once, through
+    /// [`Actor::on_link_died`]; `other` is not affected by this actor's stop.
+    pub fn watch<B: Actor>(&mut self, other: &ActorRef<B>) {
+        self.register_with(other, LinkKind::Watch);
+    }
+
+    fn register_with<B: Actor>(&mut self, other: &ActorRef<B>, kind: LinkKind) {
+        if let Some(probe) = &self.probe {
+            probe.linked(other.id(), kind);
+        }
+        let watcher: Arc<dyn ErasedCell> = self.myself.cell.clone();
+        let signal = Signal::Watch { watcher, kind };
+        if other.cell.core.signal(signal).is_err() {
+            // Its signal queue closes only after its reason is set, so a refused
+            // registration always finds the reason: the notification is never lost.
+            let reason = other
+                .cell
+                .core
+                .exit
+                .reason()
+                .cloned()
+                .unwrap_or(StopReason::Stopped);
+            let died = LinkDied {
+                id: other.id().clone(),
+                reason,
+                kind,
+            };
+            let _ = ErasedCell::deliver_link_died(&*self.myself.cell, died);
+        }
+    }
+
+    /// Sends `msg` to this actor after `delay`. The timer is cancelled when this
+    /// incarnation ends or through the returned handle.
+    pub fn send_after<M>(&mut self, delay: Duration, msg: M) -> TaskHandle
+    where
+        A: Handler<M>,
+        M: Send + 'static,
+    {
+        let target = self.myself.downgrade();
+        self.track(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(target) = target.upgrade() {
+                let _ = target.tell(msg).await;
+            }
+        }))
+    }
+
+    /// Sends a message made by `make` to this actor every `period`, the first after one
+    /// period. A tick waits for mailbox room, and ticks missed meanwhile are skipped, so
+    /// a busy actor is not flooded. Cancelled when this incarnation ends or through the
+    /// returned handle.
+    pub fn send_interval<M, F>(&mut self, period: Duration, mut make: F) -> TaskHandle
+    where
+        A: Handler<M>,
+        M: Send + 'static,
+        F: FnMut() -> M + Send + 'static,
+    {
+        let target = self.myself.downgrade();
+        self.track(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                let Some(target) = target.upgrade() else {
+                    return;
+                };
+                if target.tell(make()).await.is_err() {
+                    return;
+                }
+            }
+        }))
+    }
+
+    /// Feeds every item of `stream` to this actor as a message, in order, waiting for
+    /// mailbox room. Stops at the end of the stream, when this incarnation ends, or
+    /// through the returned handle.
+    pub fn attach_stream<S>(&mut self, stream: S) -> TaskHandle
+    where
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+        A: Handler<S::Item>,
+    {
+        let target = self.myself.clone();
+        self.track(tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                if target.tell(item).await.is_err() {
+                    return;
+                }
+            }
+        }))
+    }
+
+    fn track(&mut self, task: tokio::task::JoinHandle<()>) -> TaskHandle {
+        self.tasks.retain(|task| !task.is_finished());
+        let abort = task.abort_handle();
+        self.tasks.push(abort.clone());
+        TaskHandle(abort)
+    }
+
+    pub(crate) fn abort_tasks(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// Cancels a timer or an attached stream started from a [`Context`].
+#[derive(Debug, Clone)]
+pub struct TaskHandle(AbortHandle);
+
+impl TaskHandle {
+    /// Stops the timer or stream; messages it already sent stay queued.
+    pub fn cancel(&self) {
+        self.0.abort();
+    }
+
+    /// Whether it has ended (cancelled, stream exhausted, or one-shot timer fired).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}

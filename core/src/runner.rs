@@ -1,0 +1,348 @@
+//! The run loop of one actor: incarnations, message handling, signals, supervision
+//! decisions and the final stop.
+//!
+//! ```text
+//! spawn ─▶ on_start ─▶ handle messages and signals ─▶ stop children ─▶ on_stop
+//!              ▲                                                          │
+//!              └──────── Restart ◀── supervisor's decision ◀── (supervised, not last)
+//!                                         │ Stop / last / unsupervised
+//!                                         ▼
+//!                    finalize: close mailbox, report undelivered, notify watchers
+//! ```
+
+use std::future::poll_fn;
+use std::ops::ControlFlow;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures::FutureExt;
+use tokio::sync::mpsc;
+
+use crate::actor::{Actor, LinkDied, PanicError, StopReason};
+use crate::cell::ErasedCell;
+use crate::context::Context;
+use crate::envelope::Item;
+use crate::error::UndeliverableReason;
+use crate::observer::ActorStatus;
+use crate::signal::{Decision, Signal};
+use crate::supervision::{Factory, Verdict};
+
+/// Everything the actor's task owns besides the actor value.
+pub(crate) struct Runner<A: Actor> {
+    pub(crate) factory: Factory<A>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Item<A>>,
+    pub(crate) ctx: Context<A>,
+    pub(crate) parent: Option<Arc<dyn ErasedCell>>,
+}
+
+/// How an incarnation ended.
+struct Exit {
+    reason: StopReason,
+    /// Stopped for good on request: no supervisor decision is needed.
+    last: bool,
+}
+
+enum Event<A: Actor> {
+    Item(Item<A>),
+    Signal(Signal),
+}
+
+impl<A: Actor> Runner<A> {
+    pub(crate) async fn run(mut self, first: A) {
+        let mut actor = first;
+        let reason = loop {
+            let exit = self.incarnation(&mut actor).await;
+            if exit.last || self.parent.is_none() {
+                break exit.reason;
+            }
+            self.status(ActorStatus::Restarting);
+            if self.await_decision(&exit.reason).await == Decision::Stop {
+                break exit.reason;
+            }
+            let Some(factory) = self.factory.as_mut() else {
+                break exit.reason;
+            };
+            match std::panic::catch_unwind(AssertUnwindSafe(factory)) {
+                Ok(next) => actor = next,
+                Err(payload) => {
+                    break StopReason::StartFailed(PanicError::from_payload(payload).message);
+                }
+            }
+            self.ctx.restarts += 1;
+            if let Some(probe) = &self.ctx.probe {
+                probe.restarted();
+            }
+            tracing::info!(actor = %self.ctx.id(), restarts = self.ctx.restarts, "actor restarted");
+        };
+        self.finalize(reason);
+    }
+
+    async fn incarnation(&mut self, actor: &mut A) -> Exit {
+        self.ctx.stop = None;
+        self.ctx.supervision = actor.supervision();
+        if let Some(probe) = &self.ctx.probe {
+            probe.supervision(&self.ctx.supervision);
+        }
+        self.status(ActorStatus::Starting);
+        // Hooks are boxed so their (user-sized) futures do not grow every actor's task.
+        let started = AssertUnwindSafe(Box::pin(actor.on_start(&mut self.ctx)))
+            .catch_unwind()
+            .await;
+        let exit = match started {
+            Ok(Ok(())) => match self.ctx.stop.take() {
+                Some(reason) => Exit {
+                    reason,
+                    last: false,
+                },
+                None => {
+                    self.status(ActorStatus::Running);
+                    self.handle_until_stop(actor).await
+                }
+            },
+            Ok(Err(error)) => Exit {
+                reason: StopReason::StartFailed(error.to_string()),
+                last: false,
+            },
+            Err(payload) => Exit {
+                reason: StopReason::StartFailed(PanicError::from_payload(payload).message),
+                last: false,
+            },
+        };
+        self.status(ActorStatus::Stopping);
+        self.ctx.abort_tasks();
+        self.ctx.supervisor.shut_down_children().await;
+        let on_stop = AssertUnwindSafe(Box::pin(actor.on_stop(&mut self.ctx, &exit.reason)));
+        if let Err(payload) = on_stop.catch_unwind().await {
+            let panic = PanicError::from_payload(payload);
+            tracing::warn!(actor = %self.ctx.id(), error = %panic, "on_stop panicked");
+        }
+        if exit.reason.is_abnormal() {
+            tracing::warn!(actor = %self.ctx.id(), reason = %exit.reason, "actor stopped abnormally");
+        }
+        exit
+    }
+
+    /// The hot loop: one message or signal at a time until something stops the actor.
+    async fn handle_until_stop(&mut self, actor: &mut A) -> Exit {
+        loop {
+            match self.next_event().await {
+                Event::Item(Item::Message(envelope)) => {
+                    if let Some(probe) = &self.ctx.probe {
+                        probe.handler_started(envelope.message_type());
+                    }
+                    let outcome = envelope.handle(actor, &mut self.ctx).await;
+                    if let Some(probe) = &self.ctx.probe {
+                        probe.handler_finished();
+                    }
+                    if let Err(panic) = outcome {
+                        if let ControlFlow::Break(reason) = self.on_panic(actor, panic) {
+                            return Exit {
+                                reason,
+                                last: false,
+                            };
+                        }
+                    }
+                }
+                Event::Item(Item::LinkDied(died)) => {
+                    if let ControlFlow::Break(reason) = self.on_link_died(actor, died).await {
+                        return Exit {
+                            reason,
+                            last: false,
+                        };
+                    }
+                }
+                Event::Item(Item::Drained) => {
+                    return Exit {
+                        reason: StopReason::Stopped,
+                        last: true,
+                    };
+                }
+                Event::Signal(signal) => {
+                    if let ControlFlow::Break(exit) = self.on_signal(signal) {
+                        return exit;
+                    }
+                }
+            }
+            if let Some(reason) = self.ctx.stop.take() {
+                return Exit {
+                    reason,
+                    last: false,
+                };
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Event<A> {
+        let signals = &self.ctx.myself.cell.core.signals;
+        let admission = &self.ctx.myself.cell.core.admission;
+        let rx = &mut self.rx;
+        poll_fn(|cx| {
+            if let Some(signal) = signals.take() {
+                return Poll::Ready(Event::Signal(signal));
+            }
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(item)) => {
+                    admission.release();
+                    Poll::Ready(Event::Item(item))
+                }
+                // The cell holds a sender for as long as this task runs, so the channel
+                // cannot end; waiting for a signal is the only way on.
+                Poll::Ready(None) | Poll::Pending => {
+                    if signals.poll_pending(cx) {
+                        if let Some(signal) = signals.take() {
+                            return Poll::Ready(Event::Signal(signal));
+                        }
+                    }
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    fn on_panic(&mut self, actor: &mut A, panic: PanicError) -> ControlFlow<StopReason> {
+        tracing::warn!(actor = %self.ctx.id(), error = %panic, "handler panicked");
+        if let Some(probe) = &self.ctx.probe {
+            probe.panicked(&panic.message);
+        }
+        let message = panic.message.clone();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| actor.on_panic(&mut self.ctx, panic))) {
+            Ok(flow) => flow,
+            Err(_) => ControlFlow::Break(StopReason::Panicked(message)),
+        }
+    }
+
+    async fn on_link_died(&mut self, actor: &mut A, died: LinkDied) -> ControlFlow<StopReason> {
+        let hook = AssertUnwindSafe(Box::pin(actor.on_link_died(&mut self.ctx, died)));
+        match hook.catch_unwind().await {
+            Ok(flow) => flow,
+            Err(payload) => ControlFlow::Break(StopReason::Panicked(
+                PanicError::from_payload(payload).message,
+            )),
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal) -> ControlFlow<Exit> {
+        match signal {
+            Signal::Stop(reason) => return ControlFlow::Break(Exit { reason, last: true }),
+            Signal::Restart => {
+                return ControlFlow::Break(Exit {
+                    reason: StopReason::Restarting,
+                    last: false,
+                });
+            }
+            Signal::Watch { watcher, kind } => self.ctx.watchers.push((watcher, kind)),
+            Signal::ChildExited {
+                child,
+                reason,
+                last,
+            } => {
+                let policy = self.ctx.supervision;
+                if let Verdict::Escalate(reason) = self
+                    .ctx
+                    .supervisor
+                    .child_exited(&policy, &child, reason, last)
+                {
+                    return ControlFlow::Break(Exit {
+                        reason,
+                        last: false,
+                    });
+                }
+            }
+            // A decision meant for an earlier incarnation; nothing waits for it now.
+            Signal::Decision(_) => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Reports the end of an incarnation to the supervisor and waits for its decision,
+    /// mailbox intact.
+    async fn await_decision(&mut self, reason: &StopReason) -> Decision {
+        let Some(parent) = &self.parent else {
+            return Decision::Stop;
+        };
+        let report = Signal::ChildExited {
+            child: self.ctx.id().clone(),
+            reason: reason.clone(),
+            last: false,
+        };
+        if parent.core().signal(report).is_err() {
+            return Decision::Stop;
+        }
+        let signals = &self.ctx.myself.cell.core.signals;
+        loop {
+            let signal = poll_fn(|cx| match signals.take() {
+                Some(signal) => Poll::Ready(signal),
+                None if signals.poll_pending(cx) => match signals.take() {
+                    Some(signal) => Poll::Ready(signal),
+                    None => Poll::Pending,
+                },
+                None => Poll::Pending,
+            })
+            .await;
+            match signal {
+                Signal::Decision(decision) => return decision,
+                Signal::Stop(_) => return Decision::Stop,
+                Signal::Watch { watcher, kind } => self.ctx.watchers.push((watcher, kind)),
+                // Already between incarnations, and its children are already stopped.
+                Signal::Restart | Signal::ChildExited { .. } => {}
+            }
+        }
+    }
+
+    /// The final stop: after this, nothing reaches the actor and everyone who asked to know
+    /// has been told, exactly once.
+    fn finalize(mut self, reason: StopReason) {
+        let core = &self.ctx.myself.cell.core;
+        // The reason goes first: a watch refused by the closed queue below reads it.
+        core.exit.set_reason(reason.clone());
+        for signal in core.signals.close() {
+            if let Signal::Watch { watcher, kind } = signal {
+                self.ctx.watchers.push((watcher, kind));
+            }
+        }
+        core.admission.close();
+        self.rx.close();
+        let mut undelivered = 0usize;
+        while let Ok(item) = self.rx.try_recv() {
+            core.admission.release();
+            if let Item::Message(envelope) = item {
+                undelivered += 1;
+                let why = UndeliverableReason::StoppedBeforeHandling(reason.clone());
+                crate::proc::report_undeliverable(core, envelope, why);
+            }
+        }
+        if undelivered > 0 {
+            tracing::debug!(actor = %core.id, undelivered, "queued messages not handled before stop");
+        }
+        for (watcher, kind) in self.ctx.watchers.drain(..) {
+            let died = LinkDied {
+                id: core.id.clone(),
+                reason: reason.clone(),
+                kind,
+            };
+            watcher.deliver_link_died(died);
+        }
+        if let Some(parent) = &self.parent {
+            let report = Signal::ChildExited {
+                child: core.id.clone(),
+                reason: reason.clone(),
+                last: true,
+            };
+            let _ = parent.core().signal(report);
+        }
+        self.ctx.proc.unregister(&core.id, &self.ctx.myself.cell);
+        if let Some(probe) = &self.ctx.probe {
+            probe.stopped(&reason);
+            probe.status(ActorStatus::Stopped);
+        }
+        core.exit.finish();
+    }
+
+    fn status(&self, status: ActorStatus) {
+        if let Some(probe) = &self.ctx.probe {
+            probe.status(status);
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The out-of-band signal queue of an actor: stop requests, link registrations, child exits
+//! and supervisor decisions.
+//!
+//! Signals bypass the mailbox so that a stop or a supervisor decision is not stuck behind
+//! thousands of queued messages. The run loop checks for a signal with one atomic load
+//! per message. When the actor has stopped, the queue is closed and a late signal comes
+//! back to its sender, which is how a late watch registration learns the stop reason
+//! instead of waiting forever.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Context as TaskContext;
+
+use futures::task::AtomicWaker;
+
+use crate::actor::{LinkKind, StopReason};
+use crate::cell::ErasedCell;
+use crate::id::ActorId;
+
+/// A signal to an actor, handled between messages.
+pub(crate) enum Signal {
+    /// Stop for good with this reason (a stop request or a shutdown from the supervisor).
+    Stop(StopReason),
+    /// The supervisor ends this incarnation to restart it together with a sibling.
+    Restart,
+    /// Someone wants to learn of this actor's final stop.
+    Watch {
+        watcher: Arc<dyn ErasedCell>,
+        kind: LinkKind,
+    },
+    /// A supervised child ended an incarnation; `last` means it stopped for good and
+    /// waits for no decision.
+    ChildExited {
+        child: ActorId,
+        reason: StopReason,
+        last: bool,
+    },
+    /// The supervisor's answer to a child that ended an incarnation.
+    Decision(Decision),
+}
+
+/// What a supervisor tells a child that ended an incarnation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Restart,
+    Stop,
+}
+
+pub(crate) struct SignalQueue {
+    /// `None` once the actor has stopped for good.
+    queue: Mutex<Option<VecDeque<Signal>>>,
+    pending: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl SignalQueue {
+    pub(crate) fn new() -> Self {
+        SignalQueue {
+            queue: Mutex::new(Some(VecDeque::new())),
+            pending: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<VecDeque<Signal>>> {
+        // A panic while holding this lock cannot leave the queue half-updated (push and
+        // pop are single calls), so a poisoned lock is still safe to use.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a signal, or gives it back when the actor has stopped for good.
+    pub(crate) fn push(&self, signal: Signal) -> Result<(), Signal> {
+        {
+            let mut queue = self.lock();
+            let Some(queue) = queue.as_mut() else {
+                return Err(signal);
+            };
+            queue.push_back(signal);
+            self.pending.store(true, Ordering::Release);
+        }
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Takes the oldest signal; one atomic load when there is none.
+    pub(crate) fn take(&self) -> Option<Signal> {
+        if !self.pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut queue = self.lock();
+        let queue = queue.as_mut()?;
+        let signal = queue.pop_front();
+        if queue.is_empty() {
+            self.pending.store(false, Ordering::Release);
+        }
+        signal
+    }
+
+    /// Registers the waker and reports whether a signal is pending; checking after the
+    /// registration means a push between the two is never missed.
+    pub(crate) fn poll_pending(&self, cx: &mut TaskContext<'_>) -> bool {
+        if self.pending.load(Ordering::Acquire) {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Closes the queue for good and returns what was still queued.
+    pub(crate) fn close(&self) -> VecDeque<Signal> {
+        let drained = self.lock().take().unwrap_or_default();
+        self.pending.store(false, Ordering::Release);
+        drained
+    }
+}

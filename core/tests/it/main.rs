@@ -1,0 +1,16 @@
+//! Integration tests of plexus-core, grouped by the promise they check.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod ask;
+mod fifo;
+mod links;
+mod mailbox;
+mod observer;
+mod proc;
+mod stop;
+mod supervision;
+mod timers;
+mod undeliverable;
