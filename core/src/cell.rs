@@ -57,7 +57,7 @@ impl<A: crate::actor::Actor> ErasedCell for Cell<A> {
         if self.core.admission.force_reserve().is_err() {
             return false;
         }
-        if self.tx.send(Item::LinkDied(died)).is_err() {
+        if self.tx.send(Item::LinkDied(Box::new(died))).is_err() {
             self.core.admission.release();
             return false;
         }

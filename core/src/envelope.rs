@@ -36,8 +36,9 @@ pub(crate) trait Envelope<A: crate::actor::Actor>: Send {
 pub(crate) enum Item<A: crate::actor::Actor> {
     /// A message to handle.
     Message(Box<dyn Envelope<A>>),
-    /// A linked or watched actor stopped; ordered after every message it sent.
-    LinkDied(crate::actor::LinkDied),
+    /// A linked or watched actor stopped; ordered after every message it sent. Boxed to
+    /// keep every mailbox slot two words wide.
+    LinkDied(Box<crate::actor::LinkDied>),
     /// Graceful stop: everything queued before it is handled first.
     Drained,
 }

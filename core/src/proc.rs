@@ -203,7 +203,8 @@ impl Proc {
                 restart: parent.as_ref().map(|(_, restart)| *restart),
             })
         });
-        let runner = Runner {
+        // Boxed: the task's future then holds a pointer instead of copies of the runner.
+        let runner = Box::new(Runner {
             factory,
             rx,
             ctx: Context {
@@ -218,7 +219,7 @@ impl Proc {
                 probe: probe.clone(),
             },
             parent: parent.map(|(cell, _)| cell),
-        };
+        });
         match probe {
             None => drop(runtime.spawn(runner.run(actor))),
             Some(probe) => drop(runtime.spawn(CURRENT_PROBE.scope(probe, runner.run(actor)))),

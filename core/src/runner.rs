@@ -49,7 +49,7 @@ enum Event<A: Actor> {
 }
 
 impl<A: Actor> Runner<A> {
-    pub(crate) async fn run(mut self, first: A) {
+    pub(crate) async fn run(mut self: Box<Self>, first: A) {
         let mut actor = first;
         let reason = loop {
             let exit = self.incarnation(&mut actor).await;
@@ -57,7 +57,7 @@ impl<A: Actor> Runner<A> {
                 break exit.reason;
             }
             self.status(ActorStatus::Restarting);
-            if self.await_decision(&exit.reason).await == Decision::Stop {
+            if Box::pin(self.await_decision(&exit.reason)).await == Decision::Stop {
                 break exit.reason;
             }
             let Some(factory) = self.factory.as_mut() else {
@@ -78,41 +78,54 @@ impl<A: Actor> Runner<A> {
         self.finalize(reason);
     }
 
+    /// One incarnation: start, handle messages until something stops it, stop. The start
+    /// and stop phases are boxed: they run once, and keeping them out of line keeps every
+    /// actor's task small.
     async fn incarnation(&mut self, actor: &mut A) -> Exit {
+        let exit = match Box::pin(self.start(actor)).await {
+            Ok(()) => self.handle_until_stop(actor).await,
+            Err(exit) => exit,
+        };
+        Box::pin(self.end(actor, exit)).await
+    }
+
+    async fn start(&mut self, actor: &mut A) -> Result<(), Exit> {
         self.ctx.stop = None;
         self.ctx.supervision = actor.supervision();
         if let Some(probe) = &self.ctx.probe {
             probe.supervision(&self.ctx.supervision);
         }
         self.status(ActorStatus::Starting);
-        // Hooks are boxed so their (user-sized) futures do not grow every actor's task.
-        let started = AssertUnwindSafe(Box::pin(actor.on_start(&mut self.ctx)))
+        let started = AssertUnwindSafe(actor.on_start(&mut self.ctx))
             .catch_unwind()
             .await;
-        let exit = match started {
+        match started {
             Ok(Ok(())) => match self.ctx.stop.take() {
-                Some(reason) => Exit {
+                Some(reason) => Err(Exit {
                     reason,
                     last: false,
-                },
+                }),
                 None => {
                     self.status(ActorStatus::Running);
-                    self.handle_until_stop(actor).await
+                    Ok(())
                 }
             },
-            Ok(Err(error)) => Exit {
+            Ok(Err(error)) => Err(Exit {
                 reason: StopReason::StartFailed(error.to_string()),
                 last: false,
-            },
-            Err(payload) => Exit {
+            }),
+            Err(payload) => Err(Exit {
                 reason: StopReason::StartFailed(PanicError::from_payload(payload).message),
                 last: false,
-            },
-        };
+            }),
+        }
+    }
+
+    async fn end(&mut self, actor: &mut A, exit: Exit) -> Exit {
         self.status(ActorStatus::Stopping);
         self.ctx.abort_tasks();
         self.ctx.supervisor.shut_down_children().await;
-        let on_stop = AssertUnwindSafe(Box::pin(actor.on_stop(&mut self.ctx, &exit.reason)));
+        let on_stop = AssertUnwindSafe(actor.on_stop(&mut self.ctx, &exit.reason));
         if let Err(payload) = on_stop.catch_unwind().await {
             let panic = PanicError::from_payload(payload);
             tracing::warn!(actor = %self.ctx.id(), error = %panic, "on_stop panicked");
@@ -145,7 +158,9 @@ impl<A: Actor> Runner<A> {
                     }
                 }
                 Event::Item(Item::LinkDied(died)) => {
-                    if let ControlFlow::Break(reason) = self.on_link_died(actor, died).await {
+                    if let ControlFlow::Break(reason) =
+                        Box::pin(self.on_link_died(actor, *died)).await
+                    {
                         return Exit {
                             reason,
                             last: false,
@@ -293,7 +308,7 @@ impl<A: Actor> Runner<A> {
 
     /// The final stop: after this, nothing reaches the actor and everyone who asked to know
     /// has been told, exactly once.
-    fn finalize(mut self, reason: StopReason) {
+    fn finalize(mut self: Box<Self>, reason: StopReason) {
         let core = &self.ctx.myself.cell.core;
         // The reason goes first: a watch refused by the closed queue below reads it.
         core.exit.set_reason(reason.clone());

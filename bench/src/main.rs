@@ -1,0 +1,45 @@
+//! The plexus benchmark binary: every workload measured against its baseline in the same
+//! run. Usage: `plexus-bench [--json] [workload-name-substring...]`.
+
+#![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)]
+
+mod alloc;
+mod local;
+mod report;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+fn main() {
+    let mut json = false;
+    let mut patterns = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--json" => json = true,
+            "-h" | "--help" => {
+                println!("usage: plexus-bench [--json] [workload-name-substring...]");
+                println!("workloads: local_tell local_ask local_fan_in spawn");
+                return;
+            }
+            _ => patterns.push(arg),
+        }
+    }
+    let filter = |workload: &str| {
+        patterns.is_empty() || patterns.iter().any(|p| workload.contains(p.as_str()))
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+
+    let mut reports = Vec::new();
+    reports.extend(local::run(&runtime, &filter));
+    for report in &reports {
+        if json {
+            println!("{}", report.json());
+        } else {
+            println!("{}", report.text());
+        }
+    }
+}
