@@ -340,14 +340,14 @@ fn spawn(runtime: &Runtime) -> Report {
     ))
 }
 
-/// Heap bytes of one empty mailbox channel of the size plexus uses (two-word slots).
+/// Heap bytes of one empty mailbox channel with plexus's slot size: five words (an inline
+/// small-message envelope plus its tag; plexus-core pins this size in a unit test).
 fn mailbox_buffer_bytes() -> f64 {
     const CHANNELS: usize = 1000;
     let mut channels = Vec::with_capacity(CHANNELS);
     alloc::set_counting(true);
     let before = alloc::live_bytes();
-    channels
-        .extend((0..CHANNELS).map(|_| mpsc::unbounded_channel::<Box<dyn std::any::Any + Send>>()));
+    channels.extend((0..CHANNELS).map(|_| mpsc::unbounded_channel::<[usize; 5]>()));
     let bytes = (alloc::live_bytes() - before) as f64 / CHANNELS as f64;
     alloc::set_counting(false);
     drop(channels);

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::actor::{Actor, Handler, StopReason};
 use crate::cell::Cell;
-use crate::envelope::{Ask, Envelope, Item, Tell};
+use crate::envelope::{Ask, EnvelopeBox, Item, Tell, erase};
 use crate::error::{AskError, TellError, TryTellError, UndeliverableReason};
 use crate::id::ActorId;
 use crate::mailbox::{MailboxGauge, Refused};
@@ -65,8 +65,11 @@ impl<A: Actor> ActorRef<A> {
         M: Send + 'static,
     {
         match self.cell.core.admission.reserve().await {
-            Ok(()) => self.enqueue(Box::new(Tell(msg))),
-            Err(_) => Err(self.refuse(Box::new(Tell(msg)), UndeliverableReason::RecipientStopped)),
+            Ok(()) => self.enqueue(erase(Tell(Some(msg)))),
+            Err(_) => Err(self.refuse(
+                erase(Tell(Some(msg))),
+                UndeliverableReason::RecipientStopped,
+            )),
         }
     }
 
@@ -95,7 +98,7 @@ impl<A: Actor> ActorRef<A> {
     {
         match self.cell.core.admission.try_reserve() {
             Ok(()) => self
-                .enqueue(Box::new(Tell(msg)))
+                .enqueue(erase(Tell(Some(msg))))
                 .map_err(|_| TryTellError::Closed {
                     recipient: self.id().clone(),
                 }),
@@ -104,7 +107,10 @@ impl<A: Actor> ActorRef<A> {
                 message: msg,
             }),
             Err(Refused::Closed) => {
-                self.refuse(Box::new(Tell(msg)), UndeliverableReason::RecipientStopped);
+                self.refuse(
+                    erase(Tell(Some(msg))),
+                    UndeliverableReason::RecipientStopped,
+                );
                 Err(TryTellError::Closed {
                     recipient: self.id().clone(),
                 })
@@ -120,8 +126,11 @@ impl<A: Actor> ActorRef<A> {
         M: Send + 'static,
     {
         match self.cell.core.admission.force_reserve() {
-            Ok(()) => self.enqueue(Box::new(Tell(msg))),
-            Err(_) => Err(self.refuse(Box::new(Tell(msg)), UndeliverableReason::RecipientStopped)),
+            Ok(()) => self.enqueue(erase(Tell(Some(msg)))),
+            Err(_) => Err(self.refuse(
+                erase(Tell(Some(msg))),
+                UndeliverableReason::RecipientStopped,
+            )),
         }
     }
 
@@ -140,7 +149,7 @@ impl<A: Actor> ActorRef<A> {
     {
         let _edge = WaitEdge::begin(self.id());
         let (reply, answer) = oneshot::channel();
-        let request = Box::new(Ask { msg, reply });
+        let request = erase(Ask(Some((msg, reply))));
         match self.cell.core.admission.reserve().await {
             // A failed enqueue answers the request with `Closed` through its reply channel.
             Ok(()) => {
@@ -227,7 +236,7 @@ impl<A: Actor> ActorRef<A> {
         MailboxGauge(self.cell.core.admission.clone())
     }
 
-    fn enqueue(&self, envelope: Box<dyn Envelope<A>>) -> Result<(), TellError> {
+    fn enqueue(&self, envelope: EnvelopeBox<A>) -> Result<(), TellError> {
         match self.cell.tx.send(Item::Message(envelope)) {
             Ok(()) => Ok(()),
             Err(tokio::sync::mpsc::error::SendError(item)) => {
@@ -244,7 +253,7 @@ impl<A: Actor> ActorRef<A> {
         }
     }
 
-    fn refuse(&self, envelope: Box<dyn Envelope<A>>, reason: UndeliverableReason) -> TellError {
+    fn refuse(&self, envelope: EnvelopeBox<A>, reason: UndeliverableReason) -> TellError {
         crate::proc::report_undeliverable(&self.cell.core, envelope, reason);
         TellError::Closed {
             recipient: self.id().clone(),

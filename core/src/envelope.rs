@@ -4,6 +4,8 @@ use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use smallbox::SmallBox;
+use smallbox::space::S2;
 use tokio::sync::oneshot;
 
 use crate::actor::{Handler, PanicError};
@@ -12,13 +14,18 @@ use crate::error::{AskError, Undeliverable, UndeliverableReason};
 use crate::id::ActorId;
 
 /// One message for an actor of type `A`, whatever its message type.
+///
+/// Envelopes live in a [`SmallBox`]: a small message (up to two words, e.g. a `u64` tell)
+/// sits inline in its mailbox slot, so sending it allocates nothing. Because a small box
+/// cannot be consumed by value, the methods take the message out of `&mut self`; each
+/// envelope is used once.
 pub(crate) trait Envelope<A: crate::actor::Actor>: Send {
     /// The Rust type name of the message, for monitors and undeliverable reports.
     fn message_type(&self) -> &'static str;
 
-    /// Runs the handler; a panic in it is caught and returned.
+    /// Takes the message out and runs the handler; a panic in it is caught and returned.
     fn handle<'a>(
-        self: Box<Self>,
+        &mut self,
         actor: &'a mut A,
         ctx: &'a mut Context<A>,
     ) -> BoxFuture<'a, Result<(), PanicError>>;
@@ -26,16 +33,28 @@ pub(crate) trait Envelope<A: crate::actor::Actor>: Send {
     /// The message will never be handled: an ask is answered with an error, a tell is
     /// returned for the undeliverable handler.
     fn undeliverable(
-        self: Box<Self>,
+        &mut self,
         recipient: &ActorId,
         reason: UndeliverableReason,
     ) -> Option<Undeliverable>;
 }
 
+/// A type-erased envelope, inline when small.
+pub(crate) type EnvelopeBox<A> = SmallBox<dyn Envelope<A>, S2>;
+
+/// Erases an envelope's type.
+pub(crate) fn erase<A, E>(envelope: E) -> EnvelopeBox<A>
+where
+    A: crate::actor::Actor,
+    E: Envelope<A> + 'static,
+{
+    smallbox::smallbox!(envelope)
+}
+
 /// What travels through an actor's mailbox.
 pub(crate) enum Item<A: crate::actor::Actor> {
     /// A message to handle.
-    Message(Box<dyn Envelope<A>>),
+    Message(EnvelopeBox<A>),
     /// A linked or watched actor stopped; ordered after every message it sent. Boxed to
     /// keep every mailbox slot two words wide.
     LinkDied(Box<crate::actor::LinkDied>),
@@ -43,7 +62,7 @@ pub(crate) enum Item<A: crate::actor::Actor> {
     Drained,
 }
 
-pub(crate) struct Tell<M>(pub(crate) M);
+pub(crate) struct Tell<M>(pub(crate) Option<M>);
 
 impl<A, M> Envelope<A> for Tell<M>
 where
@@ -55,12 +74,13 @@ where
     }
 
     fn handle<'a>(
-        self: Box<Self>,
+        &mut self,
         actor: &'a mut A,
         ctx: &'a mut Context<A>,
     ) -> BoxFuture<'a, Result<(), PanicError>> {
-        let Tell(msg) = *self;
+        let msg = self.0.take();
         Box::pin(async move {
+            let Some(msg) = msg else { return Ok(()) };
             AssertUnwindSafe(actor.handle(msg, ctx))
                 .catch_unwind()
                 .await
@@ -70,23 +90,21 @@ where
     }
 
     fn undeliverable(
-        self: Box<Self>,
+        &mut self,
         recipient: &ActorId,
         reason: UndeliverableReason,
     ) -> Option<Undeliverable> {
+        let msg = self.0.take()?;
         Some(Undeliverable {
             recipient: recipient.clone(),
             message_type: std::any::type_name::<M>(),
             reason,
-            message: Box::new(self.0),
+            message: Box::new(msg),
         })
     }
 }
 
-pub(crate) struct Ask<M, R> {
-    pub(crate) msg: M,
-    pub(crate) reply: oneshot::Sender<Result<R, AskError>>,
-}
+pub(crate) struct Ask<M, R>(pub(crate) Option<(M, oneshot::Sender<Result<R, AskError>>)>);
 
 impl<A, M> Envelope<A> for Ask<M, A::Reply>
 where
@@ -98,12 +116,15 @@ where
     }
 
     fn handle<'a>(
-        self: Box<Self>,
+        &mut self,
         actor: &'a mut A,
         ctx: &'a mut Context<A>,
     ) -> BoxFuture<'a, Result<(), PanicError>> {
-        let Ask { msg, reply } = *self;
+        let request = self.0.take();
         Box::pin(async move {
+            let Some((msg, reply)) = request else {
+                return Ok(());
+            };
             match AssertUnwindSafe(actor.handle(msg, ctx))
                 .catch_unwind()
                 .await
@@ -126,13 +147,33 @@ where
     }
 
     fn undeliverable(
-        self: Box<Self>,
+        &mut self,
         recipient: &ActorId,
         _reason: UndeliverableReason,
     ) -> Option<Undeliverable> {
-        let _ = self.reply.send(Err(AskError::Closed {
-            recipient: recipient.clone(),
-        }));
+        if let Some((_, reply)) = self.0.take() {
+            let _ = reply.send(Err(AskError::Closed {
+                recipient: recipient.clone(),
+            }));
+        }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Probe;
+    impl crate::actor::Actor for Probe {}
+
+    /// A mailbox slot is five words: an inline two-word message, the envelope's vtable and
+    /// data pointers, and the item tag. The benchmark sizes the mailbox buffer from this.
+    #[test]
+    fn mailbox_slot_is_five_words() {
+        assert_eq!(
+            std::mem::size_of::<Item<Probe>>(),
+            5 * std::mem::size_of::<usize>()
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::actor::Actor;
 use crate::actor_ref::ActorRef;
 use crate::cell::{Cell, CellCore, ErasedCell, ExitState};
 use crate::context::Context;
-use crate::envelope::Envelope;
+use crate::envelope::EnvelopeBox;
 use crate::error::{SpawnError, Undeliverable, UndeliverableReason};
 use crate::id::{ActorId, ProcId};
 use crate::mailbox::{Admission, Mailbox, MailboxGauge};
@@ -256,7 +256,7 @@ impl ProcInner {
 /// error, a tell goes to the undeliverable handler.
 pub(crate) fn report_undeliverable<A: Actor>(
     core: &CellCore,
-    envelope: Box<dyn Envelope<A>>,
+    mut envelope: EnvelopeBox<A>,
     reason: UndeliverableReason,
 ) {
     let Some(undeliverable) = envelope.undeliverable(&core.id, reason) else {

@@ -140,7 +140,7 @@ impl<A: Actor> Runner<A> {
     async fn handle_until_stop(&mut self, actor: &mut A) -> Exit {
         loop {
             match self.next_event().await {
-                Event::Item(Item::Message(envelope)) => {
+                Event::Item(Item::Message(mut envelope)) => {
                     if let Some(probe) = &self.ctx.probe {
                         probe.handler_started(envelope.message_type());
                     }
