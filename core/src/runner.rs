@@ -308,7 +308,7 @@ impl<A: Actor> Runner<A> {
 
     /// The final stop: after this, nothing reaches the actor and everyone who asked to know
     /// has been told, exactly once.
-    fn finalize(mut self: Box<Self>, reason: StopReason) {
+    fn finalize(&mut self, reason: StopReason) {
         let core = &self.ctx.myself.cell.core;
         // The reason goes first: a watch refused by the closed queue below reads it.
         core.exit.set_reason(reason.clone());
@@ -331,7 +331,7 @@ impl<A: Actor> Runner<A> {
         if undelivered > 0 {
             tracing::debug!(actor = %core.id, undelivered, "queued messages not handled before stop");
         }
-        for (watcher, kind) in self.ctx.watchers.drain(..) {
+        for (watcher, kind) in std::mem::take(&mut self.ctx.watchers) {
             let died = LinkDied {
                 id: core.id.clone(),
                 reason: reason.clone(),
@@ -358,6 +358,17 @@ impl<A: Actor> Runner<A> {
     fn status(&self, status: ActorStatus) {
         if let Some(probe) = &self.ctx.probe {
             probe.status(status);
+        }
+    }
+}
+
+impl<A: Actor> Drop for Runner<A> {
+    /// The task was dropped before the actor stopped for good (its runtime shut down):
+    /// still close the mailbox, answer pending asks, report queued tells and notify
+    /// watchers, so nobody waits forever on an actor that no longer runs.
+    fn drop(&mut self) {
+        if !self.ctx.myself.cell.core.exit.is_finished() {
+            self.finalize(StopReason::Shutdown);
         }
     }
 }

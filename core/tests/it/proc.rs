@@ -51,3 +51,23 @@ fn spawn_outside_runtime_is_an_error() {
     let proc = Proc::new(ProcId::unique("no-runtime"));
     assert_eq!(proc.spawn("x", Crashy).unwrap_err(), SpawnError::NoRuntime);
 }
+
+/// An actor whose runtime shuts down is still seen as stopped: `wait_for_stop` returns
+/// `Shutdown` instead of hanging, and the proc forgets its name.
+#[test]
+fn runtime_shutdown_stops_actors_visibly() {
+    let proc = Proc::new(ProcId::unique("dropped-runtime"));
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let actor = first.block_on(async { proc.spawn("orphan", Crashy).unwrap() });
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reason = second.block_on(async { within("the stop", actor.wait_for_stop()).await });
+    assert_eq!(reason, StopReason::Shutdown);
+    assert!(proc.lookup::<Crashy>("orphan").is_none());
+}
