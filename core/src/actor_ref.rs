@@ -15,6 +15,7 @@ use crate::id::ActorId;
 use crate::mailbox::{MailboxGauge, Refused};
 use crate::observer::WaitEdge;
 use crate::signal::Signal;
+use crate::signal::StopRequest;
 
 /// A typed handle to an actor: cheap to clone, usable from any task.
 ///
@@ -192,7 +193,7 @@ impl<A: Actor> ActorRef<A> {
     /// Stops the actor after the handler running now; queued messages are not handled
     /// (tells go to the undeliverable handler, asks fail with `Closed`).
     pub fn stop(&self) {
-        let _ = self.cell.core.signal(Signal::Stop(StopReason::Stopped));
+        let _ = self.cell.core.signal(Signal::Stop(StopRequest::Stopped));
     }
 
     /// Stops the actor once it has handled everything already queued. New messages are
@@ -233,7 +234,7 @@ impl<A: Actor> ActorRef<A> {
 
     /// A live view of the actor's mailbox depth and capacity.
     pub fn mailbox(&self) -> MailboxGauge {
-        MailboxGauge(self.cell.core.admission.clone())
+        MailboxGauge(self.cell.clone())
     }
 
     fn enqueue(&self, envelope: EnvelopeBox<A>) -> Result<(), TellError> {

@@ -17,7 +17,7 @@ use crate::signal::{Signal, SignalQueue};
 /// The parts of a cell that do not depend on the actor's type.
 pub(crate) struct CellCore {
     pub(crate) id: ActorId,
-    pub(crate) admission: Arc<Admission>,
+    pub(crate) admission: Admission,
     pub(crate) signals: SignalQueue,
     pub(crate) exit: ExitState,
     pub(crate) proc: Weak<ProcInner>,
@@ -68,7 +68,8 @@ impl<A: crate::actor::Actor> ErasedCell for Cell<A> {
 /// How an actor's stop becomes visible: the reason first (for late watch registrations),
 /// then `finished` once the mailbox is drained and every watcher notified.
 pub(crate) struct ExitState {
-    reason: OnceLock<StopReason>,
+    /// Boxed: a stop reason is several words and only one actor in many is stopping.
+    reason: OnceLock<Box<StopReason>>,
     finished: AtomicBool,
     notify: Notify,
 }
@@ -83,11 +84,11 @@ impl ExitState {
     }
 
     pub(crate) fn set_reason(&self, reason: StopReason) {
-        let _ = self.reason.set(reason);
+        let _ = self.reason.set(Box::new(reason));
     }
 
     pub(crate) fn reason(&self) -> Option<&StopReason> {
-        self.reason.get()
+        self.reason.get().map(|reason| &**reason)
     }
 
     pub(crate) fn finish(&self) {
@@ -106,7 +107,7 @@ impl ExitState {
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
             if self.is_finished() {
-                return self.reason.get().cloned().unwrap_or(StopReason::Stopped);
+                return self.reason().cloned().unwrap_or(StopReason::Stopped);
             }
             notified.await;
         }

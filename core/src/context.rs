@@ -21,16 +21,29 @@ use crate::supervision::{ChildSpec, Supervision, Supervisor};
 pub struct Context<A: Actor> {
     pub(crate) myself: ActorRef<A>,
     pub(crate) proc: Proc,
-    pub(crate) stop: Option<StopReason>,
+    /// Set by `stop`/`fail`; boxed because it is rare and a reason is several words.
+    pub(crate) stop: Option<Box<StopReason>>,
     pub(crate) supervision: Supervision,
+    pub(crate) restarts: u32,
+    pub(crate) probe: Option<Arc<dyn ActorProbe>>,
+    /// Children, watchers and tasks; boxed and made on first use, since most actors have
+    /// none and every idle actor would otherwise carry the empty collections.
+    pub(crate) relations: Option<Box<Relations>>,
+}
+
+/// What an actor is tied to besides its mailbox.
+#[derive(Default)]
+pub(crate) struct Relations {
     pub(crate) supervisor: Supervisor,
     pub(crate) watchers: Vec<(Arc<dyn ErasedCell>, LinkKind)>,
-    pub(crate) restarts: u32,
     pub(crate) tasks: Vec<AbortHandle>,
-    pub(crate) probe: Option<Arc<dyn ActorProbe>>,
 }
 
 impl<A: Actor> Context<A> {
+    pub(crate) fn relations(&mut self) -> &mut Relations {
+        self.relations.get_or_insert_with(Box::default)
+    }
+
     /// This actor's id.
     pub fn id(&self) -> &ActorId {
         self.myself.id()
@@ -53,13 +66,13 @@ impl<A: Actor> Context<A> {
 
     /// Stops this actor with [`StopReason::Normal`] once the current handler returns.
     pub fn stop(&mut self) {
-        self.stop = Some(StopReason::Normal);
+        self.stop = Some(Box::new(StopReason::Normal));
     }
 
     /// Stops this actor with [`StopReason::Failed`] once the current handler returns; a
     /// supervisor treats it as a failure.
     pub fn fail(&mut self, why: impl Into<String>) {
-        self.stop = Some(StopReason::Failed(why.into()));
+        self.stop = Some(Box::new(StopReason::Failed(why.into())));
     }
 
     /// Spawns a child supervised by this actor, under this actor's [`Supervision`].
@@ -80,14 +93,17 @@ impl<A: Actor> Context<A> {
         if let Some(probe) = &self.probe {
             probe.child_spawned(child.id());
         }
-        self.supervisor
+        self.relations()
+            .supervisor
             .add(child.id().clone(), child.cell.clone(), restart);
         Ok(child)
     }
 
     /// The ids of this actor's live supervised children, in start order.
     pub fn children(&self) -> Vec<ActorId> {
-        self.supervisor.child_ids()
+        self.relations
+            .as_ref()
+            .map_or_else(Vec::new, |relations| relations.supervisor.child_ids())
     }
 
     /// Links this actor with `other`: each learns of the other's final stop through
@@ -95,7 +111,9 @@ impl<A: Actor> Context<A> {
     /// If `other` has already stopped, the notification arrives at once.
     pub fn link<B: Actor>(&mut self, other: &ActorRef<B>) {
         self.register_with(other, LinkKind::Link);
-        self.watchers.push((other.cell.clone(), LinkKind::Link));
+        self.relations()
+            .watchers
+            .push((other.cell.clone(), LinkKind::Link));
     }
 
     /// Watches `other`: this actor learns of its final stop, exactly once, through
@@ -192,15 +210,18 @@ impl<A: Actor> Context<A> {
     }
 
     fn track(&mut self, task: tokio::task::JoinHandle<()>) -> TaskHandle {
-        self.tasks.retain(|task| !task.is_finished());
+        let tasks = &mut self.relations().tasks;
+        tasks.retain(|task| !task.is_finished());
         let abort = task.abort_handle();
-        self.tasks.push(abort.clone());
+        tasks.push(abort.clone());
         TaskHandle(abort)
     }
 
     pub(crate) fn abort_tasks(&mut self) {
-        for task in self.tasks.drain(..) {
-            task.abort();
+        if let Some(relations) = self.relations.as_mut() {
+            for task in relations.tasks.drain(..) {
+                task.abort();
+            }
         }
     }
 }

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::cell::ErasedCell;
+
 /// The default capacity of a bounded mailbox, in messages.
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
 
@@ -184,24 +186,38 @@ impl Drop for WaiterGuard<'_> {
 /// A read-only view of one actor's mailbox, for monitors and metrics.
 ///
 /// The depth counts messages accepted but not yet taken out by the actor, so it is exact
-/// even while the actor is busy in a long handler.
-#[derive(Clone, Debug)]
-pub struct MailboxGauge(pub(crate) Arc<Admission>);
+/// even while the actor sits in a slow handler.
+#[derive(Clone)]
+pub struct MailboxGauge(pub(crate) Arc<dyn ErasedCell>);
 
 impl MailboxGauge {
+    fn admission(&self) -> &Admission {
+        &self.0.core().admission
+    }
+
     /// Messages waiting in the mailbox now.
     pub fn depth(&self) -> usize {
-        self.0.depth()
+        self.admission().depth()
     }
 
     /// The capacity, or `None` when the mailbox is unbounded.
     pub fn capacity(&self) -> Option<usize> {
-        self.0.capacity()
+        self.admission().capacity()
     }
 
     /// Whether the mailbox refuses new messages (the actor has stopped or is draining).
     pub fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.admission().is_closed()
+    }
+}
+
+impl std::fmt::Debug for MailboxGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxGauge")
+            .field("actor", &self.0.core().id)
+            .field("depth", &self.depth())
+            .field("capacity", &self.capacity())
+            .finish()
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
+use crate::Supervision;
 use crate::actor::Actor;
 use crate::actor_ref::ActorRef;
 use crate::cell::{Cell, CellCore, ErasedCell, ExitState};
@@ -18,9 +19,9 @@ use crate::id::{ActorId, ProcId};
 use crate::mailbox::{Admission, Mailbox, MailboxGauge};
 use crate::observer::{ActorInfo, CURRENT_PROBE, Observer};
 use crate::runner::Runner;
+use crate::signal::StopRequest;
 use crate::signal::{Signal, SignalQueue};
-use crate::supervision::{Factory, Restart, Supervisor};
-use crate::{StopReason, Supervision};
+use crate::supervision::{Factory, Restart};
 
 type UndeliverableHandler = Box<dyn Fn(Undeliverable) + Send + Sync>;
 
@@ -145,7 +146,7 @@ impl Proc {
             .map(|entry| entry.value().clone())
             .collect();
         for cell in &top_level {
-            let _ = cell.core().signal(Signal::Stop(StopReason::Shutdown));
+            let _ = cell.core().signal(Signal::Stop(StopRequest::Shutdown));
         }
         for cell in &top_level {
             cell.core().exit.wait().await;
@@ -173,7 +174,7 @@ impl Proc {
         let cell = Arc::new(Cell {
             core: CellCore {
                 id,
-                admission: Arc::new(Admission::new(mailbox)),
+                admission: Admission::new(mailbox),
                 signals: SignalQueue::new(),
                 exit: ExitState::new(),
                 proc: Arc::downgrade(&self.inner),
@@ -199,7 +200,7 @@ impl Proc {
                 actor_type: std::any::type_name::<A>(),
                 parent: parent.as_ref().map(|(cell, _)| cell.core().id.clone()),
                 mailbox,
-                gauge: MailboxGauge(myself.cell.core.admission.clone()),
+                gauge: MailboxGauge(myself.cell.clone()),
                 restart: parent.as_ref().map(|(_, restart)| *restart),
             })
         });
@@ -212,11 +213,9 @@ impl Proc {
                 proc: self.clone(),
                 stop: None,
                 supervision: Supervision::default(),
-                supervisor: Supervisor::default(),
-                watchers: Vec::new(),
                 restarts: 0,
-                tasks: Vec::new(),
                 probe: probe.clone(),
+                relations: None,
             },
             parent: parent.map(|(cell, _)| cell),
         });

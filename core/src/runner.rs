@@ -25,7 +25,7 @@ use crate::context::Context;
 use crate::envelope::Item;
 use crate::error::UndeliverableReason;
 use crate::observer::ActorStatus;
-use crate::signal::{Decision, Signal};
+use crate::signal::{ChildExit, Decision, Signal};
 use crate::supervision::{Factory, Verdict};
 
 /// Everything the actor's task owns besides the actor value.
@@ -100,7 +100,7 @@ impl<A: Actor> Runner<A> {
             .catch_unwind()
             .await;
         match started {
-            Ok(Ok(())) => match self.ctx.stop.take() {
+            Ok(Ok(())) => match self.ctx.stop.take().map(|reason| *reason) {
                 Some(reason) => Err(Exit {
                     reason,
                     last: false,
@@ -124,7 +124,9 @@ impl<A: Actor> Runner<A> {
     async fn end(&mut self, actor: &mut A, exit: Exit) -> Exit {
         self.status(ActorStatus::Stopping);
         self.ctx.abort_tasks();
-        self.ctx.supervisor.shut_down_children().await;
+        if let Some(relations) = self.ctx.relations.as_mut() {
+            relations.supervisor.shut_down_children().await;
+        }
         let on_stop = AssertUnwindSafe(actor.on_stop(&mut self.ctx, &exit.reason));
         if let Err(payload) = on_stop.catch_unwind().await {
             let panic = PanicError::from_payload(payload);
@@ -179,7 +181,7 @@ impl<A: Actor> Runner<A> {
                     }
                 }
             }
-            if let Some(reason) = self.ctx.stop.take() {
+            if let Some(reason) = self.ctx.stop.take().map(|reason| *reason) {
                 return Exit {
                     reason,
                     last: false,
@@ -240,22 +242,35 @@ impl<A: Actor> Runner<A> {
 
     fn on_signal(&mut self, signal: Signal) -> ControlFlow<Exit> {
         match signal {
-            Signal::Stop(reason) => return ControlFlow::Break(Exit { reason, last: true }),
+            Signal::Stop(request) => {
+                return ControlFlow::Break(Exit {
+                    reason: request.reason(),
+                    last: true,
+                });
+            }
             Signal::Restart => {
                 return ControlFlow::Break(Exit {
                     reason: StopReason::Restarting,
                     last: false,
                 });
             }
-            Signal::Watch { watcher, kind } => self.ctx.watchers.push((watcher, kind)),
-            Signal::ChildExited {
-                child,
-                reason,
-                last,
-            } => {
+            Signal::Watch { watcher, kind } => self
+                .ctx
+                .relations
+                .get_or_insert_with(Box::default)
+                .watchers
+                .push((watcher, kind)),
+            Signal::ChildExited(exit) => {
+                let ChildExit {
+                    child,
+                    reason,
+                    last,
+                } = *exit;
                 let policy = self.ctx.supervision;
-                if let Verdict::Escalate(reason) = self
-                    .ctx
+                let Some(relations) = self.ctx.relations.as_mut() else {
+                    return ControlFlow::Continue(());
+                };
+                if let Verdict::Escalate(reason) = relations
                     .supervisor
                     .child_exited(&policy, &child, reason, last)
                 {
@@ -277,11 +292,11 @@ impl<A: Actor> Runner<A> {
         let Some(parent) = &self.parent else {
             return Decision::Stop;
         };
-        let report = Signal::ChildExited {
+        let report = Signal::ChildExited(Box::new(ChildExit {
             child: self.ctx.id().clone(),
             reason: reason.clone(),
             last: false,
-        };
+        }));
         if parent.core().signal(report).is_err() {
             return Decision::Stop;
         }
@@ -299,9 +314,14 @@ impl<A: Actor> Runner<A> {
             match signal {
                 Signal::Decision(decision) => return decision,
                 Signal::Stop(_) => return Decision::Stop,
-                Signal::Watch { watcher, kind } => self.ctx.watchers.push((watcher, kind)),
+                Signal::Watch { watcher, kind } => self
+                    .ctx
+                    .relations
+                    .get_or_insert_with(Box::default)
+                    .watchers
+                    .push((watcher, kind)),
                 // Already between incarnations, and its children are already stopped.
-                Signal::Restart | Signal::ChildExited { .. } => {}
+                Signal::Restart | Signal::ChildExited(_) => {}
             }
         }
     }
@@ -314,7 +334,11 @@ impl<A: Actor> Runner<A> {
         core.exit.set_reason(reason.clone());
         for signal in core.signals.close() {
             if let Signal::Watch { watcher, kind } = signal {
-                self.ctx.watchers.push((watcher, kind));
+                self.ctx
+                    .relations
+                    .get_or_insert_with(Box::default)
+                    .watchers
+                    .push((watcher, kind));
             }
         }
         core.admission.close();
@@ -331,7 +355,12 @@ impl<A: Actor> Runner<A> {
         if undelivered > 0 {
             tracing::debug!(actor = %core.id, undelivered, "queued messages not handled before stop");
         }
-        for (watcher, kind) in std::mem::take(&mut self.ctx.watchers) {
+        let watchers = self
+            .ctx
+            .relations
+            .as_mut()
+            .map(|relations| std::mem::take(&mut relations.watchers));
+        for (watcher, kind) in watchers.unwrap_or_default() {
             let died = LinkDied {
                 id: core.id.clone(),
                 reason: reason.clone(),
@@ -340,11 +369,11 @@ impl<A: Actor> Runner<A> {
             watcher.deliver_link_died(died);
         }
         if let Some(parent) = &self.parent {
-            let report = Signal::ChildExited {
+            let report = Signal::ChildExited(Box::new(ChildExit {
                 child: core.id.clone(),
                 reason: reason.clone(),
                 last: true,
-            };
+            }));
             let _ = parent.core().signal(report);
         }
         self.ctx.proc.unregister(&core.id, &self.ctx.myself.cell);

@@ -20,8 +20,8 @@ use crate::id::ActorId;
 
 /// A signal to an actor, handled between messages.
 pub(crate) enum Signal {
-    /// Stop for good with this reason (a stop request or a shutdown from the supervisor).
-    Stop(StopReason),
+    /// Stop for good: a stop request or a shutdown from the supervisor or proc.
+    Stop(StopRequest),
     /// The supervisor ends this incarnation to restart it together with a sibling.
     Restart,
     /// Someone wants to learn of this actor's final stop.
@@ -31,13 +31,36 @@ pub(crate) enum Signal {
     },
     /// A supervised child ended an incarnation; `last` means it stopped for good and
     /// waits for no decision.
-    ChildExited {
-        child: ActorId,
-        reason: StopReason,
-        last: bool,
-    },
+    ChildExited(Box<ChildExit>),
     /// The supervisor's answer to a child that ended an incarnation.
     Decision(Decision),
+}
+
+/// Who asked an actor to stop for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopRequest {
+    /// A ref's `stop`.
+    Stopped,
+    /// The supervisor or the proc shutting down.
+    Shutdown,
+}
+
+impl StopRequest {
+    pub(crate) fn reason(self) -> StopReason {
+        match self {
+            StopRequest::Stopped => StopReason::Stopped,
+            StopRequest::Shutdown => StopReason::Shutdown,
+        }
+    }
+}
+
+/// A child's report of the end of an incarnation; boxed in [`Signal`] to keep signals,
+/// and the run loop that holds one, small.
+pub(crate) struct ChildExit {
+    pub(crate) child: ActorId,
+    pub(crate) reason: StopReason,
+    /// Stopped for good; waits for no decision.
+    pub(crate) last: bool,
 }
 
 /// What a supervisor tells a child that ended an incarnation.

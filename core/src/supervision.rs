@@ -20,6 +20,7 @@ use crate::actor::StopReason;
 use crate::cell::ErasedCell;
 use crate::id::ActorId;
 use crate::mailbox::Mailbox;
+use crate::signal::StopRequest;
 use crate::signal::{Decision, Signal};
 
 /// When a supervised child is restarted.
@@ -328,7 +329,10 @@ impl Supervisor {
         while let Some(child) = self.children.pop() {
             // A refused signal means the child is already finishing its final stop; either
             // way, wait until it is done.
-            let _ = child.cell.core().signal(Signal::Stop(StopReason::Shutdown));
+            let _ = child
+                .cell
+                .core()
+                .signal(Signal::Stop(StopRequest::Shutdown));
             child.cell.core().exit.wait().await;
         }
         self.restarts.clear();
