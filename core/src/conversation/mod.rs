@@ -72,6 +72,9 @@ use shared::Shared;
 ///   failure.
 /// - [`notify_exit`](Self::notify_exit) gives one notification of a participant's exit.
 ///
+/// `Req` is `Clone` because a request is copied for a broadcast and kept until answered,
+/// to be re-sent when a participant crashes.
+///
 /// Handles are cheap to clone and all refer to the same conversation. When the last one is
 /// dropped, the conversation stops watching its participants and refuses their replies.
 ///

@@ -27,6 +27,11 @@ pub trait Participant<Req, Resp>: Send + Sync + 'static {
     /// Hands one turn to the participant, waiting for room in its mailbox. An error means
     /// it can take no more turns; the conversation learns of its exit through
     /// [`exited`](Participant::exited) and applies its crash policy to the turn then.
+    ///
+    /// # Cancel safety
+    /// Implementations must be cancel-safe: if the future is dropped before it completes,
+    /// the turn must not have been delivered, because a cancelled
+    /// [`send`](crate::Conversation::send) withdraws it.
     fn deliver(&self, turn: Turn<Req, Resp>) -> BoxFuture<'_, Result<(), TellError>>;
 
     /// Resolves once, when the participant has stopped for good, with why. Resolves at once
@@ -102,8 +107,8 @@ impl<Req, Resp> Turn<Req, Resp> {
         &self.request
     }
 
-    /// The handle to answer with.
-    pub fn replies(&self) -> &ConversationReply<Resp> {
+    /// The handle to answer with, for streaming replies while keeping the turn.
+    pub fn reply_handle(&self) -> &ConversationReply<Resp> {
         &self.reply
     }
 

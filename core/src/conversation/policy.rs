@@ -22,8 +22,9 @@ pub enum Routing<Req> {
     /// The first live participant, in the order they were added.
     FirstLive,
     /// A function of the request and the live participants' ids (in the order they were
-    /// added) returns the index of the one to use; `None` or an index out of range fails
-    /// the send with [`NoRoute`](crate::ConversationError::NoRoute).
+    /// added, never empty) returns the index of the one to use; `None`, an index out of
+    /// range or a panic fails the send with [`NoRoute`](crate::ConversationError::NoRoute).
+    /// It runs under the conversation's lock, so keep it short.
     Custom(Arc<RouteFn<Req>>),
 }
 
@@ -87,7 +88,9 @@ pub enum CrashPolicy<Req> {
     /// given that request yet, and go on. Under [`Routing::Broadcast`] every live
     /// participant already has the request, so the conversation just goes on without the
     /// crashed one. When no live participant is left, the conversation fails with
-    /// `ParticipantCrashed`.
+    /// `ParticipantCrashed`. A turn counts as answered only once finished, so a request
+    /// whose streamed answer the crash cut short is re-sent whole; the replies already
+    /// streamed stay received.
     RouteToNext,
     /// Run the compensation for the work already done, once, then fail the conversation
     /// with its outcome: [`Compensated`](crate::ConversationError::Compensated) or

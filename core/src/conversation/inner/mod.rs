@@ -4,18 +4,19 @@
 //! Everything here runs under the conversation's lock and returns what the async side must
 //! do next (turns to deliver, a compensation to run), so every decision is made in one
 //! critical section and no reply, exit or waiter can slip between a check and its effect.
+//! This file holds the caller's operations and the phase changes; `routing.rs` picks
+//! participants and `exits.rs` applies the crash policy.
+
+mod exits;
+mod routing;
 
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
-use std::panic::AssertUnwindSafe;
 
-use tokio::sync::oneshot;
-
-use crate::actor::StopReason;
 use crate::id::ActorId;
 
 use super::error::ConversationError;
-use super::exit::{ExitNotice, NoticeSender, ParticipantExit};
+use super::exit::NoticeSender;
 use super::participant::TurnId;
 use super::phase::ConversationPhase;
 use super::policy::{Compensation, CompletedTurn, CrashPolicy, CrashReport, Routing};
@@ -306,111 +307,6 @@ where
         self.waiting = self.waiting.saturating_sub(1);
     }
 
-    /// Registers an exit notice. It resolves at once when the exit is already recorded or
-    /// the conversation has ended; otherwise the exit resolves it. Both happen under this
-    /// lock, so a registration racing the exit gets exactly one notification.
-    pub(crate) fn register_notice(
-        &mut self,
-        participant: &ActorId,
-    ) -> Result<ExitNotice, ConversationError> {
-        let ended = self.phase.is_final().then(|| self.final_error());
-        let Some(member) = self.members.iter_mut().find(|m| &m.id == participant) else {
-            return Err(ConversationError::UnknownParticipant {
-                participant: participant.clone(),
-            });
-        };
-        let (tx, rx) = oneshot::channel();
-        let exit = match &member.liveness {
-            Liveness::Alive => None,
-            Liveness::Stopped(reason) => Some((reason.clone(), false)),
-            Liveness::Crashed(reason) => Some((reason.clone(), true)),
-        };
-        match (exit, ended) {
-            (Some((reason, crashed)), _) => {
-                let _ = tx.send(Ok(ParticipantExit {
-                    participant: member.id.clone(),
-                    reason,
-                    crashed,
-                }));
-            }
-            (None, Some(error)) => {
-                let _ = tx.send(Err(error));
-            }
-            (None, None) => member.notices.push(tx),
-        }
-        Ok(ExitNotice { rx })
-    }
-
-    /// Records a participant's exit, resolves its notices and applies the crash policy.
-    pub(crate) fn participant_exited(
-        &mut self,
-        member: usize,
-        reason: StopReason,
-    ) -> AfterExit<Req> {
-        let lost: Vec<TurnId> = self
-            .turns
-            .iter()
-            .filter(|(_, open)| open.member == member)
-            .map(|(&turn, _)| turn)
-            .collect();
-        let crashed = reason.is_abnormal() || !lost.is_empty();
-        let Some(record) = self.members.get_mut(member) else {
-            return AfterExit::Nothing;
-        };
-        if !record.liveness.is_alive() {
-            return AfterExit::Nothing;
-        }
-        record.liveness = if crashed {
-            Liveness::Crashed(reason.clone())
-        } else {
-            Liveness::Stopped(reason.clone())
-        };
-        let exit = ParticipantExit {
-            participant: record.id.clone(),
-            reason,
-            crashed,
-        };
-        for notice in record.notices.drain(..) {
-            let _ = notice.send(Ok(exit.clone()));
-        }
-        let ParticipantExit {
-            participant,
-            reason,
-            ..
-        } = exit;
-        if self.phase.is_final() {
-            return AfterExit::Nothing;
-        }
-        if !crashed {
-            tracing::debug!(conversation = self.id, %participant, %reason, "participant left the conversation");
-            // A completing conversation closes by itself once drained; any other one could
-            // never get another reply.
-            if self.phase != Completing && self.turns.is_empty() && !self.any_alive() {
-                self.fail(ConversationError::NoLiveParticipants);
-            }
-            return AfterExit::Nothing;
-        }
-        tracing::warn!(
-            conversation = self.id,
-            %participant,
-            %reason,
-            unanswered = lost.len(),
-            policy = ?self.policy,
-            "participant crashed"
-        );
-        match self.policy {
-            Policy::Fail => {
-                self.fail(ConversationError::ParticipantCrashed {
-                    participant,
-                    reason,
-                });
-                AfterExit::Nothing
-            }
-            Policy::RouteToNext => self.route_to_next(member, lost, participant, reason),
-            Policy::Compensate => self.begin_compensation(lost, participant, reason),
-        }
-    }
-
     pub(crate) fn snapshot(&self) -> ConversationState {
         ConversationState {
             phase: self.phase,
@@ -512,128 +408,6 @@ where
         }
     }
 
-    fn route(
-        &mut self,
-        request: &Req,
-        routing: &Routing<Req>,
-    ) -> Result<Vec<usize>, ConversationError> {
-        let live: Vec<usize> = (0..self.members.len())
-            .filter(|&i| self.is_alive(i))
-            .collect();
-        let Some(&first) = live.first() else {
-            return Err(ConversationError::NoLiveParticipants);
-        };
-        match routing {
-            Routing::Broadcast => Ok(live),
-            Routing::FirstLive => Ok(vec![first]),
-            Routing::RoundRobin => {
-                let n = self.members.len();
-                let chosen = (0..n)
-                    .map(|k| (self.cursor + k) % n)
-                    .find(|&i| self.is_alive(i))
-                    .unwrap_or(first);
-                self.cursor = (chosen + 1) % n;
-                Ok(vec![chosen])
-            }
-            Routing::Custom(choose) => {
-                let ids: Vec<ActorId> = live.iter().map(|&i| self.members[i].id.clone()).collect();
-                // User code under the conversation's lock: a panic is caught so it cannot
-                // leave the lock poisoned, and counts as no choice.
-                match std::panic::catch_unwind(AssertUnwindSafe(|| choose(request, &ids))) {
-                    Ok(Some(index)) => live
-                        .get(index)
-                        .map(|&member| vec![member])
-                        .ok_or(ConversationError::NoRoute),
-                    Ok(None) => Err(ConversationError::NoRoute),
-                    Err(_) => {
-                        tracing::warn!(conversation = self.id, "routing function panicked");
-                        Err(ConversationError::NoRoute)
-                    }
-                }
-            }
-        }
-    }
-
-    fn route_to_next(
-        &mut self,
-        crashed: usize,
-        lost: Vec<TurnId>,
-        participant: ActorId,
-        reason: StopReason,
-    ) -> AfterExit<Req> {
-        if !self.any_alive() {
-            self.fail(ConversationError::ParticipantCrashed {
-                participant,
-                reason,
-            });
-            return AfterExit::Nothing;
-        }
-        let mut deliveries = Vec::new();
-        for turn in lost {
-            let Some(open) = self.turns.remove(&turn) else {
-                continue;
-            };
-            let next = self
-                .requests
-                .get(&open.request)
-                .and_then(|request| self.next_after(crashed, &request.given));
-            let Some(next) = next else {
-                // Every live participant already has this request (a broadcast): nothing to
-                // hand on.
-                self.release_request(open.request);
-                continue;
-            };
-            let new_turn = self.open_turn(open.request, next);
-            if let Some(request) = self.requests.get_mut(&open.request) {
-                if let Some(flag) = request.given.get_mut(next) {
-                    *flag = true;
-                }
-                tracing::info!(
-                    conversation = self.id,
-                    from = %participant,
-                    to = %self.members[next].id,
-                    "re-sent an unanswered request"
-                );
-                deliveries.push(Delivery {
-                    member: next,
-                    turn: new_turn,
-                    request: request.request.clone(),
-                });
-            }
-        }
-        self.settle();
-        AfterExit::Reroute(deliveries)
-    }
-
-    fn begin_compensation(
-        &mut self,
-        lost: Vec<TurnId>,
-        participant: ActorId,
-        reason: StopReason,
-    ) -> AfterExit<Req> {
-        let mut unanswered = Vec::with_capacity(lost.len());
-        for turn in lost {
-            if let Some(open) = self.turns.remove(&turn) {
-                if let Some(request) = self.requests.get(&open.request) {
-                    unanswered.push(request.request.clone());
-                }
-                self.release_request(open.request);
-            }
-        }
-        // Only the first crash finds the compensation; later ones have nothing to start.
-        let Some(compensation) = self.compensation.take() else {
-            return AfterExit::Nothing;
-        };
-        self.compensating = Some(participant.clone());
-        let report = CrashReport {
-            participant,
-            reason,
-            completed: std::mem::take(&mut self.completed),
-            unanswered,
-        };
-        AfterExit::Compensate(compensation, report)
-    }
-
     fn open_turn(&mut self, request: u64, member: usize) -> TurnId {
         let turn = TurnId(self.next_turn);
         self.next_turn += 1;
@@ -669,15 +443,6 @@ where
         }
     }
 
-    /// The next live member after `crashed`, in the order they were added, that has not
-    /// been given the request.
-    fn next_after(&self, crashed: usize, given: &[bool]) -> Option<usize> {
-        let n = self.members.len();
-        (1..n)
-            .map(|k| (crashed + k) % n)
-            .find(|&i| self.is_alive(i) && !given.get(i).copied().unwrap_or(false))
-    }
-
     fn is_alive(&self, member: usize) -> bool {
         self.members
             .get(member)
@@ -702,5 +467,91 @@ pub(crate) fn no_participants<Req, Resp>() -> ConversationError {
     ConversationError::NoParticipants {
         request: std::any::type_name::<Req>(),
         reply: std::any::type_name::<Resp>(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::StopReason;
+    use crate::id::ProcId;
+
+    type Machine = Inner<&'static str, &'static str>;
+
+    fn machine(members: usize, on_crash: CrashPolicy<&'static str>) -> Machine {
+        let proc = ProcId::new("unit", 1);
+        let ids = (0..members)
+            .map(|i| ActorId::new(proc.clone(), format!("p{i}"), i as u64))
+            .collect();
+        Inner::new(1, ids, on_crash)
+    }
+
+    fn members_of(sent: Sent<&'static str>) -> Vec<usize> {
+        match sent {
+            Sent::Turns(deliveries) => deliveries.iter().map(|d| d.member).collect(),
+            Sent::Buffered => Vec::new(),
+        }
+    }
+
+    /// Round-robin skips a member that left and keeps its rotation among the others.
+    #[test]
+    fn round_robin_skips_members_that_left() {
+        let mut m = machine(3, CrashPolicy::Fail);
+        let routing = Routing::RoundRobin;
+        assert_eq!(members_of(m.begin_send("a", &routing).unwrap()), [0]);
+        assert!(matches!(
+            m.participant_exited(1, StopReason::Normal),
+            AfterExit::Nothing
+        ));
+        assert_eq!(members_of(m.begin_send("b", &routing).unwrap()), [2]);
+        assert_eq!(members_of(m.begin_send("c", &routing).unwrap()), [0]);
+        assert_eq!(m.phase(), Active);
+    }
+
+    /// `RouteToNext` hands an unanswered request to the next live member after the crashed
+    /// one, wrapping around, and never to one that already has it.
+    #[test]
+    fn route_to_next_picks_the_next_member_without_the_request() {
+        let mut m = machine(3, CrashPolicy::RouteToNext);
+        let first = Routing::FirstLive;
+        assert_eq!(members_of(m.begin_send("a", &first).unwrap()), [0]);
+        let panicked = StopReason::Panicked("boom".into());
+        let AfterExit::Reroute(deliveries) = m.participant_exited(0, panicked.clone()) else {
+            panic!("the request must be handed on");
+        };
+        let moved: Vec<_> = deliveries.iter().map(|d| (d.member, d.request)).collect();
+        assert_eq!(moved, [(1, "a")]);
+        // Member 1 crashes too: member 2 is next, and member 0 (dead) is skipped.
+        let AfterExit::Reroute(deliveries) = m.participant_exited(1, panicked.clone()) else {
+            panic!("the request must be handed on again");
+        };
+        assert_eq!(deliveries.iter().map(|d| d.member).collect::<Vec<_>>(), [2]);
+        let turn = deliveries[0].turn;
+        m.accept_reply(turn, Some("done"), true).unwrap();
+        assert_eq!(m.take_reply(), Ok(Some("done")));
+        assert_eq!(m.snapshot().open_turns, 0);
+    }
+
+    /// A reply for a turn whose participant was counted as crashed is refused.
+    #[test]
+    fn replies_for_a_handed_on_turn_are_refused() {
+        let mut m = machine(2, CrashPolicy::RouteToNext);
+        let sent = m.begin_send("a", &Routing::FirstLive).unwrap();
+        let Sent::Turns(deliveries) = sent else {
+            panic!("two members make turns");
+        };
+        let old = deliveries[0].turn;
+        let _ = m.participant_exited(0, StopReason::Stopped);
+        assert_eq!(
+            m.accept_reply(old, Some("late"), true),
+            Err(ConversationError::TurnClosed)
+        );
+    }
+
+    /// The loopback turns a request into a reply only when both are the same type.
+    #[test]
+    fn loopback_needs_equal_types() {
+        assert_eq!(loopback::<u32, u32>(7), Some(7));
+        assert_eq!(loopback::<u32, u64>(7), None);
     }
 }
