@@ -4,13 +4,12 @@
 use tokio::sync::oneshot;
 
 use crate::actor::StopReason;
-use crate::id::ActorId;
-
 use crate::conversation::error::ConversationError;
 use crate::conversation::exit::{ExitNotice, ParticipantExit};
 use crate::conversation::participant::TurnId;
 use crate::conversation::policy::CrashReport;
 use crate::conversation::state::Liveness;
+use crate::id::ActorId;
 
 use super::ConversationPhase::Completing;
 use super::{AfterExit, Delivery, Inner, Policy};
