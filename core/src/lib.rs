@@ -42,6 +42,7 @@ mod actor;
 mod actor_ref;
 mod cell;
 mod context;
+mod conversation;
 mod envelope;
 mod error;
 mod id;
@@ -56,6 +57,11 @@ mod supervision;
 pub use actor::{Actor, BoxError, Handler, LinkDied, LinkKind, PanicError, StopReason};
 pub use actor_ref::{ActorRef, WeakActorRef};
 pub use context::{Context, TaskHandle};
+pub use conversation::{
+    Compensation, CompletedTurn, Conversation, ConversationBuilder, ConversationError,
+    ConversationPhase, ConversationReply, ConversationState, CrashPolicy, CrashReport, ExitNotice,
+    Liveness, Participant, ParticipantExit, ParticipantState, Routing, Turn,
+};
 pub use error::{
     AskError, SpawnError, TellError, TryTellError, Undeliverable, UndeliverableReason,
 };

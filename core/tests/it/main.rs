@@ -5,6 +5,7 @@
 mod common;
 
 mod ask;
+mod conversation;
 mod fifo;
 mod links;
 mod mailbox;
