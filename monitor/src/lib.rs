@@ -12,8 +12,9 @@
 //! snapshot or a merge reports every wait-for cycle as a [`Deadlock`].
 //! [`render_table`] shows a snapshot as text.
 //!
-//! The cost per message is a pointer comparison, two relaxed stores and a clock read on the
-//! actor's own task; the registry is locked only on spawn, on stop and for a snapshot.
+//! The cost per message is a pointer comparison, a relaxed load of a coarse clock and two
+//! relaxed stores on the actor's own task; the registry is locked only on spawn, on stop
+//! and for a snapshot.
 //!
 //! # Feature flags
 //! - `metrics` (off by default): export mailbox depth, handled messages and handler time
@@ -22,6 +23,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod clock;
 mod graph;
 mod message_types;
 #[cfg(feature = "metrics")]

@@ -21,11 +21,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use plexus_core::{ActorId, ActorInfo, ActorProbe, ActorStatus, Observer};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::CoarseClock;
 use crate::graph::{Deadlock, WaitForGraph};
 use crate::probe::ActorMonitor;
 use crate::snapshot::{Snapshot, Totals};
@@ -45,6 +46,13 @@ pub struct MonitorConfig {
     /// least as fast as they are made: memory stays bounded by the actors stopped within
     /// `retention`.
     pub sweep_batch: usize,
+    /// How often the monitor's coarse clock advances; default 1 ms, at least 100 µs. A
+    /// handler's or an ask's start is read from it instead of the system clock (which
+    /// costs tens of nanoseconds per message on some virtual machines), so an elapsed time
+    /// in a snapshot is never short and over by about one tick at most. The clock is a
+    /// thread that wakes every tick for as long as the monitor or an actor it follows
+    /// lives.
+    pub clock_tick: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -52,6 +60,7 @@ impl Default for MonitorConfig {
         MonitorConfig {
             retention: Duration::from_secs(300),
             sweep_batch: 8,
+            clock_tick: Duration::from_millis(1),
         }
     }
 }
@@ -66,6 +75,12 @@ impl MonitorConfig {
     /// Sets how many stopped actors one spawn may reap.
     pub fn sweep_batch(mut self, sweep_batch: usize) -> Self {
         self.sweep_batch = sweep_batch;
+        self
+    }
+
+    /// Sets how often the coarse clock advances.
+    pub fn clock_tick(mut self, clock_tick: Duration) -> Self {
+        self.clock_tick = clock_tick;
         self
     }
 }
@@ -119,8 +134,8 @@ pub struct Monitor {
 
 /// What the monitor and its actor monitors share.
 pub(crate) struct Shared {
-    /// The zero of every actor monitor's nanosecond clock.
-    pub(crate) epoch: Instant,
+    /// The clock of every actor monitor.
+    pub(crate) clock: Arc<CoarseClock>,
     config: MonitorConfig,
     registry: Mutex<Registry>,
 }
@@ -171,7 +186,7 @@ impl Monitor {
         crate::metrics::describe();
         Monitor {
             shared: Arc::new(Shared {
-                epoch: Instant::now(),
+                clock: CoarseClock::start(config.clock_tick),
                 config,
                 registry: Mutex::new(Registry::default()),
             }),
@@ -196,10 +211,10 @@ impl Monitor {
     /// with their stop reason, so a console sees them die. Takes the registry lock only to
     /// reap and to copy the list; each actor is read after.
     pub fn snapshot(&self, grave_window: Duration) -> Snapshot {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         let (monitors, mut totals) = {
             let mut registry = lock(&self.shared.registry);
-            registry.reap(self.shared.nanos(now), grave_window, usize::MAX);
+            registry.reap(now, grave_window, usize::MAX);
             let totals = Totals {
                 alive: registry.spawned.saturating_sub(registry.stopped),
                 spawned: registry.spawned,
@@ -271,7 +286,7 @@ impl Observer for Monitor {
         let parent = {
             let mut registry = lock(&self.shared.registry);
             registry.reap(
-                self.shared.nanos(Instant::now()),
+                self.shared.clock.now(),
                 config.retention,
                 config.sweep_batch,
             );
@@ -302,15 +317,9 @@ impl Observer for Monitor {
 }
 
 impl Shared {
-    pub(crate) fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-
     /// Counts a stopped actor and lays it in the graves. Called without any actor lock held.
     pub(crate) fn bury(&self, actor: &ActorMonitor) {
-        let stopped_at = actor
-            .stopped_at()
-            .unwrap_or_else(|| self.nanos(Instant::now()));
+        let stopped_at = actor.stopped_at().unwrap_or_else(|| self.clock.now());
         let mut registry = lock(&self.registry);
         registry.stopped += 1;
         let listed = registry

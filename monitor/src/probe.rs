@@ -1,9 +1,10 @@
 //! The per-actor monitor: the probe core calls from the actor's own task, and the reading
 //! of its state into an [`ActorSnapshot`].
 //!
-//! Per message the probe does a pointer comparison, two relaxed counter stores and one
-//! clock read (see [`ActorMonitor`]); everything rarer (restarts, panics, links, asks,
-//! the stop) takes a mutex that only this actor's task and a snapshot ever contend for.
+//! Per message the probe does a pointer comparison, a relaxed load of the coarse clock
+//! and two relaxed stores (see [`ActorMonitor`]); everything rarer (restarts, panics,
+//! links, asks, the stop) takes a mutex that only this actor's task and a snapshot ever
+//! contend for.
 //!
 //! The handler running now is one `AtomicU64`: the top byte says which message type (0 =
 //! none), the low 56 bits when it started, in nanoseconds since the monitor's epoch
@@ -15,13 +16,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use plexus_core::{
     ActorId, ActorInfo, ActorProbe, ActorStatus, LinkKind, Mailbox, MailboxGauge, Restart,
     StopReason, Supervision,
 };
 
+use crate::clock::CoarseClock;
 use crate::message_types::{MessageTypes, SLOTS, TypeRef};
 use crate::monitor::Shared;
 use crate::snapshot::{ActorSnapshot, Link, MessageCount, PendingAsk, RunningHandler};
@@ -49,7 +51,7 @@ pub struct ActorMonitor {
     mailbox: Mailbox,
     gauge: MailboxGauge,
     spawned_at: SystemTime,
-    epoch: Instant,
+    clock: Arc<CoarseClock>,
     shared: Weak<Shared>,
     parent_monitor: Option<Weak<ActorMonitor>>,
     status: AtomicU8,
@@ -106,7 +108,7 @@ impl ActorMonitor {
             mailbox: info.mailbox,
             gauge: info.gauge.clone(),
             spawned_at: SystemTime::now(),
-            epoch: shared.epoch,
+            clock: shared.clock.clone(),
             shared: Arc::downgrade(shared),
             parent_monitor,
             status: AtomicU8::new(encode_status(ActorStatus::Starting)),
@@ -136,14 +138,14 @@ impl ActorMonitor {
         self.types.total()
     }
 
-    /// The actor's state at `now`; links to actors for which `link_stopped` holds are left
-    /// out. Takes this actor's own locks one at a time and no other actor's but its parent's.
+    /// The actor's state at `now_nanos` (on the monitor's clock); links to actors for which
+    /// `link_stopped` holds are left out. Takes this actor's own locks one at a time and no
+    /// other actor's but its parent's.
     pub(crate) fn snapshot(
         &self,
-        now: Instant,
+        now_nanos: u64,
         link_stopped: impl Fn(&ActorId) -> bool,
     ) -> ActorSnapshot {
-        let now_nanos = self.nanos(now);
         let status = self.status();
         let handling = self.running_handler(now_nanos);
         let waiting_for = lock(&self.asks)
@@ -244,15 +246,19 @@ impl ActorMonitor {
             TAG_OVERFLOW => TypeRef::Overflow,
             slot => TypeRef::Slot(usize::try_from(slot - 1).ok()?),
         };
-        let started = current & TIME_MASK;
         Some(RunningHandler {
             message_type: self.types.name(at)?.to_owned(),
-            elapsed: Duration::from_nanos(now_nanos.wrapping_sub(started) & TIME_MASK),
+            elapsed: since_start(current, now_nanos),
         })
     }
 
-    fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    /// When a handler starts: the coarse clock, unless handler times are exported, which
+    /// needs them exact.
+    fn handler_clock(&self) -> u64 {
+        #[cfg(feature = "metrics")]
+        return self.clock.now();
+        #[cfg(not(feature = "metrics"))]
+        return self.clock.coarse();
     }
 }
 
@@ -270,7 +276,7 @@ impl ActorProbe for ActorMonitor {
             TypeRef::Slot(slot) => slot as u64 + 1,
             TypeRef::Overflow => TAG_OVERFLOW,
         };
-        let started = self.nanos(Instant::now()) & TIME_MASK;
+        let started = self.handler_clock() & TIME_MASK;
         self.current
             .store((tag << TIME_BITS) | started, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
@@ -280,10 +286,9 @@ impl ActorProbe for ActorMonitor {
     fn handler_finished(&self) {
         #[cfg(feature = "metrics")]
         {
-            let started = self.current.load(Ordering::Relaxed) & TIME_MASK;
-            let now = self.nanos(Instant::now());
+            let current = self.current.load(Ordering::Relaxed);
             self.metrics
-                .handler_finished(Duration::from_nanos(now.wrapping_sub(started) & TIME_MASK));
+                .handler_finished(since_start(current, self.clock.now()));
         }
         self.current.store(0, Ordering::Relaxed);
     }
@@ -295,7 +300,7 @@ impl ActorProbe for ActorMonitor {
 
     fn restarted(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
-        let now = self.nanos(Instant::now());
+        let now = self.clock.now();
         let mut rare = lock(&self.rare);
         if rare.restart_times.len() >= RESTART_HISTORY {
             rare.restart_times.pop_front();
@@ -304,7 +309,7 @@ impl ActorProbe for ActorMonitor {
     }
 
     fn stopped(&self, reason: &StopReason) {
-        let stopped_at = self.nanos(Instant::now());
+        let stopped_at = self.clock.now();
         {
             let mut rare = lock(&self.rare);
             if rare.stop_reason.is_some() {
@@ -346,7 +351,7 @@ impl ActorProbe for ActorMonitor {
     }
 
     fn ask_started(&self, target: &ActorId) -> u64 {
-        let since = self.nanos(Instant::now());
+        let since = self.clock.coarse();
         let mut asks = lock(&self.asks);
         let token = asks.next_token;
         asks.next_token = asks.next_token.wrapping_add(1);
@@ -383,6 +388,11 @@ fn decode_status(code: u8) -> ActorStatus {
         3 => ActorStatus::Stopping,
         _ => ActorStatus::Stopped,
     }
+}
+
+/// How long the handler recorded in `current` has run at `now_nanos`, modulo 2^56 ns.
+fn since_start(current: u64, now_nanos: u64) -> Duration {
+    Duration::from_nanos(now_nanos.wrapping_sub(current & TIME_MASK) & TIME_MASK)
 }
 
 fn nanos_between(earlier: u64, later: u64) -> Duration {
