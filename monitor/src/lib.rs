@@ -19,7 +19,7 @@
 //! # Feature flags
 //! - `metrics` (off by default): export mailbox depth, handled messages and handler time
 //!   through the [`metrics`](https://docs.rs/metrics) facade; see the
-//!   [`metrics`](crate::metrics) module for the names.
+//!   `metrics` module (present with the feature) for the metric names.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

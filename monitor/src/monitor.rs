@@ -248,6 +248,12 @@ impl Monitor {
         }
     }
 
+    /// The monitor of one actor, live or stopped within the retention, to read a figure or
+    /// two without a whole snapshot.
+    pub fn actor(&self, id: &ActorId) -> Option<Arc<ActorMonitor>> {
+        lock(&self.shared.registry).actors.get(id).cloned()
+    }
+
     /// The wait-for graph now: an edge from every actor awaiting an ask inside its handler
     /// to the actor it asked.
     pub fn wait_for_graph(&self) -> WaitForGraph {

@@ -138,6 +138,27 @@ impl ActorMonitor {
         self.types.total()
     }
 
+    /// Messages in the actor's mailbox now.
+    pub fn mailbox_depth(&self) -> usize {
+        self.gauge.depth()
+    }
+
+    /// The type of the message whose handler runs now, if any.
+    pub fn handling(&self) -> Option<&'static str> {
+        self.type_of(self.current.load(Ordering::Relaxed))
+    }
+
+    /// The message type recorded in a `current` word.
+    fn type_of(&self, current: u64) -> Option<&'static str> {
+        match current >> TIME_BITS {
+            0 => None,
+            TAG_OVERFLOW => self.types.name(TypeRef::Overflow),
+            slot => self
+                .types
+                .name(TypeRef::Slot(usize::try_from(slot - 1).ok()?)),
+        }
+    }
+
     /// The actor's state at `now_nanos` (on the monitor's clock); links to actors for which
     /// `link_stopped` holds are left out. Takes this actor's own locks one at a time and no
     /// other actor's but its parent's.
@@ -240,14 +261,8 @@ impl ActorMonitor {
 
     fn running_handler(&self, now_nanos: u64) -> Option<RunningHandler> {
         let current = self.current.load(Ordering::Relaxed);
-        let tag = current >> TIME_BITS;
-        let at = match tag {
-            0 => return None,
-            TAG_OVERFLOW => TypeRef::Overflow,
-            slot => TypeRef::Slot(usize::try_from(slot - 1).ok()?),
-        };
         Some(RunningHandler {
-            message_type: self.types.name(at)?.to_owned(),
+            message_type: self.type_of(current)?.to_owned(),
             elapsed: since_start(current, now_nanos),
         })
     }

@@ -32,6 +32,10 @@ async fn live_depth_and_running_handler_behind_a_slow_handler() {
                 .is_some_and(|handler| handler.message_type == hold_type)
     })
     .await;
+    let live = monitor.actor(gate.id()).unwrap();
+    assert_eq!(live.mailbox_depth(), 5);
+    assert_eq!(live.handling(), Some(hold_type));
+    assert_eq!(live.handled(), 1);
     tokio::time::sleep(Duration::from_millis(30)).await;
     let snapshot = monitor.snapshot(Duration::from_secs(60));
     let seen = snapshot.actor(gate.id()).unwrap();
