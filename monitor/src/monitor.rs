@@ -276,6 +276,10 @@ impl Monitor {
     /// Only asks made from inside an actor's handler are seen (core reports no others), and
     /// only among the procs this monitor is installed on; merge snapshots of several
     /// monitors with [`Snapshot::merge`] to see cycles across them.
+    ///
+    /// Edges are read actor by actor, not at one instant, so a cycle of asks that each
+    /// lasted microseconds can show once without having existed; the elapsed times in a
+    /// [`Snapshot`]'s pending asks tell a real deadlock, whose edges all keep growing.
     pub fn deadlocks(&self) -> Vec<Deadlock> {
         self.wait_for_graph().deadlocks()
     }

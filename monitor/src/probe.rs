@@ -29,8 +29,8 @@ use crate::monitor::Shared;
 use crate::snapshot::{ActorSnapshot, Link, MessageCount, PendingAsk, RunningHandler};
 use crate::sync::lock;
 
-/// Restart instants kept per actor for the windowed count; a supervisor escalates long
-/// before this many restarts fit in any sensible window.
+/// Restart instants kept per actor for the windowed count, which so reads at most this
+/// many; restart budgets are far smaller in practice.
 const RESTART_HISTORY: usize = 64;
 /// Links and watches kept per actor; the oldest are forgotten past this.
 const LINKS_KEPT: usize = 256;
@@ -133,7 +133,8 @@ impl ActorMonitor {
         decode_status(self.status.load(Ordering::Relaxed))
     }
 
-    /// Messages the actor has handled, over all its incarnations.
+    /// Messages the actor has handled over all its incarnations, counted as each handler
+    /// starts.
     pub fn handled(&self) -> u64 {
         self.types.total()
     }
@@ -210,7 +211,12 @@ impl ActorMonitor {
         ActorSnapshot {
             id: self.id.clone(),
             actor_type: self.actor_type.to_owned(),
-            status,
+            // The reason is set before the status, so a reason seen means stopped.
+            status: if rare.stop_reason.is_some() {
+                ActorStatus::Stopped
+            } else {
+                status
+            },
             stop_reason: rare.stop_reason.clone(),
             stopped_for: rare.stopped_at.map(|at| nanos_between(at, now_nanos)),
             spawned_at: self.spawned_at,

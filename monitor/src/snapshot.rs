@@ -62,7 +62,7 @@ pub struct ActorSnapshot {
     pub mailbox: Mailbox,
     /// Messages in its mailbox, read live (exact even while a handler runs).
     pub depth: u64,
-    /// Messages handled, over all incarnations.
+    /// Messages handled over all incarnations, counted as each handler starts.
     pub handled: u64,
     /// Messages handled by type, most handled first.
     pub message_types: Vec<MessageCount>,
@@ -73,7 +73,10 @@ pub struct ActorSnapshot {
     pub waiting_for: Vec<PendingAsk>,
     /// Supervised restarts so far.
     pub restarts: u32,
-    /// Restarts within its supervisor's budget window (what counts against the budget).
+    /// Its restarts within the last `within` of its supervisor's [`Supervision`] budget.
+    /// Under a one-for-one supervisor this is what the budget counts; under a group
+    /// strategy the budget counts one restart per failure, however many siblings it
+    /// restarted, while each sibling counts its own here.
     pub restarts_in_window: u32,
     /// Panics caught in its handlers.
     pub panics: u64,
