@@ -5,6 +5,12 @@
 //! and `actor_type`, so the per-message cost is that of the recorder's handles (nothing
 //! with no recorder installed). The depth gauge is set as each handler starts, which is
 //! when the actor takes a message out; snapshots read the live depth instead.
+//!
+//! Handler time is measured exactly, with two reads of the system clock per message
+//! instead of the monitor's coarse clock. Where a clock read is slow (tens of nanoseconds
+//! on some virtual machines) that is most of the feature's cost: on such a machine the
+//! `monitor_overhead` ratio measured about 0.66-0.81 with this feature, against 0.92-1.0
+//! without.
 
 use std::time::Duration;
 
