@@ -1,0 +1,13 @@
+//! Integration tests of plexus-monitor with real procs and actors, grouped by the promise
+//! they check.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod deadlock;
+mod lifecycle;
+mod mailbox;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod serde;
