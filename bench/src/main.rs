@@ -5,6 +5,7 @@
 
 mod alloc;
 mod local;
+mod monitor;
 mod report;
 
 #[global_allocator]
@@ -18,7 +19,7 @@ fn main() {
             "--json" => json = true,
             "-h" | "--help" => {
                 println!("usage: plexus-bench [--json] [workload-name-substring...]");
-                println!("workloads: local_tell local_ask local_fan_in spawn");
+                println!("workloads: local_tell local_ask local_fan_in spawn monitor_overhead");
                 return;
             }
             _ => patterns.push(arg),
@@ -35,6 +36,8 @@ fn main() {
 
     let mut reports = Vec::new();
     reports.extend(local::run(&runtime, &filter));
+    drop(runtime);
+    reports.extend(monitor::run(&filter));
     for report in &reports {
         if json {
             println!("{}", report.json());
