@@ -280,21 +280,21 @@ fn read_actor_literal(
     field: &'static str,
     max_len: usize,
 ) -> Result<ActorId, Malformation> {
-    let label = read_text(r, field, "actor", max_len)?;
+    let label = read_text(r, field, "actor", 0, max_len)?;
     let instance = r.varint().map_err(at(field))?;
-    let name = read_text(r, field, "actor", max_len - label.len())?;
+    let name = read_text(r, field, "actor", label.len(), max_len)?;
     let index = r.varint().map_err(at(field))?;
     Ok(ActorId::new(ProcId::new(label, instance), name, index))
 }
 
 fn read_group(r: &mut Reader<'_>, table: &mut InternTable) -> Result<Arc<str>, Malformation> {
     match r.varint().map_err(at("group"))? {
-        REF_LITERAL => read_text(r, "group", "string", usize::MAX),
+        REF_LITERAL => read_text(r, "group", "string", 0, usize::MAX),
         REF_DEFINE => {
             if !table.can_define_string() {
                 return Err(string_table_full());
             }
-            let group = read_text(r, "group", "string", MAX_INTERNED_LEN)?;
+            let group = read_text(r, "group", "string", 0, MAX_INTERNED_LEN)?;
             table.define_string(Some(group.clone()));
             Ok(group)
         }
@@ -303,7 +303,10 @@ fn read_group(r: &mut Reader<'_>, table: &mut InternTable) -> Result<Arc<str>, M
             match table.string(id) {
                 Some(Some(group)) => Ok(group.clone()),
                 // A group named by a broken definition cannot be routed: the header is lost.
-                Some(None) => Err(Malformation::InvalidUtf8 { field: "group" }),
+                Some(None) => Err(Malformation::BrokenId {
+                    table: "string",
+                    id,
+                }),
                 None => Err(Malformation::UnknownId {
                     table: "string",
                     id,
@@ -313,19 +316,21 @@ fn read_group(r: &mut Reader<'_>, table: &mut InternTable) -> Result<Arc<str>, M
     }
 }
 
-/// Reads a length-prefixed UTF-8 string of at most `max_len` bytes, the limit of the
-/// intern `table` it is being defined in.
+/// Reads a length-prefixed UTF-8 string, part of an entry of the intern `table` of which
+/// `before` bytes were already read; the whole entry may have at most `max_len` bytes.
 fn read_text(
     r: &mut Reader<'_>,
     field: &'static str,
     table: &'static str,
+    before: usize,
     max_len: usize,
 ) -> Result<Arc<str>, Malformation> {
     let len = r.varint().map_err(at(field))?;
-    if len > max_len as u64 {
+    let entry_len = len.saturating_add(before as u64);
+    if entry_len > max_len as u64 {
         return Err(Malformation::InternedTooLong {
             table,
-            len,
+            len: entry_len,
             max: MAX_INTERNED_LEN,
         });
     }

@@ -92,7 +92,7 @@ impl EnvelopeWriter<'_> {
     }
 
     fn write_name(&mut self, buf: &mut BytesMut, name: &MessageName) {
-        let slot = self.string_slot(name, || name.as_str().into());
+        let slot = self.string_slot(name, || name.to_shared());
         write_string(buf, slot, name);
     }
 

@@ -314,6 +314,14 @@ impl MessageName {
         MessageName(NameRepr::Static(name))
     }
 
+    /// The name as a shared string, without copying it when it already is one.
+    pub(crate) fn to_shared(&self) -> Arc<str> {
+        match &self.0 {
+            NameRepr::Static(name) => Arc::from(*name),
+            NameRepr::Shared(name) => name.clone(),
+        }
+    }
+
     /// The name as a `str`.
     pub fn as_str(&self) -> &str {
         match &self.0 {

@@ -114,6 +114,15 @@ pub enum Malformation {
         /// The id.
         id: u64,
     },
+    /// A header refers to an interned entry whose definition was broken (see
+    /// [`DecodeError::BrokenNameId`]); only a message name can do without its text.
+    #[error("interned {table} id {id} was defined with a broken value")]
+    BrokenId {
+        /// `string`.
+        table: &'static str,
+        /// The id.
+        id: u64,
+    },
     /// A text field in the header is not UTF-8.
     #[error("the {field} is not valid utf-8")]
     InvalidUtf8 {

@@ -360,6 +360,53 @@ fn broken_frames_and_headers_are_malformed() {
     );
 }
 
+/// The peer cannot make the decoder's intern tables grow past the protocol's limits, and a
+/// header cannot lean on a broken definition.
+#[test]
+fn intern_limits_are_enforced_on_the_decoder() {
+    let fault = |bytes: &[u8]| -> Malformation {
+        let mut decoder = FrameDecoder::new(config());
+        match decode_all(&mut decoder, bytes) {
+            Err(CodecError::Malformed { fault, .. }) => fault,
+            other => panic!("expected a malformed frame, got {other:?}"),
+        }
+    };
+    // A recipient actor defined with a label of 200 bytes and a name of 100.
+    let mut long_actor = vec![0x00, 0, 1, 200, 1];
+    long_actor.extend_from_slice(&[b'a'; 200]);
+    long_actor.extend_from_slice(&[0, 100]);
+    long_actor.extend_from_slice(&[b'b'; 100]);
+    long_actor.push(0);
+    assert_eq!(
+        fault(&frame_of(&[&long_actor])),
+        Malformation::InternedTooLong {
+            table: "actor",
+            len: 300,
+            max: crate::MAX_INTERNED_LEN
+        }
+    );
+    // One name definition more than the string table holds.
+    let define: &[u8] = &[0x80, 0, 1, 1, b'x'];
+    let many = vec![define; crate::MAX_INTERNED_STRINGS + 1];
+    assert_eq!(
+        fault(&frame_of(&many)),
+        Malformation::InternTableFull {
+            table: "string",
+            capacity: crate::MAX_INTERNED_STRINGS
+        }
+    );
+    // A broken name definition, then a group recipient naming it.
+    let broken: &[u8] = &[0x80, 0, 1, 1, 0xff];
+    let group: &[u8] = &[0x40, 0, 2, 2];
+    assert_eq!(
+        fault(&frame_of(&[broken, group])),
+        Malformation::BrokenId {
+            table: "string",
+            id: 0
+        }
+    );
+}
+
 /// The error of a malformed frame names the frame and the offset of the fault.
 #[test]
 fn malformed_errors_locate_the_fault() {
