@@ -27,8 +27,8 @@ pub const MAX_INTERNED_ACTORS: usize = 16384;
 /// The longest string, or actor id (proc label plus actor name), that may be interned.
 pub const MAX_INTERNED_LEN: usize = 255;
 
-/// Slots of the encoder's cache of recently used entries.
-const RECENT_SLOTS: usize = 64;
+/// The encoder's cache of recently used entries has `2^RECENT_SET_BITS` sets of two.
+const RECENT_SET_BITS: u32 = 5;
 
 /// How the encoder should write a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,10 +84,10 @@ pub struct InternTable {
     // Hashing a key costs more than the rest of an envelope's encoding, and a connection
     // mostly sends the same few names and actors. So the encoder first looks in a small
     // cache indexed by where the key's text lives: clones of one id share their text, so
-    // they land in the same slot. A slot is trusted only after a full comparison, so a
+    // they land in the same set. An entry is trusted only after a full comparison, so a
     // reused address can cost a miss, never a wrong id.
-    recent_strings: Vec<Option<(Arc<str>, u32)>>,
-    recent_actors: Vec<Option<(ActorId, u32)>>,
+    recent_strings: Recent<Arc<str>>,
+    recent_actors: Recent<ActorId>,
     /// Every interned string in id order; `None` marks a definition whose text was broken.
     strings: Vec<Option<Arc<str>>>,
     actors: Vec<ActorId>,
@@ -115,14 +115,15 @@ impl InternTable {
     /// only when a new entry is made.
     #[inline]
     pub(crate) fn string_slot(&mut self, text: &str, make: impl FnOnce() -> Arc<str>) -> Slot {
-        let slot = recent_slot(text.as_ptr() as usize);
-        if let Some(Some((recent, id))) = self.recent_strings.get(slot) {
-            if same_text(recent, text) {
-                return Slot::Known(*id);
-            }
+        let address = text.as_ptr() as usize;
+        if let Some(id) = self
+            .recent_strings
+            .find(address, |recent| same_text(recent, text))
+        {
+            return Slot::Known(id);
         }
         if let Some((known, &id)) = self.string_ids.get_key_value(text) {
-            remember(&mut self.recent_strings, slot, (known.clone(), id));
+            self.recent_strings.remember(address, known.clone(), id);
             return Slot::Known(id);
         }
         if text.len() > MAX_INTERNED_LEN || self.strings.len() >= MAX_INTERNED_STRINGS {
@@ -140,14 +141,16 @@ impl InternTable {
     /// Finds or assigns the id of `actor`.
     #[inline]
     pub(crate) fn actor_slot(&mut self, actor: &ActorId) -> Slot {
-        let slot = recent_slot(actor.name().as_ptr() as usize ^ actor.index() as usize);
-        if let Some(Some((recent, id))) = self.recent_actors.get(slot) {
-            if same_actor(recent, actor) {
-                return Slot::Known(*id);
-            }
+        // Actors that share a name (workers of one pool) differ by index.
+        let address = actor.name().as_ptr() as usize ^ (actor.index() as usize).rotate_left(17);
+        if let Some(id) = self
+            .recent_actors
+            .find(address, |recent| same_actor(recent, actor))
+        {
+            return Slot::Known(id);
         }
         if let Some(&id) = self.actor_ids.get(actor) {
-            remember(&mut self.recent_actors, slot, (actor.clone(), id));
+            self.recent_actors.remember(address, actor.clone(), id);
             return Slot::Known(id);
         }
         if actor_len(actor) > MAX_INTERNED_LEN || self.actors.len() >= MAX_INTERNED_ACTORS {
@@ -219,11 +222,56 @@ impl InternTable {
     }
 }
 
-/// The cache slot for a key whose text lives at `address`.
+/// A small two-way set-associative cache from where a key's text lives to its id.
+#[derive(Debug)]
+struct Recent<K> {
+    /// Empty until first used: the decoder's table never needs one.
+    ways: Vec<Option<(K, u32)>>,
+}
+
+impl<K> Default for Recent<K> {
+    fn default() -> Self {
+        Recent { ways: Vec::new() }
+    }
+}
+
+impl<K> Recent<K> {
+    /// The id of the cached key at `address` for which `same` holds.
+    #[inline]
+    fn find(&self, address: usize, same: impl Fn(&K) -> bool) -> Option<u32> {
+        let set = set_of(address);
+        self.ways
+            .get(set..set + 2)?
+            .iter()
+            .flatten()
+            .find(|(key, _)| same(key))
+            .map(|(_, id)| *id)
+    }
+
+    /// Caches `key`, found at `address`, with its `id`.
+    fn remember(&mut self, address: usize, key: K, id: u32) {
+        if self.ways.is_empty() {
+            self.ways.resize_with(2 << RECENT_SET_BITS, || None);
+        }
+        let set = set_of(address);
+        // The newest entry takes the first way and the one it displaces moves to the
+        // second, so two hot keys that fall into one set both stay.
+        self.ways.swap(set, set + 1);
+        self.ways[set] = Some((key, id));
+    }
+
+    fn clear(&mut self) {
+        self.ways.clear();
+    }
+}
+
+/// The first way of the set for `address`.
 #[inline]
-fn recent_slot(address: usize) -> usize {
-    // Heap text is at least 8-aligned, so the low bits would leave most slots unused.
-    (address >> 3) % RECENT_SLOTS
+fn set_of(address: usize) -> usize {
+    // Fibonacci hashing: the multiply spreads nearby addresses over all sets, whose index
+    // is the product's top bits.
+    let hash = (address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (hash >> (64 - RECENT_SET_BITS)) as usize * 2
 }
 
 /// Compares two texts, first by where they live: clones of one `Arc<str>` are then equal
@@ -240,15 +288,6 @@ fn same_actor(a: &ActorId, b: &ActorId) -> bool {
         && a.proc().instance() == b.proc().instance()
         && same_text(a.name(), b.name())
         && same_text(a.proc().label(), b.proc().label())
-}
-
-/// Puts `entry` in the cache `slot`, making the cache on first use: the decoder's table
-/// never needs one.
-fn remember<T>(cache: &mut Vec<Option<T>>, slot: usize, entry: T) {
-    if cache.is_empty() {
-        cache.resize_with(RECENT_SLOTS, || None);
-    }
-    cache[slot] = Some(entry);
 }
 
 /// The length an actor id counts against [`MAX_INTERNED_LEN`]: its two text parts.
@@ -312,6 +351,58 @@ mod tests {
         assert_eq!(table.actor_slot(&actor(2)), Slot::Known(0));
         assert_eq!(table.string_slot("drop", || "drop".into()), Slot::Define);
         assert_eq!(table.string_slot("drop", || "drop".into()), Slot::Known(1));
+    }
+
+    /// Two keys that fall into one set of the recent cache both stay; a third evicts the
+    /// older one; and a key is found only if it compares equal, whatever its address.
+    #[test]
+    fn the_recent_cache_keeps_two_keys_per_set_and_checks_them() {
+        let mut recent = Recent::<String>::default();
+        let address = 0x1000;
+        assert_eq!(recent.find(address, |_| true), None);
+        recent.remember(address, "a".into(), 1);
+        recent.remember(address, "b".into(), 2);
+        assert_eq!(recent.find(address, |key| key == "a"), Some(1));
+        assert_eq!(recent.find(address, |key| key == "b"), Some(2));
+        assert_eq!(recent.find(address, |key| key == "c"), None);
+        recent.remember(address, "c".into(), 3);
+        assert_eq!(recent.find(address, |key| key == "a"), None);
+        assert_eq!(recent.find(address, |key| key == "b"), Some(2));
+        assert_eq!(recent.find(address, |key| key == "c"), Some(3));
+        recent.clear();
+        assert_eq!(recent.find(address, |_| true), None);
+    }
+
+    /// Equal values at different addresses, and texts at one address that differ, are told
+    /// apart by content, so the cache never returns another key's id.
+    #[test]
+    fn cached_ids_follow_content_not_addresses() {
+        let mut table = InternTable::new();
+        let first = String::from("tick");
+        assert_eq!(
+            table.string_slot(&first, || first.as_str().into()),
+            Slot::Define
+        );
+        assert_eq!(
+            table.string_slot(&first, || first.as_str().into()),
+            Slot::Known(0)
+        );
+        let copy = first.clone();
+        assert_eq!(
+            table.string_slot(&copy, || copy.as_str().into()),
+            Slot::Known(0)
+        );
+        let mut reused = first;
+        reused.replace_range(.., "tock");
+        assert_eq!(
+            table.string_slot(&reused, || reused.as_str().into()),
+            Slot::Define
+        );
+        assert_eq!(
+            table.string_slot(&reused, || reused.as_str().into()),
+            Slot::Known(1)
+        );
+        assert_eq!(table.string_slot("tick", || "tick".into()), Slot::Known(0));
     }
 
     /// The decoder side answers by id, and tells a broken definition from a missing one.
