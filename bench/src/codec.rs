@@ -27,8 +27,8 @@ use crate::report::Report;
 const ENVELOPES: u64 = 1_000_000;
 /// Distinct tells cycled through by the encoders.
 const RING: usize = 1024;
-/// Rounds per side; the best is reported, to keep scheduler noise out of the ratio.
-const ROUNDS: usize = 3;
+/// Rounds per measurement; the best is reported, to keep scheduler noise out of the ratio.
+const ROUNDS: usize = 5;
 /// The baseline hands out its buffer at the same size the frame encoder flushes at.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -69,29 +69,35 @@ fn recipient() -> ActorId {
 }
 
 fn encode_workload() -> Report {
-    let (plexus_rate, plexus_bytes) = best_of(|| {
-        let envelopes = envelope_ring();
-        let started = Instant::now();
-        let bytes = encode_plexus(&envelopes, |frame| {
-            black_box(frame);
-        });
-        (rate(started), bytes)
-    });
-    let (built_rate, _) = best_of(|| {
-        let started = Instant::now();
-        let bytes = encode_plexus_building(|frame| {
-            black_box(frame);
-        });
-        (rate(started), bytes)
-    });
-    let (baseline_rate, baseline_bytes) = best_of(|| {
-        let tells = plain_ring();
-        let started = Instant::now();
-        let bytes = encode_postcard(&tells, |chunk| {
-            black_box(chunk);
-        });
-        (rate(started), bytes)
-    });
+    let envelopes = envelope_ring();
+    let tells = plain_ring();
+    let [
+        (plexus_rate, plexus_bytes),
+        (built_rate, _),
+        (baseline_rate, baseline_bytes),
+    ] = best_interleaved([
+        &mut || {
+            let started = Instant::now();
+            let bytes = encode_plexus(&envelopes, |frame| {
+                black_box(frame);
+            });
+            (rate(started), bytes)
+        },
+        &mut || {
+            let started = Instant::now();
+            let bytes = encode_plexus_building(|frame| {
+                black_box(frame);
+            });
+            (rate(started), bytes)
+        },
+        &mut || {
+            let started = Instant::now();
+            let bytes = encode_postcard(&tells, |chunk| {
+                black_box(chunk);
+            });
+            (rate(started), bytes)
+        },
+    ]);
     Report::new(
         "codec_encode",
         "envelopes/s",
@@ -111,27 +117,29 @@ fn decode_workload() -> Report {
     let plexus_bytes = encode_plexus(&envelope_ring(), |frame| frames.push(frame));
     let mut chunks = Vec::new();
     let baseline_bytes = encode_postcard(&plain_ring(), |chunk| chunks.push(chunk.to_vec()));
-
-    let (plexus_rate, _) = best_of(|| {
-        let started = Instant::now();
-        let decoded = decode_plexus(&frames, None);
-        assert_eq!(decoded, ENVELOPES, "every envelope decodes");
-        (rate(started), 0)
-    });
     let mut registry = MessageRegistry::new();
     registry.register::<Count>().expect("one type per name");
-    let (registry_rate, _) = best_of(|| {
-        let started = Instant::now();
-        let decoded = decode_plexus(&frames, Some(&registry));
-        assert_eq!(decoded, ENVELOPES, "every envelope decodes");
-        (rate(started), 0)
-    });
-    let (baseline_rate, _) = best_of(|| {
-        let started = Instant::now();
-        let decoded = decode_postcard(&chunks);
-        assert_eq!(decoded, ENVELOPES, "every baseline tell decodes");
-        (rate(started), 0)
-    });
+
+    let [(plexus_rate, _), (registry_rate, _), (baseline_rate, _)] = best_interleaved([
+        &mut || {
+            let started = Instant::now();
+            let decoded = decode_plexus(&frames, None);
+            assert_eq!(decoded, ENVELOPES, "every envelope decodes");
+            (rate(started), 0)
+        },
+        &mut || {
+            let started = Instant::now();
+            let decoded = decode_plexus(&frames, Some(&registry));
+            assert_eq!(decoded, ENVELOPES, "every envelope decodes");
+            (rate(started), 0)
+        },
+        &mut || {
+            let started = Instant::now();
+            let decoded = decode_postcard(&chunks);
+            assert_eq!(decoded, ENVELOPES, "every baseline tell decodes");
+            (rate(started), 0)
+        },
+    ]);
     Report::new(
         "codec_decode",
         "envelopes/s",
@@ -280,13 +288,18 @@ fn decode_postcard(chunks: &[Vec<u8>]) -> u64 {
     decoded
 }
 
-/// Runs `round` `ROUNDS` times; returns the best rate and the byte count it reported.
-fn best_of(mut round: impl FnMut() -> (f64, u64)) -> (f64, u64) {
-    let mut best = (0.0, 0);
+/// Runs each measurement `ROUNDS` times, interleaved so that all of them see the same
+/// load on the machine; returns each one's best rate with the byte count of that round.
+fn best_interleaved<const N: usize>(
+    mut measurements: [&mut dyn FnMut() -> (f64, u64); N],
+) -> [(f64, u64); N] {
+    let mut best = [(0.0, 0); N];
     for _ in 0..ROUNDS {
-        let (rate, bytes) = round();
-        if rate > best.0 {
-            best = (rate, bytes);
+        for (measure, best) in measurements.iter_mut().zip(&mut best) {
+            let (rate, bytes) = measure();
+            if rate > best.0 {
+                *best = (rate, bytes);
+            }
         }
     }
     best
