@@ -46,7 +46,10 @@ fuzz_target!(|data: &[u8]| {
     'input: for mut chunk in input.chunks(piece) {
         while !chunk.is_empty() {
             let used = decoder.feed(chunk);
-            assert!(decoder.buffered_capacity() <= LIMIT, "decoder over its limit");
+            assert!(
+                decoder.buffered_capacity() <= LIMIT,
+                "decoder over its limit"
+            );
             chunk = &chunk[used..];
             let mut progressed = used > 0;
             loop {
@@ -96,7 +99,9 @@ fn round_trip(envelopes: &[NetworkEnvelope]) {
         while let Some(item) = decoder.next().expect("re-encoded frames decode") {
             match item {
                 Decoded::Envelope(envelope) => decoded.push(envelope),
-                Decoded::Skipped(skipped) => panic!("a re-encoded envelope was skipped: {skipped:?}"),
+                Decoded::Skipped(skipped) => {
+                    panic!("a re-encoded envelope was skipped: {skipped:?}")
+                }
             }
         }
         if input.is_empty() {
@@ -105,5 +110,8 @@ fn round_trip(envelopes: &[NetworkEnvelope]) {
         let used = decoder.feed(input);
         input = &input[used..];
     }
-    assert_eq!(decoded, envelopes, "envelopes change through encode and decode");
+    assert_eq!(
+        decoded, envelopes,
+        "envelopes change through encode and decode"
+    );
 }
