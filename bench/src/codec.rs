@@ -105,6 +105,7 @@ fn encode_workload() -> Report {
         baseline_rate,
         plexus_rate / baseline_rate,
     )
+    .target(0.8)
     .note(bytes_note(plexus_bytes, baseline_bytes))
     .note(format!(
         "building each envelope too (payload serialization and allocation): {built_rate:.0} envelopes/s, ratio {:.2}",
@@ -147,6 +148,7 @@ fn decode_workload() -> Report {
         baseline_rate,
         plexus_rate / baseline_rate,
     )
+    .target(0.8)
     .note(bytes_note(plexus_bytes, baseline_bytes))
     .note(format!(
         "dispatching by name through the registry (a boxed message each): {registry_rate:.0} envelopes/s, ratio {:.2}",

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)]
 
 mod alloc;
+mod codec;
 mod local;
 mod monitor;
 mod report;
@@ -19,7 +20,9 @@ fn main() {
             "--json" => json = true,
             "-h" | "--help" => {
                 println!("usage: plexus-bench [--json] [workload-name-substring...]");
-                println!("workloads: local_tell local_ask local_fan_in spawn monitor_overhead");
+                println!(
+                    "workloads: local_tell local_ask local_fan_in spawn monitor_overhead codec_encode codec_decode"
+                );
                 return;
             }
             _ => patterns.push(arg),
@@ -38,6 +41,7 @@ fn main() {
     reports.extend(local::run(&runtime, &filter));
     drop(runtime);
     reports.extend(monitor::run(&filter));
+    reports.extend(codec::run(&filter));
     for report in &reports {
         if json {
             println!("{}", report.json());
