@@ -61,6 +61,15 @@ pub(crate) fn run(runtime: &Runtime, filter: &dyn Fn(&str) -> bool) -> Vec<Repor
     reports
 }
 
+/// The baseline's receiving task: sums what it reads until every sender is gone.
+async fn sum_until_closed(mut rx: mpsc::Receiver<u64>) -> u64 {
+    let mut sum = 0u64;
+    while let Some(n) = rx.recv().await {
+        sum = sum.wrapping_add(n);
+    }
+    sum
+}
+
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
@@ -94,15 +103,9 @@ fn local_tell(runtime: &Runtime) -> Report {
             rate(TELLS, elapsed)
         }));
         theirs.push(runtime.block_on(async {
-            let (tx, mut rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
+            let (tx, rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
             let started = Instant::now();
-            let receiver = tokio::spawn(async move {
-                let mut sum = 0u64;
-                while let Some(n) = rx.recv().await {
-                    sum = sum.wrapping_add(n);
-                }
-                sum
-            });
+            let receiver = tokio::spawn(sum_until_closed(rx));
             tokio::spawn(async move {
                 for n in 0..TELLS {
                     tx.send(n).await.expect("send");
@@ -230,15 +233,9 @@ fn local_fan_in(runtime: &Runtime) -> Report {
             rate(count, elapsed)
         }));
         theirs.push(runtime.block_on(async {
-            let (tx, mut rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
+            let (tx, rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
             let started = Instant::now();
-            let receiver = tokio::spawn(async move {
-                let mut sum = 0u64;
-                while let Some(n) = rx.recv().await {
-                    sum = sum.wrapping_add(n);
-                }
-                sum
-            });
+            let receiver = tokio::spawn(sum_until_closed(rx));
             let senders: Vec<_> = (0..FAN_IN_SENDERS)
                 .map(|_| {
                     let tx = tx.clone();
@@ -309,7 +306,7 @@ fn spawn(runtime: &Runtime) -> Report {
                     let started = Instant::now();
                     let mut tasks = Vec::with_capacity(SPAWNS);
                     for _ in 0..SPAWNS {
-                        let (tx, mut rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
+                        let (tx, rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
                         tasks.push((
                             tx,
                             tokio::spawn(async move { while rx.recv().await.is_some() {} }),
