@@ -306,7 +306,7 @@ fn spawn(runtime: &Runtime) -> Report {
                     let started = Instant::now();
                     let mut tasks = Vec::with_capacity(SPAWNS);
                     for _ in 0..SPAWNS {
-                        let (tx, rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
+                        let (tx, mut rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
                         tasks.push((
                             tx,
                             tokio::spawn(async move { while rx.recv().await.is_some() {} }),
