@@ -263,66 +263,16 @@ fn local_fan_in(runtime: &Runtime) -> Report {
 }
 
 fn spawn(runtime: &Runtime) -> Report {
-    let mut ours = Vec::new();
-    let mut per_actor = Vec::new();
-    let mut theirs = Vec::new();
     let names: Vec<String> = (0..SPAWNS).map(|i| format!("idle-{i}")).collect();
+    // One untimed round weighs the idle actors: counting allocations slows every thread,
+    // so the timed rounds run with the counter off.
+    let bytes = spawn_and_stop(runtime, &names, true).1;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        // Spawning from a worker thread, as actors do, not from outside the runtime (which
-        // would wake a parked worker for every spawn).
-        let names = names.clone();
-        let (actors_per_sec, bytes) = runtime
-            .block_on(runtime.spawn(async move {
-                let proc = Proc::new(ProcId::unique("bench"));
-                let mut refs = Vec::with_capacity(SPAWNS);
-                alloc::set_counting(true);
-                let before = alloc::live_bytes();
-                let started = Instant::now();
-                for name in &names {
-                    refs.push(proc.spawn(name, Idle).expect("spawn"));
-                }
-                tokio::task::yield_now().await;
-                // Let every actor run its start and park idle before weighing them.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                let spawned = started.elapsed();
-                let bytes = (alloc::live_bytes() - before) as f64 / SPAWNS as f64;
-                alloc::set_counting(false);
-                let stopping = Instant::now();
-                for actor in &refs {
-                    actor.stop();
-                }
-                for actor in &refs {
-                    actor.wait_for_stop().await;
-                }
-                (rate(SPAWNS as u64, spawned + stopping.elapsed()), bytes)
-            }))
-            .expect("spawn workload");
-        ours.push(actors_per_sec);
-        per_actor.push(bytes);
-        // Baseline: a tokio task per actor, parked on its own bounded channel.
-        theirs.push(
-            runtime
-                .block_on(runtime.spawn(async {
-                    let started = Instant::now();
-                    let mut tasks = Vec::with_capacity(SPAWNS);
-                    for _ in 0..SPAWNS {
-                        let (tx, mut rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
-                        tasks.push((
-                            tx,
-                            tokio::spawn(async move { while rx.recv().await.is_some() {} }),
-                        ));
-                    }
-                    for (tx, task) in tasks {
-                        drop(tx);
-                        task.await.expect("baseline task");
-                    }
-                    rate(SPAWNS as u64, started.elapsed())
-                }))
-                .expect("baseline workload"),
-        );
+        ours.push(spawn_and_stop(runtime, &names, false).0);
+        theirs.push(spawn_baseline(runtime));
     }
     let buffer = mailbox_buffer_bytes();
-    let bytes = median(per_actor);
     let (ours, theirs) = (median(ours), median(theirs));
     Report::new("spawn", "actors/s", ours, theirs, ours / theirs).note(format!(
         "spawn+stop {SPAWNS}; target >= 500000 actors/s: {}; {bytes:.0} bytes per idle actor, of \
@@ -335,6 +285,66 @@ fn spawn(runtime: &Runtime) -> Report {
             "NOT met"
         },
     ))
+}
+
+/// Spawns `names.len()` idle actors and stops them all, from a worker thread as actors do
+/// (not from outside the runtime, which would wake a parked worker for every spawn).
+/// Returns actors per second and, when `weigh` is set, heap bytes per idle actor.
+fn spawn_and_stop(runtime: &Runtime, names: &[String], weigh: bool) -> (f64, f64) {
+    let names = names.to_vec();
+    runtime
+        .block_on(runtime.spawn(async move {
+            let proc = Proc::new(ProcId::unique("bench"));
+            let mut refs = Vec::with_capacity(names.len());
+            alloc::set_counting(weigh);
+            let before = alloc::live_bytes();
+            let started = Instant::now();
+            for name in &names {
+                refs.push(proc.spawn(name, Idle).expect("spawn"));
+            }
+            let spawned = started.elapsed();
+            let mut bytes = 0.0;
+            if weigh {
+                // Let every actor run its start and park idle before weighing them.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                bytes = (alloc::live_bytes() - before) as f64 / names.len() as f64;
+                alloc::set_counting(false);
+            }
+            let stopping = Instant::now();
+            for actor in &refs {
+                actor.stop();
+            }
+            for actor in &refs {
+                actor.wait_for_stop().await;
+            }
+            (
+                rate(names.len() as u64, spawned + stopping.elapsed()),
+                bytes,
+            )
+        }))
+        .expect("spawn workload")
+}
+
+/// The baseline of `spawn`: a tokio task per actor, parked on its own bounded channel.
+fn spawn_baseline(runtime: &Runtime) -> f64 {
+    runtime
+        .block_on(runtime.spawn(async {
+            let started = Instant::now();
+            let mut tasks = Vec::with_capacity(SPAWNS);
+            for _ in 0..SPAWNS {
+                let (tx, mut rx) = mpsc::channel::<u64>(DEFAULT_MAILBOX_CAPACITY);
+                tasks.push((
+                    tx,
+                    tokio::spawn(async move { while rx.recv().await.is_some() {} }),
+                ));
+            }
+            for (tx, task) in tasks {
+                drop(tx);
+                task.await.expect("baseline task");
+            }
+            rate(SPAWNS as u64, started.elapsed())
+        }))
+        .expect("baseline workload")
 }
 
 /// Heap bytes of one empty mailbox channel with plexus's slot size: five words (an inline
