@@ -2,3 +2,10 @@
 //!
 //! This crate is filled by the transport work (design section 6); until then it holds
 //! only this description so that the workspace layout is in place.
+
+pub mod handshake;
+
+pub use handshake::{
+    Handshake, HandshakeError, Hello, MAGIC, MAX_HELLO_SIZE, Negotiated, perform_handshake,
+    prefer_connection,
+};
