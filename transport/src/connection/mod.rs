@@ -309,6 +309,44 @@ impl ConnectionHandle {
 /// Starts the worker of a connection whose handshake produced `negotiated`, and returns its
 /// handle. `inbound` receives every envelope the peer sends (see [`Inbound`]).
 ///
+/// ```
+/// use std::time::Duration;
+///
+/// use plexus_codec::{EnvelopeKind, NetworkEnvelope, Outcome};
+/// use plexus_core::ProcId;
+/// use plexus_transport::{ConnectionConfig, Hello, perform_handshake, spawn_connection};
+/// use tokio::sync::mpsc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+/// let limit = Duration::from_secs(5);
+/// let (na, nb) = tokio::join!(
+///     perform_handshake(&mut a, Hello::new(ProcId::new("a", 1), 1), limit),
+///     perform_handshake(&mut b, Hello::new(ProcId::new("b", 1), 2), limit),
+/// );
+/// let a = spawn_connection(a, na?, ConnectionConfig::default(), |_| {})?;
+///
+/// // The inbound handler must not block: it only queues what arrives.
+/// let (tx, mut rx) = mpsc::unbounded_channel();
+/// let b = spawn_connection(b, nb?, ConnectionConfig::default(), move |envelope| {
+///     let _ = tx.send(envelope);
+/// })?;
+/// tokio::spawn(async move {
+///     while let Some(request) = rx.recv().await {
+///         let Some(id) = request.kind.request_id() else { continue };
+///         let answer = EnvelopeKind::Response { id, outcome: Outcome::Ok, is_last: true };
+///         let _ = b.send(NetworkEnvelope::control(answer)).await;
+///     }
+/// });
+///
+/// let question = NetworkEnvelope::control(EnvelopeKind::Regular);
+/// let response = a.request(question, limit).await?;
+/// assert!(matches!(response.kind, EnvelopeKind::Response { outcome: Outcome::Ok, .. }));
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Panics
 ///
 /// Outside a Tokio runtime, as it spawns tasks.
