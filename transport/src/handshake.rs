@@ -50,6 +50,10 @@ pub const MAGIC: [u8; 8] = *b"PLEXUS\x00\x01";
 /// so this leaves room for labels of several hundred bytes.
 pub const MAX_HELLO_SIZE: usize = 1024;
 
+/// The smallest frame limit a peer may announce. Below it ordinary envelopes would not fit
+/// and every send would fail; such a peer is refused at the handshake instead.
+pub const MIN_FRAME_SIZE: u32 = 4096;
+
 /// The length prefix before the hello body.
 const LEN_PREFIX: usize = 2;
 /// The length prefix and the magic: what the machine reads before it trusts the length.
@@ -164,6 +168,14 @@ pub enum HandshakeError {
         local: VersionRange,
         /// The versions the peer speaks.
         remote: VersionRange,
+    },
+    /// The peer announced a frame limit below [`MIN_FRAME_SIZE`].
+    #[error("peer accepts frames of at most {peer} bytes, below the minimum of {min} bytes")]
+    FrameLimitTooSmall {
+        /// The peer's announced limit.
+        peer: u32,
+        /// The minimum.
+        min: u32,
     },
     /// The handshake did not finish in time.
     #[error("handshake did not finish within {after:?}")]
@@ -317,6 +329,12 @@ impl Handshake {
                         local: self.local.versions,
                         remote: remote.versions,
                     })?;
+                if remote.max_frame_size < MIN_FRAME_SIZE {
+                    return Err(HandshakeError::FrameLimitTooSmall {
+                        peer: remote.max_frame_size,
+                        min: MIN_FRAME_SIZE,
+                    });
+                }
                 self.state = State::Done(Negotiated {
                     version,
                     capabilities: self.local.capabilities.intersect(remote.capabilities),
@@ -490,6 +508,35 @@ mod tests {
             message.contains(&SUPPORTED_VERSIONS.to_string()),
             "{message}"
         );
+    }
+
+    /// A peer announcing a frame limit too small for ordinary envelopes is refused, and
+    /// the encoder of an accepted one stays under the smaller of the two limits.
+    #[test]
+    fn frame_limits_are_bounded_and_combined() {
+        let mut tiny = hello("b", 1);
+        tiny.max_frame_size = 16;
+        let mut a = Handshake::new(hello("a", 1)).unwrap();
+        let error = a
+            .feed(&Handshake::new(tiny).unwrap().transmit())
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                HandshakeError::FrameLimitTooSmall {
+                    peer: 16,
+                    min: MIN_FRAME_SIZE
+                }
+            ),
+            "{error:?}"
+        );
+
+        let mut small = hello("b", 1);
+        small.max_frame_size = MIN_FRAME_SIZE;
+        let mut a = Handshake::new(hello("a", 1)).unwrap();
+        a.feed(&Handshake::new(small).unwrap().transmit()).unwrap();
+        let config = a.outcome().unwrap().codec_config(&CodecConfig::default());
+        assert_eq!(config.max_frame_size, MIN_FRAME_SIZE as usize);
     }
 
     /// A hello whose body is not a hello is malformed, not a panic.

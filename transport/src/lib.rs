@@ -12,7 +12,7 @@ pub use connection::{
     Inbound, SendError, spawn_connection,
 };
 pub use handshake::{
-    Handshake, HandshakeError, Hello, MAGIC, MAX_HELLO_SIZE, Negotiated, perform_handshake,
-    prefer_connection,
+    Handshake, HandshakeError, Hello, MAGIC, MAX_HELLO_SIZE, MIN_FRAME_SIZE, Negotiated,
+    perform_handshake, prefer_connection,
 };
 pub use requests::RequestError;
