@@ -1,0 +1,449 @@
+//! The connection worker: moves envelopes over one stream after its handshake.
+//!
+//! [`spawn_connection`] splits the stream and starts three tasks:
+//!
+//! - the **writer** (module `writer`) drains the send queue into a [`FrameEncoder`] and writes
+//!   a batch when the queue is empty or the encoder advises a flush, so a burst of sends
+//!   costs a few frames and a few write calls; it also sends a ping every
+//!   [`ConnectionConfig::ping_interval`];
+//! - the **reader** (module `reader`) feeds what arrives into a [`FrameDecoder`], answers pings,
+//!   measures the round-trip time from pongs, routes responses to their requests, and
+//!   hands every other envelope to the [`Inbound`] handler; it closes the connection when
+//!   nothing arrived for [`ConnectionConfig::idle_timeout`];
+//! - a **supervisor** waits for the first of the two to end (or for
+//!   [`ConnectionHandle::close`]), stops the other, fails every in-flight request with
+//!   [`RequestError::Disconnected`](crate::RequestError), and publishes the
+//!   [`ConnectionError`] that ended the connection.
+//!
+//! ```text
+//! ConnectionHandle::send ──queue──▶ writer ──frames──▶ stream ──▶ peer
+//! Inbound::deliver ◀── reader ◀──frames── stream ◀── peer
+//!                        └──pongs, failed responses──▶ writer
+//! ```
+//!
+//! **Architecture invariant:** the reader never awaits a recipient. [`Inbound::deliver`]
+//! is synchronous and must not block, and the reader's own replies (pongs, `Failed`
+//! responses) go to the writer through a bounded queue with `try_send`. One slow actor can
+//! therefore never stall the other traffic of its connection; per-flow queues and credit
+//! (design 3.4) build on this.
+//!
+//! [`FrameEncoder`]: plexus_codec::FrameEncoder
+//! [`FrameDecoder`]: plexus_codec::FrameDecoder
+
+mod reader;
+mod writer;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use plexus_codec::{CodecConfig, CodecError, FrameDecoder, FrameEncoder, NetworkEnvelope, Skipped};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::handshake::Negotiated;
+use crate::requests::Requests;
+
+/// How many replies of the reader itself (pongs, `Failed` responses) may wait for the
+/// writer. Beyond it they are dropped: the peer is then sending pings or bad requests
+/// faster than it reads, and blocking the reader on it would break its invariant.
+const CONTROL_CAPACITY: usize = 1024;
+
+/// The settings of one connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// How often a ping is sent. Default 5 s; must be non-zero and below `idle_timeout`.
+    pub ping_interval: Duration,
+    /// How long the connection may receive nothing before it is closed. Default 30 s; must
+    /// exceed `ping_interval`. A live peer answers every ping, so it is closed only if no
+    /// pong arrives for `idle_timeout - ping_interval`; a dead or silent one is closed
+    /// exactly `idle_timeout` after its last byte.
+    pub idle_timeout: Duration,
+    /// How many envelopes [`ConnectionHandle::send`] may queue before it waits for the
+    /// writer. Default 4096; must be non-zero.
+    pub queue_capacity: usize,
+    /// The size of the reader's buffer, the most one read call takes. Default 64 KiB; must
+    /// be non-zero.
+    pub read_buffer: usize,
+    /// The codec settings. The encoder uses the capabilities both sides negotiated and the
+    /// smaller of the two frame limits; the decoder uses this frame limit.
+    pub codec: CodecConfig,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            ping_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            queue_capacity: 4096,
+            read_buffer: 64 * 1024,
+            codec: CodecConfig::default(),
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// Checks the bounds documented on each field.
+    pub fn validate(&self) -> Result<(), ConnectionConfigError> {
+        if self.ping_interval.is_zero() || self.ping_interval >= self.idle_timeout {
+            return Err(ConnectionConfigError::PingInterval {
+                ping_interval: self.ping_interval,
+                idle_timeout: self.idle_timeout,
+            });
+        }
+        if self.queue_capacity == 0 {
+            return Err(ConnectionConfigError::Zero {
+                field: "queue_capacity",
+            });
+        }
+        if self.read_buffer == 0 {
+            return Err(ConnectionConfigError::Zero {
+                field: "read_buffer",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A [`ConnectionConfig`] outside its bounds.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionConfigError {
+    /// The ping interval is zero or not below the idle timeout, so a live but quiet
+    /// connection would be closed.
+    #[error(
+        "ping interval {ping_interval:?} must be non-zero and below the idle timeout {idle_timeout:?}"
+    )]
+    PingInterval {
+        /// The configured ping interval.
+        ping_interval: Duration,
+        /// The configured idle timeout.
+        idle_timeout: Duration,
+    },
+    /// A size that must be non-zero is zero.
+    #[error("{field} must be non-zero")]
+    Zero {
+        /// The field's name.
+        field: &'static str,
+    },
+}
+
+/// Why a connection ended.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The peer closed the stream at a frame boundary.
+    #[error("peer closed the connection")]
+    PeerClosed,
+    /// The peer sent bytes that are not a valid frame stream (or ended inside a frame).
+    #[error("malformed input from peer: {0}")]
+    Malformed(#[source] CodecError),
+    /// Nothing arrived for the idle timeout.
+    #[error("no data received for {idle:?}, closing")]
+    IdleTimeout {
+        /// The configured idle timeout.
+        idle: Duration,
+    },
+    /// Reading or writing the stream failed.
+    #[error("i/o error on the connection: {0}")]
+    Io(#[source] Arc<io::Error>),
+    /// [`ConnectionHandle::close`] was called or every handle was dropped.
+    #[error("connection closed locally")]
+    ClosedLocally,
+    /// The reader or the writer task panicked or was cancelled by the runtime.
+    #[error("connection task ended abnormally: {reason}")]
+    TaskFailed {
+        /// What the runtime reported.
+        reason: String,
+    },
+}
+
+impl From<io::Error> for ConnectionError {
+    fn from(error: io::Error) -> Self {
+        ConnectionError::Io(Arc::new(error))
+    }
+}
+
+/// The connection is closed, so the envelope was not queued. It is handed back.
+#[derive(Debug, thiserror::Error)]
+#[error("connection is closed")]
+pub struct SendError(pub NetworkEnvelope);
+
+/// Where the reader hands the envelopes it decodes.
+///
+/// **It must not block**: the reader calls it inline for every envelope, so a handler that
+/// waits stalls the whole connection (pings included, which then looks like a dead peer).
+/// Put the envelope in a queue and return. Pings, pongs and responses to requests made
+/// with [`ConnectionHandle::request`] are handled by the connection and never reach it.
+///
+/// A closure `Fn(NetworkEnvelope)` is an `Inbound`.
+pub trait Inbound: Send + Sync + 'static {
+    /// Takes one decoded envelope.
+    fn deliver(&self, envelope: NetworkEnvelope);
+
+    /// Told about an envelope that did not decode, after the connection logged it and, for
+    /// a request, answered `Failed`. The default does nothing.
+    fn skipped(&self, skipped: &Skipped) {
+        let _ = skipped;
+    }
+}
+
+impl<F> Inbound for F
+where
+    F: Fn(NetworkEnvelope) + Send + Sync + 'static,
+{
+    fn deliver(&self, envelope: NetworkEnvelope) {
+        self(envelope)
+    }
+}
+
+/// Counters of one connection, for tests, metrics and the monitor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// Envelopes encoded and written, pings and pongs included.
+    pub envelopes_sent: u64,
+    /// Write batches: each is one run of frames handed to the stream in one `write_all`.
+    pub writes: u64,
+    /// Envelopes decoded, skipped ones included.
+    pub envelopes_received: u64,
+}
+
+/// State shared by the handles and the tasks of one connection.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) requests: Requests,
+    envelopes_sent: AtomicU64,
+    writes: AtomicU64,
+    envelopes_received: AtomicU64,
+    /// The last round-trip time in nanoseconds; 0 before the first pong.
+    rtt_nanos: AtomicU64,
+    /// The connection's clock origin: ping nonces are nanoseconds since it.
+    epoch: Instant,
+    close: Notify,
+    closed: watch::Receiver<Option<ConnectionError>>,
+    peer: Negotiated,
+}
+
+/// A cheap, cloneable handle to a running connection.
+///
+/// When every handle is dropped the connection closes itself.
+#[derive(Clone, Debug)]
+pub struct ConnectionHandle {
+    queue: mpsc::Sender<NetworkEnvelope>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ConnectionHandle {
+    /// Queues `envelope` for the writer, waiting while the queue is full.
+    ///
+    /// Fails once the connection has ended. Success means the envelope was queued, not
+    /// that it reached the peer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: if the future is dropped before it completes, the envelope was not
+    /// queued.
+    pub async fn send(&self, envelope: NetworkEnvelope) -> Result<(), SendError> {
+        self.queue.send(envelope).await.map_err(|e| SendError(e.0))
+    }
+
+    /// Waits until the connection has ended and returns why.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only observes.
+    pub async fn closed(&self) -> ConnectionError {
+        let mut closed = self.shared.closed.clone();
+        match closed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or(ConnectionError::ClosedLocally),
+            // The supervisor publishes before it drops the sender; reaching this means it
+            // was dropped with the runtime.
+            Err(_) => ConnectionError::TaskFailed {
+                reason: "the connection's supervisor is gone".into(),
+            },
+        }
+    }
+
+    /// Why the connection ended, or `None` while it runs.
+    pub fn close_reason(&self) -> Option<ConnectionError> {
+        self.shared.closed.borrow().clone()
+    }
+
+    /// Closes the connection now. Queued envelopes that were not written are dropped and
+    /// in-flight requests fail with `Disconnected`.
+    pub fn close(&self) {
+        self.shared.close.notify_one();
+    }
+
+    /// The round-trip time measured by the last pong, or `None` before the first.
+    pub fn rtt(&self) -> Option<Duration> {
+        match self.shared.rtt_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// What the handshake agreed on with the peer.
+    pub fn peer(&self) -> &Negotiated {
+        &self.shared.peer
+    }
+
+    /// The connection's counters.
+    pub fn stats(&self) -> ConnectionStats {
+        let shared = &self.shared;
+        ConnectionStats {
+            envelopes_sent: shared.envelopes_sent.load(Ordering::Relaxed),
+            writes: shared.writes.load(Ordering::Relaxed),
+            envelopes_received: shared.envelopes_received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How many requests made with [`request`](Self::request) await their response.
+    pub fn requests_in_flight(&self) -> usize {
+        self.shared.requests.in_flight()
+    }
+}
+
+/// Starts the worker of a connection whose handshake produced `negotiated`, and returns its
+/// handle. `inbound` receives every envelope the peer sends (see [`Inbound`]).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use plexus_codec::{EnvelopeKind, NetworkEnvelope, Outcome};
+/// use plexus_core::ProcId;
+/// use plexus_transport::{ConnectionConfig, Hello, perform_handshake, spawn_connection};
+/// use tokio::sync::mpsc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+/// let limit = Duration::from_secs(5);
+/// let (na, nb) = tokio::join!(
+///     perform_handshake(&mut a, Hello::new(ProcId::new("a", 1), 1), limit),
+///     perform_handshake(&mut b, Hello::new(ProcId::new("b", 1), 2), limit),
+/// );
+/// let a = spawn_connection(a, na?, ConnectionConfig::default(), |_| {})?;
+///
+/// // The inbound handler must not block: it only queues what arrives.
+/// let (tx, mut rx) = mpsc::unbounded_channel();
+/// let b = spawn_connection(b, nb?, ConnectionConfig::default(), move |envelope| {
+///     let _ = tx.send(envelope);
+/// })?;
+/// tokio::spawn(async move {
+///     while let Some(request) = rx.recv().await {
+///         let Some(id) = request.kind.request_id() else { continue };
+///         let answer = EnvelopeKind::Response { id, outcome: Outcome::Ok, is_last: true };
+///         let _ = b.send(NetworkEnvelope::control(answer)).await;
+///     }
+/// });
+///
+/// let question = NetworkEnvelope::control(EnvelopeKind::Regular);
+/// let response = a.request(question, limit).await?;
+/// assert!(matches!(response.kind, EnvelopeKind::Response { outcome: Outcome::Ok, .. }));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// Outside a Tokio runtime, as it spawns tasks.
+pub fn spawn_connection<S>(
+    stream: S,
+    negotiated: Negotiated,
+    config: ConnectionConfig,
+    inbound: impl Inbound,
+) -> Result<ConnectionHandle, ConnectionConfigError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    config.validate()?;
+    let (read, write) = tokio::io::split(stream);
+    let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
+    let (closed_tx, closed_rx) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        requests: Requests::default(),
+        envelopes_sent: AtomicU64::new(0),
+        writes: AtomicU64::new(0),
+        envelopes_received: AtomicU64::new(0),
+        rtt_nanos: AtomicU64::new(0),
+        epoch: Instant::now(),
+        close: Notify::new(),
+        closed: closed_rx,
+        peer: negotiated.clone(),
+    });
+    tracing::info!(
+        peer = %negotiated.peer,
+        peer_launch_id = negotiated.peer_launch_id,
+        version = negotiated.version,
+        capabilities = ?negotiated.capabilities,
+        "connection opened"
+    );
+
+    let writer = writer::Writer {
+        write,
+        encoder: FrameEncoder::new(negotiated.codec_config(&config.codec)),
+        queue: queue_rx,
+        control: control_rx,
+        ping_interval: config.ping_interval,
+        shared: shared.clone(),
+    };
+    let reader = reader::Reader {
+        read,
+        decoder: FrameDecoder::new(CodecConfig {
+            capabilities: negotiated.codec_config(&config.codec).capabilities,
+            ..config.codec.clone()
+        }),
+        control: control_tx,
+        inbound: Box::new(inbound),
+        idle_timeout: config.idle_timeout,
+        read_buffer: config.read_buffer,
+        shared: shared.clone(),
+    };
+    let writer = tokio::spawn(writer.run());
+    let reader = tokio::spawn(reader.run());
+    tokio::spawn(supervise(reader, writer, shared.clone(), closed_tx));
+
+    Ok(ConnectionHandle {
+        queue: queue_tx,
+        shared,
+    })
+}
+
+/// Ends the connection when the first of its tasks ends, and tells everyone why.
+async fn supervise(
+    mut reader: tokio::task::JoinHandle<ConnectionError>,
+    mut writer: tokio::task::JoinHandle<Result<(), ConnectionError>>,
+    shared: Arc<Shared>,
+    closed: watch::Sender<Option<ConnectionError>>,
+) {
+    let reason = tokio::select! {
+        ended = &mut reader => ended.unwrap_or_else(task_failed),
+        ended = &mut writer => match ended {
+            Ok(Ok(())) => ConnectionError::ClosedLocally,
+            Ok(Err(error)) => error,
+            Err(error) => task_failed(error),
+        },
+        () = shared.close.notified() => ConnectionError::ClosedLocally,
+    };
+    // Aborting drops both halves, which closes the stream, so the peer notices at once.
+    reader.abort();
+    writer.abort();
+    let failed = shared.requests.fail_in_flight();
+    tracing::info!(
+        peer = %shared.peer.peer,
+        reason = %reason,
+        failed_requests = failed,
+        "connection closed"
+    );
+    let _ = closed.send(Some(reason));
+}
+
+fn task_failed(error: tokio::task::JoinError) -> ConnectionError {
+    ConnectionError::TaskFailed {
+        reason: error.to_string(),
+    }
+}

@@ -1,0 +1,140 @@
+//! The reader task: decodes what arrives and hands each envelope on without waiting.
+//!
+//! Nothing here awaits anything but the stream: envelopes go to the synchronous
+//! [`Inbound`] handler, replies to the writer through `try_send`, responses to their
+//! request slots. See the architecture invariant in the [parent module](super).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use plexus_codec::{
+    Decoded, EnvelopeKind, FrameDecoder, NetworkEnvelope, Outcome, Recipient, Skipped,
+};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{ConnectionError, Inbound, Shared};
+use crate::RequestError;
+
+pub(super) struct Reader<R> {
+    pub(super) read: R,
+    pub(super) decoder: FrameDecoder,
+    /// Replies of the reader itself, to the writer.
+    pub(super) control: mpsc::Sender<NetworkEnvelope>,
+    pub(super) inbound: Box<dyn Inbound>,
+    pub(super) idle_timeout: Duration,
+    pub(super) read_buffer: usize,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    /// Runs until the stream ends, fails, idles out or carries a malformed frame.
+    pub(super) async fn run(mut self) -> ConnectionError {
+        let mut buf = vec![0u8; self.read_buffer];
+        loop {
+            let deadline = Instant::now() + self.idle_timeout;
+            let n = match tokio::time::timeout_at(deadline, self.read.read(&mut buf)).await {
+                Err(_) => {
+                    return ConnectionError::IdleTimeout {
+                        idle: self.idle_timeout,
+                    };
+                }
+                Ok(Err(error)) => return error.into(),
+                Ok(Ok(0)) => {
+                    return match self.decoder.end_of_stream() {
+                        Ok(()) => ConnectionError::PeerClosed,
+                        Err(error) => ConnectionError::Malformed(error),
+                    };
+                }
+                Ok(Ok(n)) => n,
+            };
+            if let Err(error) = self.decode(&buf[..n]) {
+                return error;
+            }
+        }
+    }
+
+    /// Feeds `input` to the decoder and handles every envelope it completes.
+    fn decode(&mut self, mut input: &[u8]) -> Result<(), ConnectionError> {
+        loop {
+            // `feed` takes nothing while a decoded frame waits, so drain before feeding.
+            while let Some(decoded) = self.decoder.next().map_err(ConnectionError::Malformed)? {
+                self.shared
+                    .envelopes_received
+                    .fetch_add(1, Ordering::Relaxed);
+                match decoded {
+                    Decoded::Envelope(envelope) => self.handle(envelope),
+                    Decoded::Skipped(skipped) => self.handle_skipped(skipped),
+                }
+            }
+            if input.is_empty() {
+                return Ok(());
+            }
+            let used = self.decoder.feed(input);
+            input = &input[used..];
+        }
+    }
+
+    fn handle(&mut self, envelope: NetworkEnvelope) {
+        match envelope.kind {
+            EnvelopeKind::Ping { nonce } => {
+                self.reply(NetworkEnvelope::control(EnvelopeKind::Pong { nonce }));
+            }
+            EnvelopeKind::Pong { nonce } => {
+                // The nonce is the writer's send time; a forged one only skews the figure.
+                let now = u64::try_from(self.shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let rtt = now.saturating_sub(nonce).max(1);
+                self.shared.rtt_nanos.store(rtt, Ordering::Relaxed);
+                tracing::trace!(rtt_ns = rtt, "pong received");
+            }
+            EnvelopeKind::Response { .. } => {
+                if let Some(envelope) = self.shared.requests.resolve(envelope) {
+                    self.inbound.deliver(envelope);
+                }
+            }
+            _ => self.inbound.deliver(envelope),
+        }
+    }
+
+    /// Logs an envelope that did not decode and makes sure nobody waits for it: a request
+    /// is answered `Failed`, a response fails its request.
+    fn handle_skipped(&mut self, skipped: Skipped) {
+        tracing::warn!(
+            peer = %self.shared.peer.peer,
+            kind = %skipped.kind,
+            request_id = ?skipped.request_id,
+            reason = %skipped.reason,
+            "skipping an envelope that does not decode"
+        );
+        match skipped.kind {
+            EnvelopeKind::Request { id } | EnvelopeKind::RequestAll { id } => {
+                let mut response = NetworkEnvelope::control(EnvelopeKind::Response {
+                    id,
+                    outcome: Outcome::Failed,
+                    is_last: true,
+                });
+                response.recipient = skipped
+                    .sender
+                    .clone()
+                    .map_or(Recipient::Transport, Recipient::Actor);
+                response.trace_id = skipped.trace_id;
+                self.reply(response);
+            }
+            EnvelopeKind::Response { id, .. } => {
+                self.shared.requests.fail(id, RequestError::Failed { id });
+            }
+            _ => {}
+        }
+        self.inbound.skipped(&skipped);
+    }
+
+    fn reply(&self, envelope: NetworkEnvelope) {
+        if self.control.try_send(envelope).is_err() {
+            // Full: the peer sends faster than it reads. Closed: the writer is gone and
+            // the connection is ending anyway.
+            tracing::debug!(peer = %self.shared.peer.peer, "dropping a reply, writer is behind");
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Request ids and response routing for the requests sent over one connection.
+//!
+//! Each request made with [`ConnectionHandle::request`] takes the next id of its connection
+//! and waits on a one-shot slot in the table. The reader resolves the slot when the
+//! matching response arrives; when the connection ends, every slot fails at once with
+//! [`RequestError::Disconnected`], and the table refuses new requests, so no request can
+//! slip in after the failure and wait for its timeout instead.
+//!
+//! ```text
+//! request ──register──▶ Pending(id) ──response──▶ resolved
+//!                          │  │
+//!                          │  └──timeout / cancelled──▶ forgotten
+//!                          └──connection ends──▶ Disconnected
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use plexus_codec::{EnvelopeKind, NetworkEnvelope, Outcome};
+use tokio::sync::oneshot;
+
+use crate::connection::ConnectionHandle;
+
+/// Why a request got no reply.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The connection ended while the request was in flight (or before it was sent).
+    #[error("connection lost before request {id} was answered")]
+    Disconnected {
+        /// The request's id, `0` if it never got one.
+        id: u64,
+    },
+    /// No response arrived in time.
+    #[error("request {id} got no response within {after:?}")]
+    Timeout {
+        /// The request's id.
+        id: u64,
+        /// The time allowed.
+        after: Duration,
+    },
+    /// The peer could not handle the request (for example it did not decode there).
+    #[error("peer failed to handle request {id}")]
+    Failed {
+        /// The request's id.
+        id: u64,
+    },
+    /// The peer's handler dropped the request without replying.
+    #[error("peer ignored request {id}")]
+    Ignored {
+        /// The request's id.
+        id: u64,
+    },
+    /// The request could not be encoded, so it was never sent.
+    #[error("request {id} could not be encoded: {reason}")]
+    Encode {
+        /// The request's id.
+        id: u64,
+        /// What the encoder reported.
+        reason: String,
+    },
+}
+
+type Slot = oneshot::Sender<Result<NetworkEnvelope, RequestError>>;
+
+/// The in-flight requests of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    table: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    next_id: u64,
+    pending: HashMap<u64, Slot>,
+    /// Set once the connection ended; from then on every registration fails.
+    disconnected: bool,
+}
+
+impl Requests {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        // The table holds no invariant a panicking holder could break half-way.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reserves a fresh id and its slot.
+    fn register(
+        &self,
+    ) -> Result<
+        (
+            u64,
+            oneshot::Receiver<Result<NetworkEnvelope, RequestError>>,
+        ),
+        RequestError,
+    > {
+        let mut table = self.table();
+        if table.disconnected {
+            return Err(RequestError::Disconnected { id: 0 });
+        }
+        // Ids start at 1 so that 0 can mean "never assigned" in errors.
+        table.next_id = table.next_id.wrapping_add(1).max(1);
+        let id = table.next_id;
+        let (tx, rx) = oneshot::channel();
+        table.pending.insert(id, tx);
+        Ok((id, rx))
+    }
+
+    /// Hands `response` to the request it answers. Returns it back when no request of
+    /// this table waits for its id, so the caller can route it elsewhere.
+    pub(crate) fn resolve(&self, response: NetworkEnvelope) -> Option<NetworkEnvelope> {
+        let EnvelopeKind::Response { id, outcome, .. } = response.kind else {
+            return Some(response);
+        };
+        let Some(slot) = self.table().pending.remove(&id) else {
+            return Some(response);
+        };
+        let result = match outcome {
+            Outcome::Ok => Ok(response),
+            Outcome::Failed => Err(RequestError::Failed { id }),
+            Outcome::Ignored => Err(RequestError::Ignored { id }),
+        };
+        // The requester may have given up in the meantime; nothing else waits for it.
+        let _ = slot.send(result);
+        None
+    }
+
+    /// Fails request `id` with `error`, if it is still in flight.
+    pub(crate) fn fail(&self, id: u64, error: RequestError) {
+        if let Some(slot) = self.table().pending.remove(&id) {
+            let _ = slot.send(Err(error));
+        }
+    }
+
+    /// Fails every in-flight request with `Disconnected` and refuses new ones.
+    pub(crate) fn fail_in_flight(&self) -> usize {
+        let pending = {
+            let mut table = self.table();
+            table.disconnected = true;
+            std::mem::take(&mut table.pending)
+        };
+        let count = pending.len();
+        for (id, slot) in pending {
+            let _ = slot.send(Err(RequestError::Disconnected { id }));
+        }
+        count
+    }
+
+    /// How many requests are in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.table().pending.len()
+    }
+
+    fn forget(&self, id: u64) {
+        self.table().pending.remove(&id);
+    }
+}
+
+/// Removes a request's slot when its caller stops waiting, whether by timeout or by being
+/// dropped, so the table never keeps slots nobody waits on.
+struct Forget<'a> {
+    requests: &'a Requests,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.requests.forget(self.id);
+    }
+}
+
+impl ConnectionHandle {
+    /// Sends `envelope` as a request and waits for its response, for at most `timeout`.
+    ///
+    /// The envelope's kind is replaced by [`EnvelopeKind::Request`] with a fresh id of this
+    /// connection. The first response with that id resolves the request: an `Ok` outcome
+    /// returns the response envelope, `Failed` and `Ignored` outcomes their errors. When
+    /// the connection ends first, the request fails at once with
+    /// [`RequestError::Disconnected`]. The timeout covers waiting for room in the send
+    /// queue as well.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in the sense that dropping the future forgets the request: a late
+    /// response is then handed to the connection's [`Inbound`](crate::Inbound) handler. The
+    /// request may or may not have been sent.
+    pub async fn request(
+        &self,
+        mut envelope: NetworkEnvelope,
+        timeout: Duration,
+    ) -> Result<NetworkEnvelope, RequestError> {
+        let requests = &self.shared.requests;
+        let (id, rx) = requests.register()?;
+        let _forget = Forget { requests, id };
+        envelope.kind = EnvelopeKind::Request { id };
+        let exchange = async {
+            if self.send(envelope).await.is_err() {
+                return Err(RequestError::Disconnected { id });
+            }
+            match rx.await {
+                Ok(result) => result,
+                // The slot was dropped without an answer: only the table's teardown does that.
+                Err(_) => Err(RequestError::Disconnected { id }),
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(RequestError::Timeout { id, after: timeout }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn response(id: u64, outcome: Outcome) -> NetworkEnvelope {
+        NetworkEnvelope::control(EnvelopeKind::Response {
+            id,
+            outcome,
+            is_last: true,
+        })
+    }
+
+    /// A response resolves only the request with its id; one for an unknown id is handed
+    /// back for other routing.
+    #[test]
+    fn responses_route_by_id() {
+        let requests = Requests::default();
+        let (a, mut rx_a) = requests.register().unwrap();
+        let (b, mut rx_b) = requests.register().unwrap();
+        assert_ne!(a, b);
+        assert!(requests.resolve(response(b, Outcome::Ok)).is_none());
+        assert!(rx_a.try_recv().is_err());
+        assert_eq!(rx_b.try_recv().unwrap().unwrap().kind.request_id(), Some(b));
+        assert!(requests.resolve(response(b, Outcome::Ok)).is_some());
+        assert!(requests.resolve(response(a, Outcome::Failed)).is_none());
+        assert_eq!(
+            rx_a.try_recv().unwrap(),
+            Err(RequestError::Failed { id: a })
+        );
+        assert_eq!(requests.in_flight(), 0);
+    }
+
+    /// Tearing the table down fails every pending request with `Disconnected` and refuses
+    /// later registrations, so none can wait for its timeout.
+    #[test]
+    fn teardown_fails_all_and_refuses_new_requests() {
+        let requests = Requests::default();
+        let mut receivers: Vec<_> = (0..3).map(|_| requests.register().unwrap()).collect();
+        assert_eq!(requests.fail_in_flight(), 3);
+        for (id, rx) in &mut receivers {
+            assert_eq!(
+                rx.try_recv().unwrap(),
+                Err(RequestError::Disconnected { id: *id })
+            );
+        }
+        assert_eq!(
+            requests.register().unwrap_err(),
+            RequestError::Disconnected { id: 0 }
+        );
+    }
+}
