@@ -44,6 +44,17 @@ impl<A: Actor> Context<A> {
         self.relations.get_or_insert_with(Box::default)
     }
 
+    /// Records someone to notify of this actor's final stop. The probe hears of the link
+    /// from this side too, so a monitor sees a two-way link on both actors.
+    pub(crate) fn add_watcher(&mut self, watcher: Arc<dyn ErasedCell>, kind: LinkKind) {
+        if kind == LinkKind::Link {
+            if let Some(probe) = &self.probe {
+                probe.linked(&watcher.core().id, kind);
+            }
+        }
+        self.relations().watchers.push((watcher, kind));
+    }
+
     /// This actor's id.
     pub fn id(&self) -> &ActorId {
         self.myself.id()

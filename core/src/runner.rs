@@ -254,12 +254,7 @@ impl<A: Actor> Runner<A> {
                     last: false,
                 });
             }
-            Signal::Watch { watcher, kind } => self
-                .ctx
-                .relations
-                .get_or_insert_with(Box::default)
-                .watchers
-                .push((watcher, kind)),
+            Signal::Watch { watcher, kind } => self.ctx.add_watcher(watcher, kind),
             Signal::ChildExited(exit) => {
                 let ChildExit {
                     child,
@@ -300,7 +295,8 @@ impl<A: Actor> Runner<A> {
         if parent.core().signal(report).is_err() {
             return Decision::Stop;
         }
-        let signals = &self.ctx.myself.cell.core.signals;
+        let cell = self.ctx.myself.cell.clone();
+        let signals = &cell.core.signals;
         loop {
             let signal = poll_fn(|cx| match signals.take() {
                 Some(signal) => Poll::Ready(signal),
@@ -314,12 +310,7 @@ impl<A: Actor> Runner<A> {
             match signal {
                 Signal::Decision(decision) => return decision,
                 Signal::Stop(_) => return Decision::Stop,
-                Signal::Watch { watcher, kind } => self
-                    .ctx
-                    .relations
-                    .get_or_insert_with(Box::default)
-                    .watchers
-                    .push((watcher, kind)),
+                Signal::Watch { watcher, kind } => self.ctx.add_watcher(watcher, kind),
                 // Already between incarnations, and its children are already stopped.
                 Signal::Restart | Signal::ChildExited(_) => {}
             }

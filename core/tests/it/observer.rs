@@ -60,6 +60,13 @@ impl ActorProbe for Probe {
             .unwrap()
             .push(format!("{} stopped {reason}", self.name));
     }
+    fn linked(&self, other: &plexus_core::ActorId, kind: plexus_core::LinkKind) {
+        self.shared
+            .events
+            .lock()
+            .unwrap()
+            .push(format!("{} {kind:?} {}", self.name, other.name()));
+    }
     fn ask_started(&self, _target: &plexus_core::ActorId) -> u64 {
         self.shared.asks.fetch_add(1, Ordering::SeqCst);
         7
@@ -200,5 +207,57 @@ async fn ask_inside_handler_records_a_wait_edge() {
         shared.asks.load(Ordering::SeqCst),
         0,
         "the edge outlived the ask"
+    );
+}
+
+/// A two-way link is reported to the probes of both actors; a one-way watch only to the
+/// watcher's.
+#[tokio::test]
+async fn both_sides_of_a_link_are_reported() {
+    struct Linker;
+    impl Actor for Linker {}
+    struct LinkTo(ActorRef<Crashy>, bool);
+    impl Handler<LinkTo> for Linker {
+        type Reply = ();
+        async fn handle(&mut self, LinkTo(other, two_way): LinkTo, ctx: &mut Context<Self>) {
+            if two_way {
+                ctx.link(&other)
+            } else {
+                ctx.watch(&other)
+            }
+        }
+    }
+    let shared = Arc::new(Recording::default());
+    let proc = Proc::builder(ProcId::unique("observed"))
+        .observer(Arc::new(Watch(shared.clone())))
+        .build();
+    let linked = proc.spawn("linked", Crashy).unwrap();
+    let watched = proc.spawn("watched", Crashy).unwrap();
+    let linker = proc.spawn("linker", Linker).unwrap();
+    within("link", linker.ask(LinkTo(linked.clone(), true)))
+        .await
+        .unwrap();
+    within("watch", linker.ask(LinkTo(watched.clone(), false)))
+        .await
+        .unwrap();
+    // The registration reaches the other side as a signal; a ping after it is handled later.
+    within("ping", linked.ask(Ping)).await.unwrap();
+    within("ping", watched.ask(Ping)).await.unwrap();
+    let mut links: Vec<String> = shared
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|event| event.contains(" Link ") || event.contains(" Watch "))
+        .cloned()
+        .collect();
+    links.sort();
+    assert_eq!(
+        links,
+        vec![
+            "linked Link linker",
+            "linker Link linked",
+            "linker Watch watched"
+        ]
     );
 }
