@@ -1,4 +1,12 @@
 //! Dest-keyed transport managers, wires, the connection worker and flow control.
 //!
-//! This crate is filled by the transport work (design section 6); until then it holds
-//! only this description so that the workspace layout is in place.
+//! This first part holds what connecting to a destination needs (design section 6):
+//!
+//! - [`Dest`]: the key for where envelopes go, a [`Location`](plexus_core::Location).
+//! - [`Backoff`]: exponential backoff with jitter between failed attempts.
+
+mod backoff;
+mod dest;
+
+pub use backoff::{Backoff, BackoffConfig};
+pub use dest::Dest;
