@@ -1,0 +1,4 @@
+//! Integration tests of plexus-transport, one module per promise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod wires;
