@@ -7,6 +7,8 @@
 //!   and the [`WireListener`] that accepts them, built in for TCP, unix sockets (feature
 //!   `unix`) and in-process duplex pairs ([`InprocNetwork`]).
 //! - [`Backoff`]: exponential backoff with jitter between failed attempts.
+//! - [`ConnectOnce`]: one connection attempt per destination however many callers want
+//!   it at once, with bounded waits, a drop guard for cancelled attempts and backoff.
 //!
 //! # Feature flags
 //!
@@ -15,10 +17,12 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backoff;
+pub mod connect_once;
 mod dest;
 pub mod wire;
 
 pub use backoff::{Backoff, BackoffConfig};
+pub use connect_once::{ConnectError, ConnectOnce, ConnectOnceConfig, Phase};
 pub use dest::Dest;
 pub use wire::{
     DEFAULT_CONNECT_TIMEOUT, InprocConfig, InprocListener, InprocNetwork, TcpConfig,
