@@ -2,4 +2,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod connect_once;
+mod connect_once_model;
 mod wires;
