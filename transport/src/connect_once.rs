@@ -34,7 +34,9 @@
 //! After a failure the destination backs off ([`Backoff`]): a call before the backoff has
 //! elapsed fails fast with [`ConnectError::Backoff`] carrying the time left, rather than
 //! waiting, so a sender decides itself whether to wait, drop or report. A success resets
-//! the backoff.
+//! the backoff. A destination's backoff is kept until it connects or is removed, so a
+//! caller that gives up on a destination for good should [`remove`](ConnectOnce::remove)
+//! it.
 //!
 //! The lock is a plain mutex held for a few map operations and never across an await or
 //! a task spawn (a spawn onto a shutting-down runtime drops the task, and with it the

@@ -127,6 +127,10 @@ pub struct TcpWireListener {
 impl TcpWireListener {
     /// Listens on `addr`; port 0 picks a free port, which [`location`](WireListener::location)
     /// then reports.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a cancelled `bind` leaves nothing bound.
     pub async fn bind(addr: SocketAddr) -> Result<Self, WireError> {
         let bind_error = |source| WireError::Bind {
             location: Location::Tcp(addr),
