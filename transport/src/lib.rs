@@ -1,18 +1,51 @@
 //! Dest-keyed transport managers, wires, the connection worker and flow control.
 //!
-//! This crate is filled by the transport work (design section 6); until then it holds
-//! only this description so that the workspace layout is in place.
+//! What is here so far (design section 6):
+//!
+//! - [`Dest`]: the key for where envelopes go, a [`Location`](plexus_core::Location).
+//! - [`wire`]: [`Wire`]s, the byte streams to a peer; the [`WireBuilder`] that dials them
+//!   and the [`WireListener`] that accepts them, built in for TCP, unix sockets (feature
+//!   `unix`) and in-process duplex pairs ([`InprocNetwork`]).
+//! - [`Backoff`]: exponential backoff with jitter between failed attempts.
+//! - [`ConnectOnce`]: one connection attempt per destination however many callers want
+//!   it at once, with bounded waits, a drop guard for cancelled attempts and backoff.
+//! - [`handshake`]: the sans-IO hello exchange (magic, version ranges, capabilities,
+//!   identities and launch ids, frame limits) and [`perform_handshake`] over a stream.
+//! - [`connection`]: the worker over one stream after the handshake: a batching writer, a
+//!   reader that never awaits a recipient, ping/pong with RTT, the idle timeout, and
+//!   requests that all fail with `Disconnected` the moment the connection ends.
+//!
+//! The manager that joins these (`OutprocTransportManager`) and flow control are next.
+//!
+//! # Feature flags
+//!
+//! - `unix`: unix domain socket wires (`UnixWireBuilder`, `UnixWireListener`); on other
+//!   platforms it has no effect.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backoff;
+pub mod connect_once;
 pub mod connection;
+mod dest;
 pub mod handshake;
 mod requests;
+pub mod wire;
 
+pub use backoff::{Backoff, BackoffConfig};
+pub use connect_once::{ConnectError, ConnectOnce, ConnectOnceConfig, Phase};
 pub use connection::{
     ConnectionConfig, ConnectionConfigError, ConnectionError, ConnectionHandle, ConnectionStats,
     Inbound, SendError, spawn_connection,
 };
+pub use dest::Dest;
 pub use handshake::{
     Handshake, HandshakeError, Hello, MAGIC, MAX_HELLO_SIZE, MIN_FRAME_SIZE, Negotiated,
     perform_handshake, prefer_connection,
 };
 pub use requests::RequestError;
+pub use wire::{
+    DEFAULT_CONNECT_TIMEOUT, InprocConfig, InprocListener, InprocNetwork, TcpConfig,
+    TcpWireBuilder, TcpWireListener, Wire, WireBuilder, WireError, WireIo, WireListener,
+};
+#[cfg(all(unix, feature = "unix"))]
+pub use wire::{UnixConfig, UnixWireBuilder, UnixWireListener};
