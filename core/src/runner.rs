@@ -78,15 +78,15 @@ impl<A: Actor> Runner<A> {
         self.finalize(reason);
     }
 
-    /// One incarnation: start, handle messages until something stops it, stop. The start
-    /// and stop phases are boxed: they run once, and keeping them out of line keeps every
-    /// actor's task small.
+    /// One incarnation: start, handle messages until something stops it, stop. The hooks'
+    /// futures are boxed (user-sized, they would grow every actor's task; the default hooks
+    /// are empty and box without allocating), and so is waiting for children.
     async fn incarnation(&mut self, actor: &mut A) -> Exit {
-        let exit = match Box::pin(self.start(actor)).await {
+        let exit = match self.start(actor).await {
             Ok(()) => self.handle_until_stop(actor).await,
             Err(exit) => exit,
         };
-        Box::pin(self.end(actor, exit)).await
+        self.end(actor, exit).await
     }
 
     async fn start(&mut self, actor: &mut A) -> Result<(), Exit> {
@@ -96,7 +96,7 @@ impl<A: Actor> Runner<A> {
             probe.supervision(&self.ctx.supervision);
         }
         self.status(ActorStatus::Starting);
-        let started = AssertUnwindSafe(actor.on_start(&mut self.ctx))
+        let started = AssertUnwindSafe(Box::pin(actor.on_start(&mut self.ctx)))
             .catch_unwind()
             .await;
         match started {
@@ -125,9 +125,9 @@ impl<A: Actor> Runner<A> {
         self.status(ActorStatus::Stopping);
         self.ctx.abort_tasks();
         if let Some(relations) = self.ctx.relations.as_mut() {
-            relations.supervisor.shut_down_children().await;
+            Box::pin(relations.supervisor.shut_down_children()).await;
         }
-        let on_stop = AssertUnwindSafe(actor.on_stop(&mut self.ctx, &exit.reason));
+        let on_stop = AssertUnwindSafe(Box::pin(actor.on_stop(&mut self.ctx, &exit.reason)));
         if let Err(payload) = on_stop.catch_unwind().await {
             let panic = PanicError::from_payload(payload);
             tracing::warn!(actor = %self.ctx.id(), error = %panic, "on_stop panicked");
