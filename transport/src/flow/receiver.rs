@@ -348,3 +348,365 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // statements, so a poisoned lock still guards consistent data.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use plexus_codec::{EnvelopeKind, Outcome};
+    use plexus_core::{ActorId, ProcId};
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// Local mailboxes: each recipient has a room count (absent means unlimited) and may
+    /// be gone; delivered envelopes are recorded as (recipient, sequence number).
+    #[derive(Default)]
+    struct Mailboxes {
+        state: Mutex<Boxes>,
+        changed: Notify,
+    }
+
+    #[derive(Default)]
+    struct Boxes {
+        room: HashMap<Recipient, usize>,
+        gone: HashSet<Recipient>,
+        delivered: Vec<(Recipient, u64)>,
+    }
+
+    impl Mailboxes {
+        fn set_room(&self, recipient: &Recipient, room: usize) {
+            lock(&self.state).room.insert(recipient.clone(), room);
+            self.changed.notify_waiters();
+        }
+
+        fn set_gone(&self, recipient: &Recipient) {
+            lock(&self.state).gone.insert(recipient.clone());
+            self.changed.notify_waiters();
+        }
+
+        fn delivered_to(&self, recipient: &Recipient) -> Vec<u64> {
+            lock(&self.state)
+                .delivered
+                .iter()
+                .filter(|(to, _)| to == recipient)
+                .map(|(_, seq)| *seq)
+                .collect()
+        }
+    }
+
+    impl FlowTarget for Mailboxes {
+        fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
+            let mut boxes = lock(&self.state);
+            if boxes.gone.contains(&envelope.recipient) {
+                return Err(Refused::Gone(envelope));
+            }
+            if let Some(room) = boxes.room.get_mut(&envelope.recipient) {
+                if *room == 0 {
+                    return Err(Refused::Full(envelope));
+                }
+                *room -= 1;
+            }
+            boxes
+                .delivered
+                .push((envelope.recipient.clone(), envelope.trace_id));
+            Ok(())
+        }
+
+        async fn wait_for_room(&self, recipient: &Recipient) -> Room {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                {
+                    let boxes = lock(&self.state);
+                    if boxes.gone.contains(recipient) {
+                        return Room::Gone;
+                    }
+                    if boxes.room.get(recipient).is_none_or(|room| *room > 0) {
+                        return Room::Available;
+                    }
+                }
+                changed.await;
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Sink {
+        controls: Mutex<Vec<NetworkEnvelope>>,
+        undeliverable: Mutex<Vec<(u64, FlowError)>>,
+    }
+
+    impl FlowEvents for Sink {
+        fn send_control(&self, envelope: NetworkEnvelope) {
+            lock(&self.controls).push(envelope);
+        }
+
+        fn undeliverable(&self, envelope: NetworkEnvelope, reason: &FlowError) {
+            lock(&self.undeliverable).push((envelope.trace_id, reason.clone()));
+        }
+    }
+
+    impl Sink {
+        fn credits(&self) -> Vec<(u32, u64)> {
+            lock(&self.controls)
+                .iter()
+                .filter_map(|envelope| match &envelope.kind {
+                    EnvelopeKind::Credit {
+                        messages, bytes, ..
+                    } => Some((*messages, *bytes)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn closes(&self) -> Vec<Flow> {
+            lock(&self.controls)
+                .iter()
+                .filter_map(|envelope| match &envelope.kind {
+                    EnvelopeKind::FlowClose { flow } => Some((**flow).clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn undeliverable(&self) -> Vec<(u64, FlowError)> {
+            lock(&self.undeliverable).clone()
+        }
+    }
+
+    type Receiver = FlowReceiver<Mailboxes, Sink>;
+
+    fn receiver(window_messages: u32) -> Receiver {
+        FlowReceiver::new(
+            FlowConfig {
+                window_messages,
+                window_bytes: 1 << 20,
+                update_percent: 50,
+            },
+            Mailboxes::default(),
+            Sink::default(),
+            Handle::current(),
+        )
+    }
+
+    fn actor(name: &str) -> ActorId {
+        ActorId::new(ProcId::new("local", 1), name, 0)
+    }
+
+    fn to_actor(name: &str) -> Recipient {
+        Recipient::Actor(actor(name))
+    }
+
+    fn tell(recipient: &Recipient, seq: u64) -> NetworkEnvelope {
+        NetworkEnvelope {
+            sender: Some(ActorId::new(ProcId::new("remote", 1), "sender", 0)),
+            recipient: recipient.clone(),
+            kind: EnvelopeKind::Regular,
+            name: "test.Tell".into(),
+            payload: vec![0; 10].into(),
+            ..NetworkEnvelope::control(EnvelopeKind::Regular)
+        }
+        .with_trace_id(seq)
+    }
+
+    fn flow_to(recipient: &Recipient) -> Flow {
+        flow_of(&tell(recipient, 0)).unwrap()
+    }
+
+    /// Waits up to five seconds for `condition`, failing with `what` if it never holds.
+    async fn eventually(what: &str, condition: impl Fn() -> bool) {
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            while !condition() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "timed out waiting until {what}");
+    }
+
+    /// With a recipient that always has room, every envelope is delivered at once and
+    /// credit goes back in updates of half the window; responses bypass flow control.
+    #[tokio::test]
+    async fn fast_target_delivers_directly_and_grants_at_threshold() {
+        let receiver = receiver(64);
+        let a = to_actor("a");
+        for seq in 0..64 {
+            assert!(matches!(
+                receiver.receive(tell(&a, seq)).unwrap(),
+                Received::Delivered
+            ));
+        }
+        assert_eq!(
+            receiver.target().delivered_to(&a),
+            (0..64).collect::<Vec<_>>()
+        );
+        assert_eq!(receiver.events().credits(), [(32, 320), (32, 320)]);
+        let reply = NetworkEnvelope {
+            kind: EnvelopeKind::Response {
+                id: 1,
+                outcome: Outcome::Ok,
+                is_last: true,
+            },
+            ..tell(&a, 99)
+        };
+        assert!(matches!(
+            receiver.receive(reply).unwrap(),
+            Received::NotFlowControlled(_)
+        ));
+    }
+
+    /// With a full recipient, a flow's envelopes queue in order; the pusher delivers them
+    /// in order as room appears a little at a time, and afterwards delivery is direct again.
+    #[tokio::test]
+    async fn full_target_queues_in_order_and_pusher_drains_in_order() {
+        let receiver = receiver(64);
+        let a = to_actor("a");
+        receiver.target().set_room(&a, 0);
+        for seq in 0..10 {
+            assert!(matches!(
+                receiver.receive(tell(&a, seq)).unwrap(),
+                Received::Queued
+            ));
+        }
+        assert_eq!(receiver.queued(&flow_to(&a)), 10);
+        for step in 1..=5 {
+            receiver.target().set_room(&a, 2);
+            eventually("the pusher delivers into the new room", || {
+                receiver.target().delivered_to(&a).len() == step * 2
+            })
+            .await;
+        }
+        assert_eq!(
+            receiver.target().delivered_to(&a),
+            (0..10).collect::<Vec<_>>()
+        );
+        eventually("the pusher gives the flow back to the reader", || {
+            receiver.queued(&flow_to(&a)) == 0
+        })
+        .await;
+        receiver.target().set_room(&a, 1);
+        // The pusher may still be between emptying the queue and returning; a later
+        // envelope is either delivered directly or, at worst, by that same pusher.
+        receiver.receive(tell(&a, 10)).unwrap();
+        eventually("the envelope after the queue is delivered", || {
+            receiver.target().delivered_to(&a).len() == 11
+        })
+        .await;
+        assert_eq!(
+            receiver.target().delivered_to(&a),
+            (0..11).collect::<Vec<_>>()
+        );
+    }
+
+    /// A blocked flow never delays another: the fast recipient's envelopes are delivered
+    /// at once while the slow one's wait in their queue, including a group-routed flow
+    /// from the same sender.
+    #[tokio::test]
+    async fn blocked_flow_does_not_delay_another() {
+        let receiver = receiver(64);
+        let slow = to_actor("slow");
+        let fast = to_actor("fast");
+        let group = Recipient::Group("workers".into());
+        receiver.target().set_room(&slow, 0);
+        for seq in 0..20 {
+            assert!(matches!(
+                receiver.receive(tell(&slow, seq)).unwrap(),
+                Received::Queued
+            ));
+            assert!(matches!(
+                receiver.receive(tell(&fast, seq)).unwrap(),
+                Received::Delivered
+            ));
+            assert!(matches!(
+                receiver.receive(tell(&group, seq)).unwrap(),
+                Received::Delivered
+            ));
+        }
+        assert_eq!(
+            receiver.target().delivered_to(&fast),
+            (0..20).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            receiver.target().delivered_to(&group),
+            (0..20).collect::<Vec<_>>()
+        );
+        assert!(receiver.target().delivered_to(&slow).is_empty());
+        assert_eq!(receiver.queued(&flow_to(&slow)), 20);
+        assert_eq!(receiver.flow_count(), 3);
+    }
+
+    /// A peer that sends beyond its window gets a typed error, and the envelope goes to
+    /// the undeliverable handler instead of vanishing; the queue stays within the window.
+    #[tokio::test]
+    async fn exceeding_credit_is_a_typed_error() {
+        let receiver = receiver(4);
+        let a = to_actor("a");
+        receiver.target().set_room(&a, 0);
+        for seq in 0..4 {
+            receiver.receive(tell(&a, seq)).unwrap();
+        }
+        let error = receiver.receive(tell(&a, 4)).unwrap_err();
+        assert!(matches!(
+            error,
+            FlowError::CreditExceeded {
+                messages_left: 0,
+                ..
+            }
+        ));
+        assert_eq!(receiver.events().undeliverable(), [(4, error)]);
+        assert_eq!(receiver.queued(&flow_to(&a)), 4);
+    }
+
+    /// When the recipient of a blocked flow goes away, its queued envelopes are reported
+    /// undeliverable in order, a FlowClose goes to the peer and the flow is forgotten.
+    #[tokio::test]
+    async fn gone_target_reports_queued_and_closes_the_flow() {
+        let receiver = receiver(64);
+        let a = to_actor("a");
+        receiver.target().set_room(&a, 0);
+        for seq in 0..5 {
+            receiver.receive(tell(&a, seq)).unwrap();
+        }
+        receiver.target().set_gone(&a);
+        eventually("the pusher closes the flow", || {
+            !receiver.events().closes().is_empty()
+        })
+        .await;
+        let reported: Vec<_> = receiver
+            .events()
+            .undeliverable()
+            .into_iter()
+            .map(|(seq, reason)| {
+                assert!(matches!(reason, FlowError::Closed { .. }));
+                seq
+            })
+            .collect();
+        assert_eq!(reported, [0, 1, 2, 3, 4]);
+        assert_eq!(receiver.events().closes(), [flow_to(&a)]);
+        assert_eq!(receiver.flow_count(), 0);
+
+        // A straggler the peer sent before it saw the close ends the same way.
+        assert!(matches!(
+            receiver.receive(tell(&a, 5)).unwrap(),
+            Received::Undeliverable
+        ));
+        assert_eq!(receiver.events().undeliverable().len(), 6);
+        assert_eq!(receiver.events().closes().len(), 2);
+    }
+
+    /// Skipped envelopes (payload did not decode) return their credit like consumed ones.
+    #[tokio::test]
+    async fn skipped_envelopes_return_credit() {
+        let receiver = receiver(4);
+        let flow = flow_to(&to_actor("a"));
+        receiver.skipped(&flow, 7).unwrap();
+        assert!(receiver.events().credits().is_empty());
+        receiver.skipped(&flow, 3).unwrap();
+        assert_eq!(receiver.events().credits(), [(2, 10)]);
+    }
+}
