@@ -68,6 +68,8 @@
 //!  any state ──close (FlowClose)──▶ Closed: every acquire fails with FlowError::Closed
 //! ```
 
+#[cfg(test)]
+mod end_to_end;
 mod receiver;
 mod recv;
 mod window;
