@@ -13,6 +13,9 @@ use super::{FlowConfig, FlowError, RecvFlow, envelope_bytes, flow_of};
 
 /// The local recipients of flow-controlled envelopes, as the receiver sees them; the
 /// gateway implements it over its procs' mailboxes.
+///
+/// Its methods are called while the receiver holds the flow's lock, so they must not call
+/// back into the same [`FlowReceiver`].
 pub trait FlowTarget: Send + Sync + 'static {
     /// Hands `envelope` to its recipient if it has room now. **Must not block**: it is
     /// called from the connection reader. Gives the envelope back when the recipient is
@@ -27,6 +30,11 @@ pub trait FlowTarget: Send + Sync + 'static {
     /// again if it is still full) or once it is gone. It should not resolve
     /// [`Room::Available`] over and over while the recipient stays full, or the pusher
     /// spins.
+    ///
+    /// # Cancel safety
+    ///
+    /// The future is dropped unfinished when the runtime shuts down, so it must hold
+    /// nothing that dropping loses (a reserved slot, for instance, is given back).
     fn wait_for_room(&self, recipient: &Recipient) -> impl Future<Output = Room> + Send;
 }
 
@@ -124,6 +132,9 @@ enum Drained {
 
 impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
     /// A receiver with no flows yet, whose pushers run on `runtime`.
+    ///
+    /// `config` should pass [`FlowConfig::validate`] and match the peer's; an invalid
+    /// one does not panic, it only makes credit updates more frequent.
     pub fn new(config: FlowConfig, target: T, events: E, runtime: Handle) -> Self {
         FlowReceiver {
             inner: Arc::new(Inner {
@@ -283,6 +294,8 @@ impl<T: FlowTarget, E: FlowEvents> Inner<T, E> {
     fn drain(&self, slot: &Mutex<Slot>) -> Drained {
         let mut credits = Vec::new();
         let drained = {
+            // The reader may wait on this lock for one pass of non-blocking deliveries (at
+            // most a window of them), never for the recipient to make room.
             let mut guard = lock(slot);
             loop {
                 let Some(envelope) = guard.state.dequeue() else {

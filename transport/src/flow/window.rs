@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use plexus_codec::{EnvelopeKind, Flow, NetworkEnvelope, Recipient};
 use tokio::sync::Notify;
 
-use super::{FlowConfig, FlowError};
+use super::{FlowConfig, FlowError, envelope_bytes, flow_of};
 
 /// The credit a sender holds for one flow.
 ///
@@ -188,6 +188,9 @@ pub struct SendFlows {
 
 impl SendFlows {
     /// An empty table whose windows start from `config`.
+    ///
+    /// `config` should pass [`FlowConfig::validate`] and match the peer's: a window larger
+    /// than the peer's makes this side exceed the peer's credit.
     pub fn new(config: FlowConfig) -> Self {
         SendFlows {
             config,
@@ -224,6 +227,31 @@ impl SendFlows {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Spends the credit `envelope` costs on its flow, or does nothing for an envelope
+    /// that is not flow controlled (see [`flow_of`]). Fails like
+    /// [`SendWindow::try_acquire`].
+    pub fn try_acquire_for(&self, envelope: &NetworkEnvelope) -> Result<(), FlowError> {
+        match flow_of(envelope) {
+            Some(flow) => self.window(&flow).try_acquire(envelope_bytes(envelope)),
+            None => Ok(()),
+        }
+    }
+
+    /// Spends the credit `envelope` costs on its flow, waiting for it while there is not
+    /// enough, or returns at once for an envelope that is not flow controlled (a
+    /// response is never held back). Fails like [`SendWindow::acquire`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, like [`SendWindow::acquire`]: credit is only taken when the future
+    /// completes with `Ok`.
+    pub async fn acquire_for(&self, envelope: &NetworkEnvelope) -> Result<(), FlowError> {
+        match flow_of(envelope) {
+            Some(flow) => self.window(&flow).acquire(envelope_bytes(envelope)).await,
+            None => Ok(()),
         }
     }
 
@@ -442,6 +470,44 @@ mod tests {
             .await
             .expect("credit granted after a cancelled acquire was lost")
             .unwrap();
+    }
+
+    /// Envelopes spend credit on the flow of their (sender, recipient) pair, a response
+    /// spends none and is never held back, even when that pair's window is empty.
+    #[tokio::test]
+    async fn acquire_for_spends_per_flow_and_never_holds_a_response() {
+        use plexus_codec::Outcome;
+
+        let flows = SendFlows::new(config(1, 100));
+        let to_a = NetworkEnvelope {
+            recipient: flow("a").recipient,
+            kind: EnvelopeKind::Regular,
+            payload: vec![0; 7].into(),
+            ..NetworkEnvelope::control(EnvelopeKind::Regular)
+        };
+        flows.try_acquire_for(&to_a).unwrap();
+        assert!(matches!(
+            flows.try_acquire_for(&to_a),
+            Err(FlowError::NoCredit { bytes: 7, .. })
+        ));
+        let reply = NetworkEnvelope {
+            kind: EnvelopeKind::Response {
+                id: 1,
+                outcome: Outcome::Ok,
+                is_last: true,
+            },
+            ..to_a.clone()
+        };
+        tokio::time::timeout(WAIT, flows.acquire_for(&reply))
+            .await
+            .expect("a response waited for flow credit")
+            .unwrap();
+        let to_b = NetworkEnvelope {
+            recipient: flow("b").recipient,
+            ..to_a.clone()
+        };
+        flows.try_acquire_for(&to_b).unwrap();
+        assert_eq!(flows.window(&flow("a")).available(), (0, 93));
     }
 
     /// The table creates each flow's window once with the initial credit, routes credit
