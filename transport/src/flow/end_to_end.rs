@@ -258,3 +258,88 @@ async fn gone_recipient_closes_the_senders_window() {
     .expect("some sent envelopes were neither delivered nor reported");
     assert!(sent.load(Ordering::SeqCst) <= 64);
 }
+
+/// On a multi-threaded runtime, with the reader, the pushers, the senders and slow
+/// consumers all racing: every flow's envelopes arrive complete and in order, nothing is
+/// reported undeliverable, and no flow holds more than its window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_flows_stay_complete_and_ordered() {
+    const FLOWS: usize = 4;
+    const COUNT: u64 = 2000;
+    let config = FlowConfig {
+        window_messages: 16,
+        window_bytes: 1 << 20,
+        update_percent: 50,
+    };
+    let recipients: Vec<_> = (0..FLOWS)
+        .map(|index| Recipient::Actor(actor("local", &format!("r{index}"))))
+        .collect();
+    let mut mailboxes = HashMap::new();
+    let mut consumers = Vec::new();
+    for (index, recipient) in recipients.iter().enumerate() {
+        let (tx, mut rx) = mpsc::channel::<NetworkEnvelope>(2);
+        mailboxes.insert(recipient.clone(), tx);
+        consumers.push(tokio::spawn(async move {
+            for expected in 0..COUNT {
+                let envelope = rx.recv().await.expect("mailbox closed");
+                assert_eq!(envelope.trace_id, expected, "flow {index} out of order");
+                // Uneven consumers make the recipients fill and drain at different times.
+                if expected % (index as u64 + 2) == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    let pair = pair(config.clone(), mailboxes);
+    let senders: Vec<_> = recipients
+        .iter()
+        .map(|recipient| {
+            spawn_sender(
+                &pair,
+                actor("remote", "a"),
+                recipient.clone(),
+                COUNT,
+                Arc::new(AtomicUsize::new(0)),
+            )
+        })
+        .collect();
+    let receiver = pair.receiver.clone();
+    let watcher = tokio::spawn(async move {
+        let flows: Vec<_> = recipients
+            .iter()
+            .map(|recipient| plexus_codec::Flow {
+                sender: Some(actor("remote", "a")),
+                recipient: recipient.clone(),
+            })
+            .collect();
+        loop {
+            for flow in &flows {
+                assert!(receiver.queued(flow) <= config.window_messages as usize);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    for (index, consumer) in consumers.into_iter().enumerate() {
+        tokio::time::timeout(WAIT, consumer)
+            .await
+            .unwrap_or_else(|_| panic!("flow {index} did not complete"))
+            .unwrap();
+    }
+    for sender in senders {
+        tokio::time::timeout(WAIT, sender)
+            .await
+            .expect("a sender did not finish")
+            .unwrap()
+            .unwrap();
+    }
+    assert!(!watcher.is_finished(), "a flow's queue exceeded its window");
+    watcher.abort();
+    assert!(
+        pair.receiver
+            .events()
+            .undeliverable
+            .lock()
+            .unwrap()
+            .is_empty()
+    );
+}
