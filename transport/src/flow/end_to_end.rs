@@ -259,9 +259,10 @@ async fn gone_recipient_closes_the_senders_window() {
     assert!(sent.load(Ordering::SeqCst) <= 64);
 }
 
-/// On a multi-threaded runtime, with the reader, the pushers, the senders and slow
-/// consumers all racing: every flow's envelopes arrive complete and in order, nothing is
-/// reported undeliverable, and no flow holds more than its window.
+/// On a multi-threaded runtime, with the reader, the pushers, the senders, slow
+/// consumers and the forgetting of idle flows at both ends all racing: every flow's
+/// envelopes arrive complete and in order, nothing is reported undeliverable, no flow
+/// holds more than its window, and no credit is lost (a lost grant would stall a sender).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_flows_stay_complete_and_ordered() {
     const FLOWS: usize = 4;
@@ -304,6 +305,7 @@ async fn racing_flows_stay_complete_and_ordered() {
         })
         .collect();
     let receiver = pair.receiver.clone();
+    let send_flows = Arc::clone(&pair.flows);
     let watcher = tokio::spawn(async move {
         let flows: Vec<_> = recipients
             .iter()
@@ -316,6 +318,8 @@ async fn racing_flows_stay_complete_and_ordered() {
             for flow in &flows {
                 assert!(receiver.queued(flow) <= config.window_messages as usize);
             }
+            receiver.flush_idle();
+            send_flows.forget_idle();
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });

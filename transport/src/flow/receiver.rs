@@ -112,12 +112,14 @@ struct Inner<T, E> {
     flows: Mutex<HashMap<Flow, Arc<Mutex<Slot>>>>,
 }
 
-/// One flow's state plus the two facts that decide who delivers: whether a pusher owns
-/// the queue, and whether the flow is over.
+/// One flow's state plus the facts that decide who delivers: whether a pusher owns the
+/// queue, whether the flow is over, and whether the slot has left the table.
 struct Slot {
     state: RecvFlow,
     pushing: bool,
     closed: bool,
+    /// Forgotten by [`FlowReceiver::flush_idle`]: no longer in the table.
+    retired: bool,
 }
 
 /// What a pass over a flow's queue ended with.
@@ -157,8 +159,20 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
             return Ok(Received::NotFlowControlled(envelope));
         };
         let bytes = envelope_bytes(&envelope);
-        let slot = self.inner.slot(&flow);
-        let mut guard = lock(&slot);
+        self.inner.with_slot(&flow, |slot, guard| {
+            self.receive_locked(envelope, &flow, bytes, slot, guard)
+        })
+    }
+
+    /// [`receive`](Self::receive) once the flow's live slot is locked.
+    fn receive_locked(
+        &self,
+        envelope: NetworkEnvelope,
+        flow: &Flow,
+        bytes: u64,
+        slot: &Arc<Mutex<Slot>>,
+        mut guard: MutexGuard<'_, Slot>,
+    ) -> Result<Received, FlowError> {
         if guard.closed {
             drop(guard);
             let reason = FlowError::Closed {
@@ -196,13 +210,15 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
                 // Spawned directly: starting the pusher must not depend on a message that
                 // could itself fail to be delivered.
                 let inner = Arc::clone(&self.inner);
-                self.inner.runtime.spawn(inner.push(slot, flow));
+                self.inner
+                    .runtime
+                    .spawn(inner.push(Arc::clone(slot), flow.clone()));
                 Ok(Received::Queued)
             }
             Err(Refused::Gone(envelope)) => {
                 guard.state.enqueue(envelope);
                 drop(guard);
-                self.inner.close(&slot, &flow);
+                self.inner.close(slot, flow);
                 Ok(Received::Undeliverable)
             }
         }
@@ -212,18 +228,50 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
     /// skipped before delivery (its payload did not decode): it is admitted and consumed
     /// at once. Fails like [`receive`](Self::receive) when it broke the peer's credit.
     pub fn skipped(&self, flow: &Flow, bytes: u64) -> Result<(), FlowError> {
-        let slot = self.inner.slot(flow);
-        let mut guard = lock(&slot);
-        if guard.closed {
-            return Ok(());
-        }
-        guard.state.admit(bytes)?;
-        let credit = guard.state.consumed(1, bytes);
-        drop(guard);
+        let credit = self.inner.with_slot(flow, |_, mut guard| {
+            if guard.closed {
+                return Ok(None);
+            }
+            guard.state.admit(bytes)?;
+            Ok(guard.state.consumed(1, bytes))
+        })?;
         if let Some(credit) = credit {
             self.inner.events.send_control(credit);
         }
         Ok(())
+    }
+
+    /// Grants back the consumed credit of every flow with nothing queued and forgets
+    /// those flows, returning how many were forgotten. Call it when the connection goes
+    /// quiet (every ping interval, say): it bounds the table to the flows in use, and
+    /// lets idle senders regain their full window rather than waiting for a threshold
+    /// their trickle of traffic would take long to reach. A forgotten flow is
+    /// indistinguishable from a new one: its sender holds the full window.
+    pub fn flush_idle(&self) -> usize {
+        let mut credits = Vec::new();
+        let before;
+        let after;
+        {
+            let mut flows = lock(&self.inner.flows);
+            before = flows.len();
+            flows.retain(|_, slot| {
+                let mut guard = lock(slot);
+                if guard.pushing || guard.closed || guard.state.queued() > 0 {
+                    return true;
+                }
+                credits.extend(guard.state.flush());
+                // A reader that looked the slot up before this point finds it retired
+                // once it gets the lock and looks the flow up again, so no credit is
+                // counted in a slot that has left the table.
+                guard.retired = true;
+                false
+            });
+            after = flows.len();
+        }
+        for credit in credits {
+            self.inner.events.send_control(credit);
+        }
+        before - after
     }
 
     /// How many envelopes of `flow` wait in its queue.
@@ -254,6 +302,24 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
 }
 
 impl<T: FlowTarget, E: FlowEvents> Inner<T, E> {
+    /// Runs `locked` on the live slot of `flow`, created if the flow is new.
+    fn with_slot<R>(
+        &self,
+        flow: &Flow,
+        locked: impl FnOnce(&Arc<Mutex<Slot>>, MutexGuard<'_, Slot>) -> R,
+    ) -> R {
+        loop {
+            let slot = self.slot(flow);
+            let guard = lock(&slot);
+            if guard.retired {
+                // Retired slots have already left the table, so the next lookup finds
+                // the live slot or makes a new one.
+                continue;
+            }
+            return locked(&slot, guard);
+        }
+    }
+
     fn slot(&self, flow: &Flow) -> Arc<Mutex<Slot>> {
         let mut flows = lock(&self.flows);
         if let Some(slot) = flows.get(flow) {
@@ -263,6 +329,7 @@ impl<T: FlowTarget, E: FlowEvents> Inner<T, E> {
             state: RecvFlow::new(flow.clone(), &self.config),
             pushing: false,
             closed: false,
+            retired: false,
         }));
         flows.insert(flow.clone(), Arc::clone(&slot));
         slot
@@ -710,6 +777,34 @@ mod tests {
         ));
         assert_eq!(receiver.events().undeliverable().len(), 6);
         assert_eq!(receiver.events().closes().len(), 2);
+    }
+
+    /// Flushing idle flows grants back their credit below the threshold and forgets
+    /// them, keeps a flow that has envelopes queued, and a forgotten flow carries on as a
+    /// new one with the full window.
+    #[tokio::test]
+    async fn flush_idle_grants_credit_and_forgets_idle_flows() {
+        let receiver = receiver(64);
+        let idle = to_actor("idle");
+        let blocked = to_actor("blocked");
+        receiver.target().set_room(&blocked, 0);
+        for seq in 0..3 {
+            receiver.receive(tell(&idle, seq)).unwrap();
+            receiver.receive(tell(&blocked, seq)).unwrap();
+        }
+        assert!(receiver.events().credits().is_empty());
+        assert_eq!(receiver.flush_idle(), 1);
+        assert_eq!(receiver.events().credits(), [(3, 30)]);
+        assert_eq!(receiver.flow_count(), 1);
+        assert_eq!(receiver.queued(&flow_to(&blocked)), 3);
+        // The sender now holds the full window again: 64 more are admitted.
+        for seq in 3..67 {
+            receiver.receive(tell(&idle, seq)).unwrap();
+        }
+        assert_eq!(
+            receiver.target().delivered_to(&idle),
+            (0..67).collect::<Vec<_>>()
+        );
     }
 
     /// Skipped envelopes (payload did not decode) return their credit like consumed ones.

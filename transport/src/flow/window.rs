@@ -276,6 +276,30 @@ impl SendFlows {
         self.window(flow).close();
     }
 
+    /// Forgets the windows that hold their full initial credit, are open and are not in
+    /// use, returning how many were forgotten; the next send on such a flow starts from a
+    /// new window that is identical. Bounds the table to the flows in use when called
+    /// now and then (the receiver's [`FlowReceiver::flush_idle`] returns the credit that
+    /// makes an idle window full). Closed windows are kept so that sends to a recipient
+    /// known to be gone keep failing at once.
+    ///
+    /// [`FlowReceiver::flush_idle`]: super::FlowReceiver::flush_idle
+    pub fn forget_idle(&self) -> usize {
+        let full = (self.config.window_messages, self.config.window_bytes);
+        let mut windows = self.lock();
+        let before = windows.len();
+        windows.retain(|_, window| {
+            // Windows are only handed out under this lock, so a count of one means no
+            // task holds this window and none can get it while the lock is held.
+            let (messages, bytes) = window.available();
+            Arc::strong_count(window) > 1
+                || window.is_closed()
+                || messages < full.0
+                || bytes < full.1
+        });
+        before - windows.len()
+    }
+
     /// Closes every window, failing all waiters (the connection is gone).
     pub fn close_all(&self) {
         let windows: Vec<_> = self.lock().values().cloned().collect();
@@ -508,6 +532,26 @@ mod tests {
         };
         flows.try_acquire_for(&to_b).unwrap();
         assert_eq!(flows.window(&flow("a")).available(), (0, 93));
+    }
+
+    /// Only open, unused windows with their full credit are forgotten; a forgotten flow
+    /// starts again from the full window.
+    #[test]
+    fn forget_idle_keeps_windows_in_use_spent_or_closed() {
+        let flows = SendFlows::new(config(4, 100));
+        let (idle, spent, held, closed) =
+            (flow("idle"), flow("spent"), flow("held"), flow("closed"));
+        flows.window(&idle);
+        flows.window(&spent).try_acquire(1).unwrap();
+        let holder = flows.window(&held);
+        flows.close(&closed);
+        assert_eq!(flows.forget_idle(), 1);
+        assert_eq!(flows.len(), 3);
+        flows.window(&spent).grant(1, 1);
+        drop(holder);
+        assert_eq!(flows.forget_idle(), 2);
+        assert_eq!(flows.closed_recipients(), [closed.recipient]);
+        assert_eq!(flows.window(&spent).available(), (4, 100));
     }
 
     /// The table creates each flow's window once with the initial credit, routes credit
