@@ -57,7 +57,12 @@
 //! ```
 //!
 //! In `Queued` every new envelope of the flow joins the back of the queue, so the flow
-//! stays FIFO; only the pusher delivers until the queue is empty again.
+//! stays FIFO; only the pusher delivers until the queue is empty again. A `Direct` flow
+//! may also be forgotten by [`FlowReceiver::flush_idle`], which first grants back its
+//! pending credit: it is then indistinguishable from `(new)`.
+//!
+//! **Invariant:** [`FlowReceiver::receive`] never awaits; the only wait on the reader's
+//! path is a flow's lock, held by a pusher for one pass of non-blocking deliveries.
 //!
 //! # States of a sending window
 //!
@@ -67,6 +72,9 @@
 //!           └──────── grant ───────────┴───┘◀──── grant ────────┘
 //!  any state ──close (FlowClose)──▶ Closed: every acquire fails with FlowError::Closed
 //! ```
+//!
+//! An open window with its full credit and no user is forgotten by
+//! [`SendFlows::forget_idle`]; the next send starts a new one, which is the same thing.
 
 #[cfg(test)]
 mod end_to_end;
