@@ -44,16 +44,15 @@
 //! # States of a receiving flow
 //!
 //! ```text
-//!            deliver ok / consume → credit (batched)
-//!              ┌──────┐
-//!              ▼      │   target full: queue, spawn pusher
-//!  (new) ──▶ Direct ──┴───────────────────────────────▶ Queued
-//!              ▲                                          │ │
-//!              └───── pusher drained the queue ───────────┘ │ target gone
-//!              │ target gone                                 ▼
-//!              └─────────────────────────────────────────▶ Closed
-//!                 report queued envelopes undeliverable, release their credit,
-//!                 send FlowClose, forget the flow
+//!  (new) ──▶ Direct ──target full: queue it, spawn the pusher──▶ Queued
+//!             ▲  │                                                 │
+//!             │  └── deliver ok: consume, grant credit in batches  │
+//!             └─────────────── pusher drained the queue ───────────┘
+//!
+//!  Direct ──target gone──▶ Closed ◀──target gone── Queued
+//!
+//!  Closed: queued envelopes reported undeliverable with their credit released,
+//!          FlowClose sent to the peer, flow forgotten
 //! ```
 //!
 //! In `Queued` every new envelope of the flow joins the back of the queue, so the flow
