@@ -15,7 +15,12 @@
 //!   reader that never awaits a recipient, ping/pong with RTT, the idle timeout, and
 //!   requests that all fail with `Disconnected` the moment the connection ends.
 //!
-//! The manager that joins these (`OutprocTransportManager`) and flow control are next.
+//! - [`flow`]: the flow-control kernel: per-flow credit windows at the sender
+//!   ([`SendFlows`]), and at the receiver a state machine per flow with a queue and a
+//!   pusher ([`FlowReceiver`]) so that a full recipient stalls only its own senders.
+//!
+//! Next: the manager that joins these (`OutprocTransportManager`), and flow control
+//! wired into the connection worker.
 //!
 //! # Feature flags
 //!
@@ -27,6 +32,7 @@ mod backoff;
 pub mod connect_once;
 pub mod connection;
 mod dest;
+pub mod flow;
 pub mod handshake;
 mod requests;
 pub mod wire;
@@ -38,6 +44,10 @@ pub use connection::{
     Inbound, SendError, spawn_connection,
 };
 pub use dest::Dest;
+pub use flow::{
+    FlowConfig, FlowConfigError, FlowError, FlowEvents, FlowReceiver, FlowTarget, Received,
+    RecvFlow, Refused, Room, SendFlows, SendWindow, envelope_bytes, flow_of,
+};
 pub use handshake::{
     Handshake, HandshakeError, Hello, MAGIC, MAX_HELLO_SIZE, MIN_FRAME_SIZE, Negotiated,
     perform_handshake, prefer_connection,
