@@ -14,7 +14,6 @@ use crate::error::{AskError, TellError, TryTellError, UndeliverableReason};
 use crate::id::ActorId;
 use crate::mailbox::{MailboxGauge, Refused};
 use crate::observer::WaitEdge;
-use crate::signal::Signal;
 use crate::signal::StopRequest;
 
 /// A typed handle to an actor: cheap to clone, usable from any task.
@@ -193,7 +192,7 @@ impl<A: Actor> ActorRef<A> {
     /// Stops the actor after the handler running now; queued messages are not handled
     /// (tells go to the undeliverable handler, asks fail with `Closed`).
     pub fn stop(&self) {
-        let _ = self.cell.core.signal(Signal::Stop(StopRequest::Stopped));
+        let _ = self.cell.core.signals.request_stop(StopRequest::Stopped);
     }
 
     /// Stops the actor once it has handled everything already queued. New messages are

@@ -19,8 +19,8 @@ use crate::id::{ActorId, ProcId};
 use crate::mailbox::{Admission, Mailbox, MailboxGauge};
 use crate::observer::{ActorInfo, CURRENT_PROBE, Observer};
 use crate::runner::Runner;
+use crate::signal::SignalQueue;
 use crate::signal::StopRequest;
-use crate::signal::{Signal, SignalQueue};
 use crate::supervision::{Factory, Restart};
 
 type UndeliverableHandler = Box<dyn Fn(Undeliverable) + Send + Sync>;
@@ -146,7 +146,7 @@ impl Proc {
             .map(|entry| entry.value().clone())
             .collect();
         for cell in &top_level {
-            let _ = cell.core().signal(Signal::Stop(StopRequest::Shutdown));
+            let _ = cell.core().signals.request_stop(StopRequest::Shutdown);
         }
         for cell in &top_level {
             cell.core().exit.wait().await;

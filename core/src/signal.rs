@@ -8,7 +8,7 @@
 //! instead of waiting forever.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Context as TaskContext;
 
@@ -46,6 +46,21 @@ pub(crate) enum StopRequest {
 }
 
 impl StopRequest {
+    fn code(self) -> u8 {
+        match self {
+            StopRequest::Stopped => 1,
+            StopRequest::Shutdown => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(StopRequest::Stopped),
+            2 => Some(StopRequest::Shutdown),
+            _ => None,
+        }
+    }
+
     pub(crate) fn reason(self) -> StopReason {
         match self {
             StopRequest::Stopped => StopReason::Stopped,
@@ -73,6 +88,11 @@ pub(crate) enum Decision {
 pub(crate) struct SignalQueue {
     /// `None` once the actor has stopped for good.
     queue: Mutex<Option<VecDeque<Signal>>>,
+    /// A stop request, the most frequent signal, kept out of the queue so that stopping an
+    /// actor takes neither the lock nor an allocation: 0 none, else a [`StopRequest`] code.
+    stop: AtomicU8,
+    /// Set when the actor has stopped for good; stop requests after it are moot.
+    closed: AtomicBool,
     pending: AtomicBool,
     waker: AtomicWaker,
 }
@@ -81,6 +101,8 @@ impl SignalQueue {
     pub(crate) fn new() -> Self {
         SignalQueue {
             queue: Mutex::new(Some(VecDeque::new())),
+            stop: AtomicU8::new(0),
+            closed: AtomicBool::new(false),
             pending: AtomicBool::new(false),
             waker: AtomicWaker::new(),
         }
@@ -106,16 +128,39 @@ impl SignalQueue {
         Ok(())
     }
 
-    /// Takes the oldest signal; one atomic load when there is none.
+    /// Asks the actor to stop for good; the first request wins. Refused once the actor has
+    /// stopped, when there is nothing left to stop.
+    pub(crate) fn request_stop(&self, request: StopRequest) -> Result<(), ()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(());
+        }
+        let _ = self
+            .stop
+            .compare_exchange(0, request.code(), Ordering::SeqCst, Ordering::SeqCst);
+        self.pending.store(true, Ordering::SeqCst);
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Takes a stop request first, else the oldest queued signal; one atomic load when
+    /// there is none.
     pub(crate) fn take(&self) -> Option<Signal> {
         if !self.pending.load(Ordering::Acquire) {
             return None;
+        }
+        if let Some(request) = StopRequest::from_code(self.stop.swap(0, Ordering::SeqCst)) {
+            return Some(Signal::Stop(request));
         }
         let mut queue = self.lock();
         let queue = queue.as_mut()?;
         let signal = queue.pop_front();
         if queue.is_empty() {
-            self.pending.store(false, Ordering::Release);
+            self.pending.store(false, Ordering::SeqCst);
+            // A stop request sets its flag before `pending`: either it sees our clear and
+            // sets `pending` again after it, or we see its flag here.
+            if self.stop.load(Ordering::SeqCst) != 0 {
+                self.pending.store(true, Ordering::SeqCst);
+            }
         }
         signal
     }
@@ -132,6 +177,7 @@ impl SignalQueue {
 
     /// Closes the queue for good and returns what was still queued.
     pub(crate) fn close(&self) -> VecDeque<Signal> {
+        self.closed.store(true, Ordering::Release);
         let drained = self.lock().take().unwrap_or_default();
         self.pending.store(false, Ordering::Release);
         drained

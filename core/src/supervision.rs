@@ -332,7 +332,8 @@ impl Supervisor {
             let _ = child
                 .cell
                 .core()
-                .signal(Signal::Stop(StopRequest::Shutdown));
+                .signals
+                .request_stop(StopRequest::Shutdown);
             child.cell.core().exit.wait().await;
         }
         self.restarts.clear();
