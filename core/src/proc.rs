@@ -51,7 +51,8 @@ pub struct Proc {
 
 pub(crate) struct ProcInner {
     id: ProcId,
-    registry: DashMap<Arc<str>, Arc<dyn ErasedCell>>,
+    /// Keyed by name with a fast seeded hash: SipHash was a tenth of the cost of a spawn.
+    registry: DashMap<Arc<str>, Arc<dyn ErasedCell>, foldhash::fast::RandomState>,
     next_index: AtomicU64,
     default_mailbox: Mailbox,
     undeliverable: Option<UndeliverableHandler>,
@@ -333,7 +334,7 @@ impl ProcBuilder {
         Proc {
             inner: Arc::new(ProcInner {
                 id: self.id,
-                registry: DashMap::new(),
+                registry: DashMap::with_hasher(foldhash::fast::RandomState::default()),
                 next_index: AtomicU64::new(0),
                 default_mailbox: self.default_mailbox,
                 undeliverable: self.undeliverable,
