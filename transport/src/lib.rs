@@ -14,8 +14,10 @@
 //! - [`connection`]: the worker over one stream after the handshake: a batching writer, a
 //!   reader that never awaits a recipient, ping/pong with RTT, the idle timeout, and
 //!   requests that all fail with `Disconnected` the moment the connection ends.
+//! - [`manager`]: the [`OutprocTransportManager`] that dials each destination once into a
+//!   [`DestTransport`] (a connection per wire, per-pair FIFO, health) and keeps it healthy.
 //!
-//! The manager that joins these (`OutprocTransportManager`) and flow control are next.
+//! Flow control is next.
 //!
 //! # Feature flags
 //!
@@ -28,6 +30,7 @@ pub mod connect_once;
 pub mod connection;
 mod dest;
 pub mod handshake;
+pub mod manager;
 mod requests;
 pub mod wire;
 
@@ -41,6 +44,9 @@ pub use dest::Dest;
 pub use handshake::{
     Handshake, HandshakeError, Hello, MAGIC, MAX_HELLO_SIZE, MIN_FRAME_SIZE, Negotiated,
     perform_handshake, prefer_connection,
+};
+pub use manager::{
+    DestTransport, DialError, ManagerConfig, OutprocTransportManager, TransportError,
 };
 pub use requests::RequestError;
 pub use wire::{
