@@ -7,9 +7,10 @@
 //!
 //! The wire of each envelope is chosen by the [send policy](DestTransport#send-policy).
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use plexus_codec::NetworkEnvelope;
@@ -34,14 +35,19 @@ use crate::{ConnectionHandle, Dest};
 /// still queued on the failed wire is lost with it (tells are at-most-once), and what
 /// follows arrives in order on the new one.
 ///
-/// When a failed wire is reconnected, pairs whose preferred wire it is move back to it.
-/// Envelopes of such a pair still queued on its fallback wire may then arrive after the
-/// first ones sent on the reconnected wire; a per-pair pin until the fallback queue has
-/// drained would close that window.
+/// A pair that moved is pinned to its fallback wire until that wire fails too, and does
+/// not move back when its preferred wire is reconnected: envelopes of the pair still
+/// queued on the fallback wire would otherwise be overtaken by the first ones sent on
+/// the reconnected wire. Pins cost one map entry per pair that fell back, kept for the
+/// life of the transport; while there are none, a send only reads one flag.
 #[derive(Debug)]
 pub struct DestTransport {
     dest: Dest,
     wires: Vec<Arc<WireSlot>>,
+    /// Pair hash → the fallback wire the pair moved to.
+    pins: Mutex<HashMap<u64, usize>>,
+    /// Whether `pins` is non-empty, so sends skip its lock while no pair fell back.
+    pinned: AtomicBool,
 }
 
 /// One wire's current connection and whether it is usable.
@@ -96,7 +102,12 @@ impl DestTransport {
         for slot in &wires {
             watch(dest.clone(), slot, 0);
         }
-        DestTransport { dest, wires }
+        DestTransport {
+            dest,
+            wires,
+            pins: Mutex::new(HashMap::new()),
+            pinned: AtomicBool::new(false),
+        }
     }
 
     /// The destination.
@@ -135,7 +146,8 @@ impl DestTransport {
     /// The wire the envelopes of `envelope`'s (sender, recipient) pair take now, or `None`
     /// when no wire is healthy.
     pub fn wire_for(&self, envelope: &NetworkEnvelope) -> Option<usize> {
-        self.pick(envelope).map(|slot| slot.index)
+        self.choose(pair_hash(envelope), false)
+            .map(|slot| slot.index)
     }
 
     /// Queues `envelope` on its pair's wire (see the [send policy](DestTransport#send-policy)), falling back to
@@ -224,16 +236,46 @@ impl DestTransport {
         true
     }
 
-    /// The healthy wire with the highest rendezvous score for the envelope's pair.
+    /// The wire for the envelope's pair, pinning the pair if it falls back.
     fn pick(&self, envelope: &NetworkEnvelope) -> Option<&Arc<WireSlot>> {
-        let mut pair = DefaultHasher::new();
-        envelope.sender.hash(&mut pair);
-        envelope.recipient.hash(&mut pair);
-        let pair = pair.finish();
-        self.wires
+        self.choose(pair_hash(envelope), true)
+    }
+
+    /// The pair's pinned wire if it is healthy, else the healthy wire with the highest
+    /// rendezvous score. With `pin`, records a choice other than the pair's preferred
+    /// wire (its best score over all wires) as a pin, and drops a pin whose wire failed.
+    fn choose(&self, pair: u64, pin: bool) -> Option<&Arc<WireSlot>> {
+        if self.pinned.load(Ordering::Acquire) {
+            let mut pins = self.pins();
+            if let Some(&index) = pins.get(&pair) {
+                if let Some(slot) = self.wires.get(index).filter(|slot| slot.is_healthy()) {
+                    return Some(slot);
+                }
+                if pin {
+                    pins.remove(&pair);
+                }
+            }
+        }
+        let best = self
+            .wires
             .iter()
             .filter(|slot| slot.is_healthy())
+            .max_by_key(|slot| score(pair, slot.index))?;
+        let preferred = self
+            .wires
+            .iter()
             .max_by_key(|slot| score(pair, slot.index))
+            .map(|slot| slot.index);
+        if pin && preferred != Some(best.index) {
+            self.pins().insert(pair, best.index);
+            self.pinned.store(true, Ordering::Release);
+        }
+        Some(best)
+    }
+
+    fn pins(&self) -> MutexGuard<'_, HashMap<u64, usize>> {
+        // The map is consistent after every statement, so a poisoned lock is still valid.
+        self.pins.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -245,6 +287,14 @@ impl Drop for DestTransport {
             slot.connection().close();
         }
     }
+}
+
+/// The hash of an envelope's (sender, recipient) pair.
+fn pair_hash(envelope: &NetworkEnvelope) -> u64 {
+    let mut pair = DefaultHasher::new();
+    envelope.sender.hash(&mut pair);
+    envelope.recipient.hash(&mut pair);
+    pair.finish()
 }
 
 /// A pair's score on one wire. `DefaultHasher::new` has fixed keys, so scores, and with

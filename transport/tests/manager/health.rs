@@ -176,3 +176,60 @@ async fn health_checker_reconnects_failed_wires_and_removes_dead_dests() {
     .await;
     assert_eq!(manager.dest_count(), 0);
 }
+
+/// A pair that fell back while its wire was down stays on the fallback wire after the
+/// health checker reconnects its wire, so its envelopes queued there are not overtaken;
+/// a pair that sent nothing meanwhile goes back to its preferred wire, and the peer sees
+/// every pair's sequence numbers in order.
+#[tokio::test]
+async fn reconnected_wire_does_not_take_back_pairs_that_fell_back() {
+    let network = two_wire_network();
+    let (manager, mut peer, dest) = connected_pair(network.clone(), &network, 50).await;
+    let transport = manager.transport(&dest).unwrap();
+    let on_wire_0: Vec<u64> = (1..64)
+        .filter(|&p| transport.wire_for(&tell(p, p, 0)) == Some(0))
+        .take(4)
+        .collect();
+    assert_eq!(on_wire_0.len(), 4, "too few pairs prefer wire 0");
+    let (moved, idle) = (&on_wire_0[..2], &on_wire_0[2..]);
+
+    peer.connection(0).close();
+    eventually(Duration::from_secs(5), "wire 0 marked failed", || {
+        transport.healthy_wires() == vec![1]
+    })
+    .await;
+    for &p in moved {
+        manager.send(&dest, tell(p, p, 1)).await.unwrap();
+    }
+    eventually(Duration::from_secs(5), "wire 0 reconnected", || {
+        transport.healthy_wires() == vec![0, 1]
+    })
+    .await;
+    for &p in moved {
+        assert_eq!(
+            transport.wire_for(&tell(p, p, 0)),
+            Some(1),
+            "pair {p} moved back"
+        );
+    }
+    for &p in idle {
+        assert_eq!(
+            transport.wire_for(&tell(p, p, 0)),
+            Some(0),
+            "pair {p} did not return"
+        );
+    }
+
+    for seq in 2..=100 {
+        for &p in &on_wire_0 {
+            manager.send(&dest, tell(p, p, seq)).await.unwrap();
+        }
+    }
+    let mut last: HashMap<u64, u64> = HashMap::new();
+    while on_wire_0.iter().any(|p| last.get(p) != Some(&100)) {
+        let (_, envelope) = peer.next().await;
+        let (sender, _, seq) = pair_and_seq(&envelope);
+        let previous = last.insert(sender, seq).unwrap_or(0);
+        assert!(seq > previous, "pair {sender} got {seq} after {previous}");
+    }
+}
