@@ -118,3 +118,51 @@ async fn thousand_first_sends_share_a_failure_and_retry_after_backoff() {
         "a send after the backoff did not dial again"
     );
 }
+
+/// Closing a destination while its first dial is under way cancels the dial: the waiting
+/// send fails with `Cancelled` at once, the destination does not stay listed, and the
+/// next send dials again and succeeds.
+#[tokio::test]
+async fn closing_a_destination_mid_dial_cancels_it_and_the_next_send_dials_again() {
+    let network = InprocNetwork::new();
+    let mut peer = Peer::serve(network.bind(1).unwrap(), Requests::Answer);
+    let builder = TestBuilder::counting(network, Duration::from_secs(30));
+    let manager = std::sync::Arc::new(manager(builder.clone(), config(60_000, 60_000)));
+    let dest = Dest::new(Location::Local(1));
+
+    let first = {
+        let (manager, dest) = (manager.clone(), dest.clone());
+        tokio::spawn(async move { manager.send(&dest, tell(0, 0, 0)).await })
+    };
+    crate::eventually(Duration::from_secs(5), "the dial under way", || {
+        builder.calls() == 1
+    })
+    .await;
+    assert_eq!(manager.list_dests(), vec![dest.clone()]);
+    assert!(manager.close_transport(&dest));
+    let outcome = crate::within(Duration::from_secs(2), "the cancelled send", first)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Err(TransportError::Connect(ConnectError::Cancelled { .. }))
+        ),
+        "{outcome:?}"
+    );
+    assert!(
+        !manager.has_dest(&dest),
+        "the cancelled dial left the destination listed"
+    );
+
+    crate::within(
+        Duration::from_secs(5),
+        "the next send",
+        manager.send(&dest, tell(0, 0, 1)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(builder.calls(), 2, "the next send did not dial again");
+    let (_, envelope) = peer.next().await;
+    assert_eq!(crate::pair_and_seq(&envelope).2, 1);
+}

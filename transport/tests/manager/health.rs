@@ -233,3 +233,40 @@ async fn reconnected_wire_does_not_take_back_pairs_that_fell_back() {
         assert!(seq > previous, "pair {sender} got {seq} after {previous}");
     }
 }
+
+/// With three wires, the failure of one moves only the pairs that were on it: every pair
+/// on the other two keeps its wire (rendezvous hashing, not `hash % healthy wires`).
+#[tokio::test]
+async fn a_failed_wire_moves_only_its_own_pairs() {
+    let network = InprocNetwork::with_config(InprocConfig {
+        wires_per_dest: 3,
+        ..InprocConfig::default()
+    });
+    let mut peer = Peer::serve(network.bind(1).unwrap(), Requests::Answer);
+    let manager = manager(network.clone(), config(500, 60_000));
+    let dest = Dest::new(Location::Local(1));
+    manager.send(&dest, tell(0, 0, 0)).await.unwrap();
+    peer.next().await;
+    let transport = manager.transport(&dest).unwrap();
+    assert_eq!(transport.healthy_wires(), vec![0, 1, 2]);
+    let before: Vec<_> = (0..300)
+        .map(|p| transport.wire_for(&tell(p, p, 0)).unwrap())
+        .collect();
+    for wire in 0..3 {
+        assert!(before.contains(&wire), "no pair on wire {wire}");
+    }
+
+    peer.connection(0).close();
+    eventually(Duration::from_secs(5), "wire 0 marked failed", || {
+        transport.healthy_wires() == vec![1, 2]
+    })
+    .await;
+    for (p, &was) in before.iter().enumerate() {
+        let now = transport.wire_for(&tell(p as u64, p as u64, 0)).unwrap();
+        if was == 0 {
+            assert_ne!(now, 0, "pair {p} stayed on the failed wire");
+        } else {
+            assert_eq!(now, was, "pair {p} moved off its healthy wire {was}");
+        }
+    }
+}

@@ -237,7 +237,8 @@ enum Later {
     Hang,
 }
 
-/// Wraps a builder, counts its calls, and can delay, fail or hang them.
+/// Wraps a builder, counts its calls, and can delay the first, fail all or hang later
+/// ones.
 #[derive(Clone)]
 struct TestBuilder {
     inner: Option<Arc<dyn WireBuilder>>,
@@ -247,8 +248,8 @@ struct TestBuilder {
 }
 
 impl TestBuilder {
-    /// Counts the calls to `inner`, each delayed by `delay` so that concurrent first sends
-    /// pile up on one attempt.
+    /// Counts the calls to `inner`, the first delayed by `delay` so that concurrent first
+    /// sends pile up on one attempt.
     fn counting(inner: impl WireBuilder + 'static, delay: Duration) -> Self {
         TestBuilder {
             inner: Some(Arc::new(inner)),
@@ -258,7 +259,7 @@ impl TestBuilder {
         }
     }
 
-    /// Fails every call with `Refused` after `delay`.
+    /// Fails every call with `Refused`, the first after `delay`.
     fn failing(delay: Duration) -> Self {
         TestBuilder {
             inner: None,
@@ -283,8 +284,9 @@ impl TestBuilder {
 impl WireBuilder for TestBuilder {
     async fn connect(&self, dest: &Dest) -> Result<Vec<Wire>, WireError> {
         let previous = self.calls.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(self.delay).await;
-        if previous > 0 && self.later == Later::Hang {
+        if previous == 0 {
+            tokio::time::sleep(self.delay).await;
+        } else if self.later == Later::Hang {
             std::future::pending::<()>().await;
         }
         match &self.inner {
