@@ -16,7 +16,7 @@ use std::time::Duration;
 use plexus_codec::NetworkEnvelope;
 
 use super::TransportError;
-use crate::{ConnectionHandle, Dest};
+use crate::{ConnectionHandle, Dest, RequestError};
 
 /// The connections to one [`Dest`], one per wire, and the send policy over them.
 ///
@@ -175,8 +175,9 @@ impl DestTransport {
     }
 
     /// Sends `envelope` as a request on its pair's wire and waits at most `timeout` for
-    /// the response (see [`ConnectionHandle::request`]). If the connection is lost while
-    /// the request is in flight, it fails at once with
+    /// the response (see [`ConnectionHandle::request`]). A wire found closed before the
+    /// request got an id is marked failed and the next healthy wire is tried. If the
+    /// connection is lost while the request is in flight, it fails at once with
     /// [`RequestError::Disconnected`](crate::RequestError::Disconnected).
     ///
     /// # Cancel safety
@@ -187,18 +188,24 @@ impl DestTransport {
         envelope: NetworkEnvelope,
         timeout: Duration,
     ) -> Result<NetworkEnvelope, TransportError> {
-        let Some(slot) = self.pick(&envelope) else {
-            return Err(TransportError::NoHealthyWire {
-                dest: self.dest.clone(),
-            });
-        };
-        slot.connection()
-            .request(envelope, timeout)
-            .await
-            .map_err(|source| TransportError::Request {
-                dest: self.dest.clone(),
-                source,
-            })
+        while let Some(slot) = self.pick(&envelope) {
+            match slot.connection().request(envelope.clone(), timeout).await {
+                // Id 0: the connection had ended before the request was registered, so it
+                // was never sent and may go on another wire.
+                Err(RequestError::Disconnected { id: 0 }) => {
+                    slot.mark_failed(&self.dest, &"request found the connection closed");
+                }
+                outcome => {
+                    return outcome.map_err(|source| TransportError::Request {
+                        dest: self.dest.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(TransportError::NoHealthyWire {
+            dest: self.dest.clone(),
+        })
     }
 
     /// Closes every connection. In-flight requests fail with `Disconnected`.

@@ -68,3 +68,24 @@ async fn close_transport_close_all_and_listing_behave() {
     );
     assert_eq!(manager.dest_count(), 1);
 }
+
+/// Dropping the manager closes the connections of its destinations: the peer sees each
+/// one end, so nothing is left running (the health checker and the wire watchers hold
+/// no strong reference that would keep them open).
+#[tokio::test]
+async fn dropping_the_manager_closes_its_connections() {
+    let network = InprocNetwork::new();
+    let mut peer = Peer::serve(network.bind(1).unwrap(), Requests::Answer);
+    let manager = manager(network, config(2_000, 50));
+    let dest = Dest::new(Location::Local(1));
+    manager.send(&dest, tell(0, 0, 0)).await.unwrap();
+    peer.next().await;
+
+    drop(manager);
+    within(
+        Duration::from_secs(5),
+        "the peer seeing the connection end",
+        peer.connection(0).closed(),
+    )
+    .await;
+}
