@@ -62,18 +62,22 @@ struct WireSlot {
 }
 
 impl WireSlot {
-    fn connection(&self) -> ConnectionHandle {
+    fn locked(&self) -> MutexGuard<'_, ConnectionHandle> {
         // The slot is consistent after every statement, so a poisoned lock is still valid.
         self.connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    }
+
+    fn connection(&self) -> ConnectionHandle {
+        self.locked().clone()
     }
 
     /// Healthy by the flag and by the connection itself: the watcher may not have run yet
-    /// when the connection has just ended.
+    /// when the connection has just ended. Borrows the handle rather than cloning it, as
+    /// every send checks each wire.
     fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire) && self.connection().close_reason().is_none()
+        self.healthy.load(Ordering::Acquire) && self.locked().close_reason().is_none()
     }
 
     fn mark_failed(&self, dest: &Dest, reason: &dyn std::fmt::Display) {
@@ -224,10 +228,7 @@ impl DestTransport {
             connection.close();
             return false;
         };
-        let mut current = slot
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut current = slot.locked();
         if slot.healthy.load(Ordering::Acquire) && current.close_reason().is_none() {
             drop(current);
             connection.close();
