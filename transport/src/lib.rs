@@ -14,13 +14,14 @@
 //! - [`connection`]: the worker over one stream after the handshake: a batching writer, a
 //!   reader that never awaits a recipient, ping/pong with RTT, the idle timeout, and
 //!   requests that all fail with `Disconnected` the moment the connection ends.
-//!
+//! - [`manager`]: the [`OutprocTransportManager`] that dials each destination once into a
+//!   [`DestTransport`] (a connection per wire, per-pair FIFO, health) and keeps it healthy.
 //! - [`flow`]: the flow-control kernel: per-flow credit windows at the sender
 //!   ([`SendFlows`]), and at the receiver a state machine per flow with a queue and a
 //!   pusher ([`FlowReceiver`]) so that a full recipient stalls only its own senders.
 //!
-//! Next: the manager that joins these (`OutprocTransportManager`), and flow control
-//! wired into the connection worker.
+//! Next: flow control wired into the connection worker, the in-process manager, and the
+//! gateway on top.
 //!
 //! # Feature flags
 //!
@@ -34,6 +35,7 @@ pub mod connection;
 mod dest;
 pub mod flow;
 pub mod handshake;
+pub mod manager;
 mod requests;
 pub mod wire;
 
@@ -51,6 +53,9 @@ pub use flow::{
 pub use handshake::{
     Handshake, HandshakeError, Hello, MAGIC, MAX_HELLO_SIZE, MIN_FRAME_SIZE, Negotiated,
     perform_handshake, prefer_connection,
+};
+pub use manager::{
+    DestTransport, DialError, ManagerConfig, OutprocTransportManager, TransportError,
 };
 pub use requests::RequestError;
 pub use wire::{

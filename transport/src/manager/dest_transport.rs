@@ -1,0 +1,329 @@
+//! The connections to one destination and the policy that picks one per envelope.
+//!
+//! A [`DestTransport`] holds one connection per wire to its [`Dest`], each after its
+//! handshake. Every connection is watched by a task that marks its wire failed the
+//! moment the connection ends, so a dead wire is skipped by the next send instead of
+//! being found out by a send that fails.
+//!
+//! The wire of each envelope is chosen by the [send policy](DestTransport#send-policy).
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use plexus_codec::NetworkEnvelope;
+
+use super::TransportError;
+use crate::{ConnectionHandle, Dest, RequestError};
+
+/// The connections to one [`Dest`], one per wire, and the send policy over them.
+///
+/// Built by the [`OutprocTransportManager`](super::OutprocTransportManager); get it with
+/// [`transport`](super::OutprocTransportManager::transport) to inspect its health.
+/// Dropping the last reference closes every connection.
+///
+/// # Send policy
+///
+/// Per-pair FIFO (design 3, promise 1) needs every envelope of one (sender, recipient)
+/// pair to travel on one wire. The wire is chosen by rendezvous hashing: each healthy
+/// wire scores `hash(sender, recipient, wire index)` and the highest score wins. A pair
+/// therefore stays on its wire for as long as that wire is healthy, whatever happens to
+/// the others (a plain `hash % healthy_count` would move pairs whenever any wire fails).
+/// When a pair's wire fails, the pair moves to the best of the remaining wires; what was
+/// still queued on the failed wire is lost with it (tells are at-most-once), and what
+/// follows arrives in order on the new one.
+///
+/// A pair that moved is pinned to its fallback wire until that wire fails too, and does
+/// not move back when its preferred wire is reconnected: envelopes of the pair still
+/// queued on the fallback wire would otherwise be overtaken by the first ones sent on
+/// the reconnected wire. Pins cost one map entry per pair that fell back, kept for the
+/// life of the transport; while there are none, a send only reads one flag.
+#[derive(Debug)]
+pub struct DestTransport {
+    dest: Dest,
+    wires: Vec<Arc<WireSlot>>,
+    /// Pair hash → the fallback wire the pair moved to.
+    pins: Mutex<HashMap<u64, usize>>,
+    /// Whether `pins` is non-empty, so sends skip its lock while no pair fell back.
+    pinned: AtomicBool,
+}
+
+/// One wire's current connection and whether it is usable.
+#[derive(Debug)]
+struct WireSlot {
+    index: usize,
+    /// Bumped on every replacement, so the watcher of a replaced connection never marks
+    /// its successor failed.
+    generation: AtomicU64,
+    healthy: AtomicBool,
+    connection: Mutex<ConnectionHandle>,
+}
+
+impl WireSlot {
+    fn locked(&self) -> MutexGuard<'_, ConnectionHandle> {
+        // The slot is consistent after every statement, so a poisoned lock is still valid.
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn connection(&self) -> ConnectionHandle {
+        self.locked().clone()
+    }
+
+    /// Healthy by the flag and by the connection itself: the watcher may not have run yet
+    /// when the connection has just ended. Borrows the handle rather than cloning it, as
+    /// every send checks each wire.
+    fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire) && self.locked().close_reason().is_none()
+    }
+
+    fn mark_failed(&self, dest: &Dest, reason: &dyn std::fmt::Display) {
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            tracing::warn!(%dest, wire = self.index, %reason, "wire failed");
+        }
+    }
+}
+
+impl DestTransport {
+    /// Takes one connection per wire and starts watching each. Must run inside a tokio
+    /// runtime.
+    pub(crate) fn new(dest: Dest, connections: Vec<ConnectionHandle>) -> Self {
+        let wires: Vec<_> = connections
+            .into_iter()
+            .enumerate()
+            .map(|(index, connection)| {
+                Arc::new(WireSlot {
+                    index,
+                    generation: AtomicU64::new(0),
+                    healthy: AtomicBool::new(true),
+                    connection: Mutex::new(connection),
+                })
+            })
+            .collect();
+        for slot in &wires {
+            watch(dest.clone(), slot, 0);
+        }
+        DestTransport {
+            dest,
+            wires,
+            pins: Mutex::new(HashMap::new()),
+            pinned: AtomicBool::new(false),
+        }
+    }
+
+    /// The destination.
+    pub fn dest(&self) -> &Dest {
+        &self.dest
+    }
+
+    /// How many wires the destination has, healthy or not.
+    pub fn wire_count(&self) -> usize {
+        self.wires.len()
+    }
+
+    /// Whether at least one wire is healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.wires.iter().any(|slot| slot.is_healthy())
+    }
+
+    /// The indices of the healthy wires, ascending.
+    pub fn healthy_wires(&self) -> Vec<usize> {
+        self.wires
+            .iter()
+            .filter(|slot| slot.is_healthy())
+            .map(|slot| slot.index)
+            .collect()
+    }
+
+    /// The indices of the failed wires, ascending.
+    pub fn failed_wires(&self) -> Vec<usize> {
+        self.wires
+            .iter()
+            .filter(|slot| !slot.is_healthy())
+            .map(|slot| slot.index)
+            .collect()
+    }
+
+    /// The wire the envelopes of `envelope`'s (sender, recipient) pair take now, or `None`
+    /// when no wire is healthy.
+    pub fn wire_for(&self, envelope: &NetworkEnvelope) -> Option<usize> {
+        self.choose(pair_hash(envelope), false)
+            .map(|slot| slot.index)
+    }
+
+    /// Queues `envelope` on its pair's wire (see the [send policy](DestTransport#send-policy)), falling back to
+    /// another healthy wire if that one turns out closed.
+    ///
+    /// Success means the envelope was queued, not that it arrived.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it completes, the envelope was not
+    /// queued.
+    pub async fn send(&self, mut envelope: NetworkEnvelope) -> Result<(), TransportError> {
+        while let Some(slot) = self.pick(&envelope) {
+            match slot.connection().send(envelope).await {
+                Ok(()) => return Ok(()),
+                Err(refused) => {
+                    slot.mark_failed(&self.dest, &"send found the connection closed");
+                    envelope = refused.0;
+                }
+            }
+        }
+        Err(TransportError::NoHealthyWire {
+            dest: self.dest.clone(),
+        })
+    }
+
+    /// Sends `envelope` as a request on its pair's wire and waits at most `timeout` for
+    /// the response (see [`ConnectionHandle::request`]). A wire found closed before the
+    /// request got an id is marked failed and the next healthy wire is tried. If the
+    /// connection is lost while the request is in flight, it fails at once with
+    /// [`RequestError::Disconnected`](crate::RequestError::Disconnected).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future forgets the request; it may or may not have been sent.
+    pub async fn request(
+        &self,
+        envelope: NetworkEnvelope,
+        timeout: Duration,
+    ) -> Result<NetworkEnvelope, TransportError> {
+        while let Some(slot) = self.pick(&envelope) {
+            match slot.connection().request(envelope.clone(), timeout).await {
+                // Id 0: the connection had ended before the request was registered, so it
+                // was never sent and may go on another wire.
+                Err(RequestError::Disconnected { id: 0 }) => {
+                    slot.mark_failed(&self.dest, &"request found the connection closed");
+                }
+                outcome => {
+                    return outcome.map_err(|source| TransportError::Request {
+                        dest: self.dest.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(TransportError::NoHealthyWire {
+            dest: self.dest.clone(),
+        })
+    }
+
+    /// Closes every connection. In-flight requests fail with `Disconnected`.
+    pub fn close(&self) {
+        for slot in &self.wires {
+            slot.healthy.store(false, Ordering::Release);
+            slot.connection().close();
+        }
+        tracing::debug!(dest = %self.dest, "destination transport closed");
+    }
+
+    /// Puts `connection` in place of failed wire `index` and watches it. Returns `false`
+    /// (and closes `connection`) when there is no such wire or it is healthy again.
+    pub(crate) fn replace(&self, index: usize, connection: ConnectionHandle) -> bool {
+        let Some(slot) = self.wires.get(index) else {
+            connection.close();
+            return false;
+        };
+        let mut current = slot.locked();
+        if slot.healthy.load(Ordering::Acquire) && current.close_reason().is_none() {
+            drop(current);
+            connection.close();
+            return false;
+        }
+        let old = std::mem::replace(&mut *current, connection);
+        let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        slot.healthy.store(true, Ordering::Release);
+        drop(current);
+        old.close();
+        watch(self.dest.clone(), slot, generation);
+        tracing::info!(dest = %self.dest, wire = index, "wire reconnected");
+        true
+    }
+
+    /// The wire for the envelope's pair, pinning the pair if it falls back.
+    fn pick(&self, envelope: &NetworkEnvelope) -> Option<&Arc<WireSlot>> {
+        self.choose(pair_hash(envelope), true)
+    }
+
+    /// The pair's pinned wire if it is healthy, else the healthy wire with the highest
+    /// rendezvous score. With `pin`, records a choice other than the pair's preferred
+    /// wire (its best score over all wires) as a pin, and drops a pin whose wire failed.
+    fn choose(&self, pair: u64, pin: bool) -> Option<&Arc<WireSlot>> {
+        if self.pinned.load(Ordering::Acquire) {
+            let mut pins = self.pins();
+            if let Some(&index) = pins.get(&pair) {
+                if let Some(slot) = self.wires.get(index).filter(|slot| slot.is_healthy()) {
+                    return Some(slot);
+                }
+                if pin {
+                    pins.remove(&pair);
+                }
+            }
+        }
+        let best = self
+            .wires
+            .iter()
+            .filter(|slot| slot.is_healthy())
+            .max_by_key(|slot| score(pair, slot.index))?;
+        let preferred = self
+            .wires
+            .iter()
+            .max_by_key(|slot| score(pair, slot.index))
+            .map(|slot| slot.index);
+        if pin && preferred != Some(best.index) {
+            self.pins().insert(pair, best.index);
+            self.pinned.store(true, Ordering::Release);
+        }
+        Some(best)
+    }
+
+    fn pins(&self) -> MutexGuard<'_, HashMap<u64, usize>> {
+        // The map is consistent after every statement, so a poisoned lock is still valid.
+        self.pins.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for DestTransport {
+    fn drop(&mut self) {
+        // The watchers hold connection handles, so the connections would outlive the
+        // transport otherwise.
+        for slot in &self.wires {
+            slot.connection().close();
+        }
+    }
+}
+
+/// The hash of an envelope's (sender, recipient) pair.
+fn pair_hash(envelope: &NetworkEnvelope) -> u64 {
+    let mut pair = DefaultHasher::new();
+    envelope.sender.hash(&mut pair);
+    envelope.recipient.hash(&mut pair);
+    pair.finish()
+}
+
+/// A pair's score on one wire. `DefaultHasher::new` has fixed keys, so scores, and with
+/// them every pair's wire, are the same on every run.
+fn score(pair: u64, wire: usize) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    pair.hash(&mut hasher);
+    wire.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Marks `slot` failed as soon as its connection of `generation` ends. Holds the slot
+/// weakly, so a dropped transport does not keep its slots alive.
+fn watch(dest: Dest, slot: &Arc<WireSlot>, generation: u64) {
+    let connection = slot.connection();
+    let slot = Arc::downgrade(slot);
+    tokio::spawn(async move {
+        let reason = connection.closed().await;
+        let Some(slot) = slot.upgrade() else { return };
+        if slot.generation.load(Ordering::Acquire) == generation {
+            slot.mark_failed(&dest, &reason);
+        }
+    });
+}

@@ -1,0 +1,429 @@
+//! The outbound transport manager: one [`DestTransport`] per destination, connected once.
+//!
+//! [`OutprocTransportManager::send`] looks the destination up in a
+//! [`ConnectOnce`] table. The first send to a destination dials it: the
+//! [`WireBuilder`] opens its wires, each wire does its handshake and becomes a connection,
+//! and the connections together become the destination's [`DestTransport`]. Concurrent
+//! first sends join that one attempt (see [`ConnectOnce`] for the lost wake-up, the
+//! cancelled creator and the bounded waits it rules out).
+//!
+//! ```text
+//! send(dest) ──▶ (absent) ──dial: wires → handshakes → connections──▶ Connected(transport)
+//!                   ▲                                                   │
+//!                   └──── every wire down: removed (by a send or the ───┘
+//!                         health checker); the next send dials again
+//! ```
+//!
+//! A wire whose connection ends is marked failed at once by its transport. A send that
+//! finds every wire of its destination down removes the transport and dials again within
+//! the same call, so it fails within the connect timeout when the peer is gone, and
+//! reconnects when it is back. The health checker, every
+//! [`ManagerConfig::health_interval`], reconnects the failed wires of a partly healthy
+//! destination and removes a fully failed one; the requests in flight on a failed wire
+//! have already failed with `Disconnected` through its connection.
+
+mod dest_transport;
+mod health;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plexus_codec::{NetworkEnvelope, Skipped};
+use tokio::task::AbortHandle;
+
+use crate::{
+    ConnectError, ConnectOnce, ConnectOnceConfig, ConnectionConfig, ConnectionConfigError,
+    ConnectionHandle, Dest, HandshakeError, Hello, Inbound, RequestError, Wire, WireBuilder,
+    WireError, perform_handshake, spawn_connection,
+};
+
+pub use dest_transport::DestTransport;
+
+/// Settings of an [`OutprocTransportManager`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagerConfig {
+    /// The bound on one dial of a destination (all its wires and handshakes) and the
+    /// backoff after a failed one. Default [`ConnectOnceConfig::default`] (10 s).
+    pub connect: ConnectOnceConfig,
+    /// The bound on each wire's handshake. Default 5 s; a dial is cut off at
+    /// `connect.connect_timeout` whichever is smaller.
+    pub handshake_timeout: Duration,
+    /// The settings of every connection.
+    pub connection: ConnectionConfig,
+    /// How often the health checker runs. Default 5 s; must be non-zero. A fully failed
+    /// destination nobody sends to is removed within one interval of its last wire
+    /// failing.
+    pub health_interval: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            connect: ConnectOnceConfig::default(),
+            handshake_timeout: Duration::from_secs(5),
+            connection: ConnectionConfig::default(),
+            health_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why dialing a destination failed: the error of the [`ConnectOnce`] attempt.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The wires could not be opened.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The builder returned no wire at all.
+    #[error("the wire builder opened no wire")]
+    NoWires,
+    /// A wire's handshake failed.
+    #[error("handshake on wire {wire} to {peer} failed: {source}")]
+    Handshake {
+        /// The wire's index among those opened together.
+        wire: usize,
+        /// Who was on the other end.
+        peer: String,
+        /// What went wrong.
+        #[source]
+        source: HandshakeError,
+    },
+    /// The connection settings are out of bounds.
+    #[error(transparent)]
+    Config(#[from] ConnectionConfigError),
+}
+
+/// Why a send or a request through the manager failed. Every variant names the
+/// destination.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Connecting failed, timed out, is backing off, or was cancelled; the source names
+    /// the destination.
+    #[error(transparent)]
+    Connect(#[from] ConnectError<DialError>),
+    /// Every wire of the destination is down.
+    #[error("no healthy wire to {dest}")]
+    NoHealthyWire {
+        /// The destination.
+        dest: Dest,
+    },
+    /// The request got no reply.
+    #[error("request to {dest} failed: {source}")]
+    Request {
+        /// The destination.
+        dest: Dest,
+        /// Why.
+        #[source]
+        source: RequestError,
+    },
+}
+
+impl TransportError {
+    /// The destination the error is about.
+    pub fn dest(&self) -> &Dest {
+        match self {
+            TransportError::Connect(error) => error.dest(),
+            TransportError::NoHealthyWire { dest } | TransportError::Request { dest, .. } => dest,
+        }
+    }
+}
+
+/// Sends envelopes to other processes, one [`DestTransport`] per [`Dest`], dialed on
+/// first use.
+///
+/// Dropping the manager stops its health checker; the transports close when the last
+/// reference to each is gone.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use plexus_codec::{EnvelopeKind, NetworkEnvelope};
+/// use plexus_core::{Location, ProcId};
+/// use plexus_transport::{
+///     ConnectionConfig, Dest, Hello, InprocNetwork, ManagerConfig, OutprocTransportManager,
+///     WireListener, perform_handshake, spawn_connection,
+/// };
+/// use tokio::sync::mpsc;
+///
+/// # type Error = Box<dyn std::error::Error + Send + Sync>;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// let network = InprocNetwork::new();
+/// let mut listener = network.bind(1)?;
+/// // The peer: accept one wire, do the handshake, and pass on what arrives.
+/// let (tx, mut received) = mpsc::unbounded_channel();
+/// let peer = tokio::spawn(async move {
+///     let mut wire = listener.accept().await?;
+///     let hello = Hello::new(ProcId::new("peer", 1), 2);
+///     let negotiated = perform_handshake(&mut wire, hello, Duration::from_secs(5)).await?;
+///     let connection = spawn_connection(wire, negotiated, ConnectionConfig::default(), move |e| {
+///         let _ = tx.send(e);
+///     })?;
+///     Ok::<_, Error>(connection)
+/// });
+///
+/// let manager = OutprocTransportManager::new(
+///     network,
+///     Hello::new(ProcId::new("local", 1), 1),
+///     ManagerConfig::default(),
+///     |_| {},
+/// )?;
+/// let dest = Dest::new(Location::Local(1));
+/// manager.send(&dest, NetworkEnvelope::control(EnvelopeKind::Regular)).await?;
+/// let _connection = peer.await??;
+/// assert_eq!(received.recv().await.map(|e| e.kind), Some(EnvelopeKind::Regular));
+/// assert_eq!(manager.list_dests(), vec![dest]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct OutprocTransportManager {
+    inner: Arc<Inner>,
+    health: AbortHandle,
+}
+
+struct Inner {
+    builder: Arc<dyn WireBuilder>,
+    hello: Hello,
+    config: ManagerConfig,
+    inbound: Arc<dyn Inbound>,
+    table: ConnectOnce<Arc<DestTransport>, DialError>,
+}
+
+impl std::fmt::Debug for OutprocTransportManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutprocTransportManager")
+            .field("proc", &self.inner.hello.proc)
+            .field("table", &self.inner.table)
+            .finish()
+    }
+}
+
+impl OutprocTransportManager {
+    /// A manager that dials with `builder`, announces `hello` on every wire and hands
+    /// what peers send back (other than responses to its requests) to `inbound`. Starts
+    /// the health checker, so it must be called inside a tokio runtime.
+    ///
+    /// Fails when `config.connection` is out of its bounds or `health_interval` is zero.
+    pub fn new(
+        builder: impl WireBuilder + 'static,
+        hello: Hello,
+        config: ManagerConfig,
+        inbound: impl Inbound,
+    ) -> Result<Self, ConnectionConfigError> {
+        config.connection.validate()?;
+        if config.health_interval.is_zero() {
+            return Err(ConnectionConfigError::Zero {
+                field: "health_interval",
+            });
+        }
+        let inner = Arc::new(Inner {
+            builder: Arc::new(builder),
+            hello,
+            table: ConnectOnce::new(config.connect),
+            config,
+            inbound: Arc::new(inbound),
+        });
+        let health = health::spawn(&inner);
+        Ok(OutprocTransportManager { inner, health })
+    }
+
+    /// Sends `envelope` to `dest`, dialing it first if it has no transport.
+    ///
+    /// Fails with [`TransportError::Connect`] when dialing fails (within
+    /// `connect_timeout` plus [`SETTLE_GRACE`](crate::connect_once::SETTLE_GRACE)), or
+    /// at once while the destination backs off after a failed dial. Success means the
+    /// envelope was queued on a connection.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dropped send queued nothing; a dial it started goes on for others.
+    pub async fn send(&self, dest: &Dest, envelope: NetworkEnvelope) -> Result<(), TransportError> {
+        let transport = self.healthy_transport(dest).await?;
+        match transport.send(envelope).await {
+            Err(TransportError::NoHealthyWire { .. }) => {
+                // The last wire failed between the check and the send: the envelope is
+                // gone with it, as a tell on a dying connection is.
+                self.inner.remove_if_current(dest, &transport);
+                Err(TransportError::NoHealthyWire { dest: dest.clone() })
+            }
+            other => other,
+        }
+    }
+
+    /// Sends `envelope` as a request to `dest` and waits at most `timeout` for the
+    /// response, dialing first if needed (the dial has its own bound). If the connection
+    /// is lost meanwhile, fails at once with [`RequestError::Disconnected`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future forgets the request; it may or may not have been sent.
+    pub async fn request(
+        &self,
+        dest: &Dest,
+        envelope: NetworkEnvelope,
+        timeout: Duration,
+    ) -> Result<NetworkEnvelope, TransportError> {
+        let transport = self.healthy_transport(dest).await?;
+        transport.request(envelope, timeout).await
+    }
+
+    /// The transport of `dest`, if it is connected. Never dials.
+    pub fn transport(&self, dest: &Dest) -> Option<Arc<DestTransport>> {
+        self.inner.table.get(dest)
+    }
+
+    /// Closes and forgets the transport of `dest` (or cancels its dial), and its backoff.
+    /// Its in-flight requests fail with `Disconnected`. Returns whether it had one.
+    pub fn close_transport(&self, dest: &Dest) -> bool {
+        let had = self.inner.table.contains(dest);
+        if let Some(transport) = self.inner.table.remove(dest) {
+            transport.close();
+        }
+        if had {
+            tracing::info!(%dest, "transport closed");
+        }
+        had
+    }
+
+    /// Closes every transport and cancels every dial. The manager stays usable: a later
+    /// send dials again.
+    pub fn close_all(&self) {
+        for dest in self.list_dests() {
+            self.close_transport(&dest);
+        }
+    }
+
+    /// The destinations that are connected or being dialed, in no particular order.
+    pub fn list_dests(&self) -> Vec<Dest> {
+        self.inner
+            .table
+            .list()
+            .into_iter()
+            .map(|(dest, _)| dest)
+            .collect()
+    }
+
+    /// Whether `dest` is connected or being dialed.
+    pub fn has_dest(&self, dest: &Dest) -> bool {
+        self.inner.table.contains(dest)
+    }
+
+    /// How many destinations are connected or being dialed.
+    pub fn dest_count(&self) -> usize {
+        self.inner.table.len()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.config
+    }
+
+    /// A transport of `dest` with at least one healthy wire: the stored one, or a new
+    /// dial. A stored transport whose wires are all down is removed first, so the dial
+    /// happens in this call and is bounded by the connect timeout.
+    async fn healthy_transport(&self, dest: &Dest) -> Result<Arc<DestTransport>, TransportError> {
+        let transport = self.inner.connect(dest).await?;
+        if transport.is_healthy() {
+            return Ok(transport);
+        }
+        self.inner.remove_if_current(dest, &transport);
+        let transport = self.inner.connect(dest).await?;
+        if transport.is_healthy() {
+            Ok(transport)
+        } else {
+            Err(TransportError::NoHealthyWire { dest: dest.clone() })
+        }
+    }
+}
+
+impl Drop for OutprocTransportManager {
+    fn drop(&mut self) {
+        self.health.abort();
+    }
+}
+
+impl Inner {
+    /// The stored transport of `dest`, or the outcome of the (one) dial.
+    async fn connect(
+        self: &Arc<Self>,
+        dest: &Dest,
+    ) -> Result<Arc<DestTransport>, ConnectError<DialError>> {
+        let inner = Arc::clone(self);
+        self.table
+            .get_or_connect(dest, move |dest| async move {
+                let wires = inner.builder.connect(&dest).await?;
+                let connections = inner.open(wires).await?;
+                tracing::info!(%dest, wires = connections.len(), "destination connected");
+                Ok(Arc::new(DestTransport::new(dest, connections)))
+            })
+            .await
+    }
+
+    /// Removes `transport` from the table if it is still the one stored for `dest`, and
+    /// closes it. A newer transport stored meanwhile is left alone.
+    fn remove_if_current(&self, dest: &Dest, transport: &Arc<DestTransport>) {
+        let current = self
+            .table
+            .get(dest)
+            .is_some_and(|stored| Arc::ptr_eq(&stored, transport));
+        // A newer transport can still be stored between the check and `mark_failed` and
+        // be taken out by it. It is not closed here: its holders keep using it until they
+        // drop it, and the cost is one extra dial by the next send.
+        if current && let Some(removed) = self.table.mark_failed(dest) {
+            tracing::info!(
+                %dest,
+                current = Arc::ptr_eq(&removed, transport),
+                "every wire down, transport removed"
+            );
+        }
+        transport.close();
+    }
+
+    /// Handshakes every wire and spawns a connection over each. Any failure fails the
+    /// whole set; wires and connections already made are dropped, which closes them.
+    async fn open(&self, wires: Vec<Wire>) -> Result<Vec<ConnectionHandle>, DialError> {
+        if wires.is_empty() {
+            return Err(DialError::NoWires);
+        }
+        let mut connections = Vec::with_capacity(wires.len());
+        for (index, mut wire) in wires.into_iter().enumerate() {
+            let shaken =
+                perform_handshake(&mut wire, self.hello.clone(), self.config.handshake_timeout)
+                    .await;
+            let negotiated = match shaken {
+                Ok(negotiated) => negotiated,
+                Err(source) => {
+                    connections.iter().for_each(ConnectionHandle::close);
+                    return Err(DialError::Handshake {
+                        wire: index,
+                        peer: wire.peer().to_owned(),
+                        source,
+                    });
+                }
+            };
+            let inbound = SharedInbound(Arc::clone(&self.inbound));
+            match spawn_connection(wire, negotiated, self.config.connection.clone(), inbound) {
+                Ok(connection) => connections.push(connection),
+                Err(error) => {
+                    connections.iter().for_each(ConnectionHandle::close);
+                    return Err(error.into());
+                }
+            }
+        }
+        Ok(connections)
+    }
+}
+
+/// The manager's one [`Inbound`] shared by all its connections.
+struct SharedInbound(Arc<dyn Inbound>);
+
+impl Inbound for SharedInbound {
+    fn deliver(&self, envelope: NetworkEnvelope) {
+        self.0.deliver(envelope);
+    }
+
+    fn skipped(&self, skipped: &Skipped) {
+        self.0.skipped(skipped);
+    }
+}
