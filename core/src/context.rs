@@ -13,7 +13,7 @@ use crate::cell::ErasedCell;
 use crate::error::SpawnError;
 use crate::id::ActorId;
 use crate::observer::ActorProbe;
-use crate::proc::Proc;
+use crate::proc::{ParentLink, Proc};
 use crate::signal::Signal;
 use crate::supervision::{ChildSpec, Supervision, Supervisor};
 
@@ -99,11 +99,12 @@ impl<A: Actor> Context<A> {
             spec.first,
             spec.factory,
             mailbox,
-            Some((parent, restart)),
+            Some(ParentLink {
+                cell: parent,
+                restart,
+                probe: self.probe.clone(),
+            }),
         )?;
-        if let Some(probe) = &self.probe {
-            probe.child_spawned(child.id());
-        }
         self.relations()
             .supervisor
             .add(child.id().clone(), child.cell.clone(), restart);

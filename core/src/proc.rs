@@ -160,7 +160,7 @@ impl Proc {
         actor: A,
         factory: Factory<A>,
         mailbox: Mailbox,
-        parent: Option<(Arc<dyn ErasedCell>, Restart)>,
+        parent: Option<ParentLink>,
     ) -> Result<ActorRef<A>, SpawnError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| SpawnError::NoRuntime)?;
         if self.inner.shut_down.load(Ordering::Acquire) {
@@ -199,10 +199,10 @@ impl Proc {
             observer.actor_spawned(&ActorInfo {
                 id: myself.id().clone(),
                 actor_type: std::any::type_name::<A>(),
-                parent: parent.as_ref().map(|(cell, _)| cell.core().id.clone()),
+                parent: parent.as_ref().map(|parent| parent.cell.core().id.clone()),
                 mailbox,
                 gauge: MailboxGauge(myself.cell.clone()),
-                restart: parent.as_ref().map(|(_, restart)| *restart),
+                restart: parent.as_ref().map(|parent| parent.restart),
             })
         });
         // Boxed: the task's future then holds a pointer instead of copies of the runner.
@@ -218,7 +218,14 @@ impl Proc {
                 probe: probe.clone(),
                 relations: None,
             },
-            parent: parent.map(|(cell, _)| cell),
+            parent: parent.map(|parent| {
+                // Told before the child's task exists, so the parent's probe never hears of
+                // a child after that child has already stopped.
+                if let Some(probe) = &parent.probe {
+                    probe.child_spawned(myself.id());
+                }
+                parent.cell
+            }),
         });
         match probe {
             None => drop(runtime.spawn(runner.run(actor))),
@@ -235,6 +242,14 @@ impl Proc {
             std::ptr::eq(Arc::as_ptr(entry) as *const (), ours)
         });
     }
+}
+
+/// What a supervised child is told of its parent at spawn.
+pub(crate) struct ParentLink {
+    pub(crate) cell: Arc<dyn ErasedCell>,
+    pub(crate) restart: Restart,
+    /// The parent's probe, told of the child before the child's task starts.
+    pub(crate) probe: Option<Arc<dyn crate::observer::ActorProbe>>,
 }
 
 impl ProcInner {
