@@ -60,6 +60,13 @@ impl ActorProbe for Probe {
             .unwrap()
             .push(format!("{} stopped {reason}", self.name));
     }
+    fn child_spawned(&self, child: &plexus_core::ActorId) {
+        self.shared
+            .events
+            .lock()
+            .unwrap()
+            .push(format!("{} spawned {}", self.name, child.name()));
+    }
     fn linked(&self, other: &plexus_core::ActorId, kind: plexus_core::LinkKind) {
         self.shared
             .events
@@ -95,7 +102,7 @@ impl Observer for Watch {
 
 /// The probe hears a supervised child's lifecycle in order: start, handler, panic,
 /// restart, and the final stop.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_hears_lifecycle_in_order() {
     struct Parent(Option<ActorRef<Crashy>>);
     impl Actor for Parent {
