@@ -537,6 +537,10 @@ impl Proc {
     /// [`PendingDelivery`]. Envelopes delivered one after another for one actor are
     /// handled in that order.
     ///
+    /// A tell refused with [`DeliveryError::Closed`] has gone to this proc's undeliverable
+    /// handler; for the other errors the message never became a typed value here, so
+    /// reporting it (to the sender, with the reason) is the caller's job.
+    ///
     /// ```
     /// use plexus_core::{Actor, Context, DeliveryError, Handler, Proc, ProcId};
     /// use plexus_core::{RemoteHandlers, RemoteMessage};

@@ -62,6 +62,21 @@ impl Handler<Impostor> for Ledger {
     async fn handle(&mut self, _: Impostor, _ctx: &mut Context<Self>) {}
 }
 
+/// Panics in its handler, to check what a remote asker hears.
+#[derive(Serialize, Deserialize)]
+struct Boom;
+
+impl RemoteMessage for Boom {
+    const NAME: &'static str = "ledger.Boom";
+}
+
+impl Handler<Boom> for Ledger {
+    type Reply = u64;
+    async fn handle(&mut self, _: Boom, _ctx: &mut Context<Self>) -> u64 {
+        panic!("the ledger does not balance")
+    }
+}
+
 /// Local only: holds the actor in its handler until the sender is fired or dropped.
 struct Hold(oneshot::Receiver<()>);
 
@@ -73,7 +88,10 @@ impl Handler<Hold> for Ledger {
 }
 
 fn handlers() -> RemoteHandlers<Ledger> {
-    RemoteHandlers::new().tell::<Entry>().ask::<Total>()
+    RemoteHandlers::new()
+        .tell::<Entry>()
+        .ask::<Total>()
+        .ask::<Boom>()
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -396,4 +414,50 @@ async fn thousand_remote_tells_are_handled_in_order() {
     let total = within("the total", actor.ask(Total)).await.unwrap();
     assert_eq!(total, (0..1_000u64).sum::<u64>());
     assert_eq!(*seen.lock().unwrap(), (0..1_000u64).collect::<Vec<_>>());
+}
+
+/// An ask for a message registered only as a tell is refused with `NotAskable`, and its
+/// reply is answered instead of left waiting.
+#[tokio::test]
+async fn ask_for_a_tell_only_message_is_refused_and_answered() {
+    let proc = Proc::new(ProcId::unique("dispatch"));
+    let actor = proc.spawn("ledger", Ledger::default()).unwrap();
+    proc.expose(&actor, handlers()).unwrap();
+
+    let (reply, answer) = reply_channel();
+    let result = proc.deliver_remote("ledger", Entry::NAME, &encode(&Entry(1)), Some(reply));
+    assert!(
+        matches!(&result, Err(DeliveryError::NotAskable { message, .. }) if message == Entry::NAME),
+        "{result:?}"
+    );
+    let outcome = within("the refusal", answer).await.unwrap();
+    assert!(
+        matches!(outcome, Err(RemoteAskError::UnknownMessage { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        actor.ask(Total).await.unwrap(),
+        0,
+        "the refused ask was handled"
+    );
+}
+
+/// A handler that panics on a remote ask answers the reply with `Panicked`.
+#[tokio::test]
+async fn panicking_remote_ask_is_answered_panicked() {
+    let proc = Proc::new(ProcId::unique("dispatch"));
+    let actor = proc.spawn("ledger", Ledger::default()).unwrap();
+    proc.expose(&actor, handlers()).unwrap();
+
+    let (reply, answer) = reply_channel();
+    proc.deliver_remote("ledger", Boom::NAME, &encode(&Boom), Some(reply))
+        .unwrap();
+    let outcome = within("the panic answer", answer).await.unwrap();
+    match outcome {
+        Err(RemoteAskError::Panicked { actor: id, message }) => {
+            assert_eq!(&id, actor.id());
+            assert!(message.contains("does not balance"), "{message}");
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
 }
