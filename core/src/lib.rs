@@ -43,6 +43,7 @@ mod actor_ref;
 mod cell;
 mod context;
 mod conversation;
+mod dispatch;
 mod envelope;
 mod error;
 mod id;
@@ -61,6 +62,9 @@ pub use conversation::{
     Compensation, CompletedTurn, Conversation, ConversationBuilder, ConversationError,
     ConversationPhase, ConversationReply, ConversationState, CrashPolicy, CrashReport, ExitNotice,
     Liveness, Participant, ParticipantExit, ParticipantState, Routing, Turn,
+};
+pub use dispatch::{
+    DeliveryError, ExposeError, PendingDelivery, RemoteAskError, RemoteHandlers, RemoteReply,
 };
 pub use error::{
     AskError, SpawnError, TellError, TryTellError, Undeliverable, UndeliverableReason,

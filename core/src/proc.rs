@@ -13,6 +13,7 @@ use crate::actor::Actor;
 use crate::actor_ref::ActorRef;
 use crate::cell::{Cell, CellCore, ErasedCell, ExitState};
 use crate::context::Context;
+use crate::dispatch::Exposure;
 use crate::envelope::EnvelopeBox;
 use crate::error::{SpawnError, Undeliverable, UndeliverableReason};
 use crate::id::{ActorId, ProcId};
@@ -53,6 +54,8 @@ pub(crate) struct ProcInner {
     id: ProcId,
     /// Keyed by name with a fast seeded hash: SipHash was a tenth of the cost of a spawn.
     registry: DashMap<Arc<str>, Arc<dyn ErasedCell>, foldhash::fast::RandomState>,
+    /// Remote handler tables of exposed actors, by actor name; see `dispatch`.
+    exposures: DashMap<Arc<str>, Arc<dyn Exposure>, foldhash::fast::RandomState>,
     next_index: AtomicU64,
     default_mailbox: Mailbox,
     undeliverable: Option<UndeliverableHandler>,
@@ -234,6 +237,21 @@ impl Proc {
         Ok(myself)
     }
 
+    /// The remote handler tables of exposed actors.
+    pub(crate) fn exposures(
+        &self,
+    ) -> &DashMap<Arc<str>, Arc<dyn Exposure>, foldhash::fast::RandomState> {
+        &self.inner.exposures
+    }
+
+    /// Whether a live actor of any type is registered under `name`.
+    pub(crate) fn has_actor(&self, name: &str) -> bool {
+        self.inner
+            .registry
+            .get(name)
+            .is_some_and(|cell| !cell.core().exit.is_finished())
+    }
+
     /// Removes `id` from the registry if the entry is still this very cell (a new actor may
     /// already have taken the name).
     pub(crate) fn unregister<C: ErasedCell>(&self, id: &ActorId, cell: &Arc<C>) {
@@ -350,6 +368,7 @@ impl ProcBuilder {
             inner: Arc::new(ProcInner {
                 id: self.id,
                 registry: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+                exposures: DashMap::with_hasher(foldhash::fast::RandomState::default()),
                 next_index: AtomicU64::new(0),
                 default_mailbox: self.default_mailbox,
                 undeliverable: self.undeliverable,

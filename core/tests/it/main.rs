@@ -6,6 +6,7 @@ mod common;
 
 mod ask;
 mod conversation;
+mod dispatch;
 mod fifo;
 mod links;
 mod mailbox;

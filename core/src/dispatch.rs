@@ -1,0 +1,839 @@
+//! Remote dispatch: decoding a message that arrived by name and handing it to an actor's
+//! typed handler, without ever waiting on the actor.
+//!
+//! An actor type declares the remote messages it accepts in a [`RemoteHandlers`] table,
+//! and [`Proc::expose`] attaches that table to one running actor. The table is checked when
+//! it is attached (two types under one name are refused there), so a bad registration is
+//! found at start-up, not by the first envelope that uses it.
+//!
+//! The connection reader then calls [`Proc::deliver_remote`] with the actor's name, the
+//! message name and the postcard payload. Delivery never awaits:
+//!
+//! ```text
+//! deliver_remote ─ actor exposed? ─ no ──────────────▶ NotFound / NotExposed
+//!                  message known? ─ no ──────────────▶ UnknownMessage
+//!                  payload decodes? ─ no ────────────▶ Decode (an ask's reply gets it too)
+//!                  mailbox has room? ─ no ───────────▶ Full { pending } (retry later)
+//!                  yes ─▶ enqueued; an ask's reply callback runs when the handler answers
+//! ```
+//!
+//! A `Full` delivery hands back a [`PendingDelivery`] holding the decoded message, so the
+//! flow-control layer can park it in that flow's queue and push it with
+//! [`PendingDelivery::deliver`] from a task of its own, keeping the reader free.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::actor::{Actor, Handler};
+use crate::actor_ref::{ActorRef, WeakActorRef};
+use crate::envelope::{Ask, Item, erase};
+use crate::error::{AskError, TryTellError};
+use crate::id::ActorId;
+use crate::mailbox::Refused;
+use crate::proc::Proc;
+use crate::remote::RemoteMessage;
+
+/// Called exactly once with the outcome of a remote ask: the postcard-encoded reply, or
+/// why there is none.
+pub type RemoteReply = Box<dyn FnOnce(Result<Vec<u8>, RemoteAskError>) + Send>;
+
+/// The remote messages one actor type accepts, by wire name.
+///
+/// Build it once per actor type and attach it with [`Proc::expose`]. Registering two
+/// different types under one [`RemoteMessage::NAME`] is refused by `expose` with
+/// [`ExposeError::DuplicateName`]; registering one type twice is harmless, and `ask`
+/// after `tell` of the same type upgrades it to accept asks.
+///
+/// ```
+/// use plexus_core::{Actor, Context, Handler, Proc, ProcId, RemoteHandlers, RemoteMessage};
+/// use serde::{Deserialize, Serialize};
+///
+/// struct Counter(u64);
+/// impl Actor for Counter {}
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Add(u64);
+/// impl RemoteMessage for Add {
+///     const NAME: &'static str = "counter.Add";
+/// }
+/// impl Handler<Add> for Counter {
+///     type Reply = u64;
+///     async fn handle(&mut self, Add(n): Add, _ctx: &mut Context<Self>) -> u64 {
+///         self.0 += n;
+///         self.0
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let proc = Proc::new(ProcId::unique("docs"));
+/// let counter = proc.spawn("counter", Counter(0))?;
+/// proc.expose(&counter, RemoteHandlers::new().ask::<Add>())?;
+///
+/// // What a connection reader does with an envelope that arrived for `counter`.
+/// let (reply, answer) = tokio::sync::oneshot::channel();
+/// let payload = postcard::to_allocvec(&Add(5))?;
+/// proc.deliver_remote(
+///     "counter",
+///     "counter.Add",
+///     &payload,
+///     Some(Box::new(move |outcome| {
+///         let _ = reply.send(outcome);
+///     })),
+/// )?;
+/// let encoded = answer.await??;
+/// assert_eq!(postcard::from_bytes::<u64>(&encoded)?, 5);
+/// # Ok(()) }
+/// ```
+pub struct RemoteHandlers<A: Actor> {
+    routes: HashMap<&'static str, Route<A>>,
+    /// The first clash found while building; reported by `expose`, so the builder chains.
+    clash: Option<ExposeError>,
+}
+
+impl<A: Actor> Default for RemoteHandlers<A> {
+    fn default() -> Self {
+        RemoteHandlers {
+            routes: HashMap::new(),
+            clash: None,
+        }
+    }
+}
+
+impl<A: Actor> fmt::Debug for RemoteHandlers<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.routes.keys().copied().collect();
+        names.sort_unstable();
+        f.debug_struct("RemoteHandlers")
+            .field("actor_type", &std::any::type_name::<A>())
+            .field("messages", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Actor> RemoteHandlers<A> {
+    /// An empty table.
+    pub fn new() -> Self {
+        RemoteHandlers::default()
+    }
+
+    /// Accepts `M` as a tell: the handler's reply is discarded.
+    pub fn tell<M>(self) -> Self
+    where
+        A: Handler<M>,
+        M: RemoteMessage,
+    {
+        self.register(Route {
+            name: M::NAME,
+            type_name: std::any::type_name::<M>(),
+            tell: decode_and_tell::<A, M>,
+            ask: None,
+        })
+    }
+
+    /// Accepts `M` as a tell and as an ask whose reply travels back postcard-encoded.
+    pub fn ask<M>(self) -> Self
+    where
+        A: Handler<M>,
+        M: RemoteMessage,
+        A::Reply: Serialize + DeserializeOwned,
+    {
+        self.register(Route {
+            name: M::NAME,
+            type_name: std::any::type_name::<M>(),
+            tell: decode_and_tell::<A, M>,
+            ask: Some(decode_and_ask::<A, M>),
+        })
+    }
+
+    /// The wire names registered so far, in no particular order.
+    pub fn message_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.routes.keys().copied()
+    }
+
+    fn register(mut self, route: Route<A>) -> Self {
+        let name = route.name;
+        match self.routes.entry(name) {
+            Entry::Vacant(slot) => {
+                slot.insert(route);
+            }
+            // Same type again: keep the wider registration (an ask also accepts tells).
+            Entry::Occupied(mut slot) if slot.get().type_name == route.type_name => {
+                if route.ask.is_some() {
+                    slot.insert(route);
+                }
+            }
+            Entry::Occupied(slot) => {
+                if self.clash.is_none() {
+                    self.clash = Some(ExposeError::DuplicateName {
+                        message: name,
+                        first: slot.get().type_name,
+                        second: route.type_name,
+                    });
+                }
+            }
+        }
+        self
+    }
+}
+
+/// How one wire name reaches one actor type's handler. Plain function pointers: a route
+/// is picked per envelope, and monomorphized decoders cost no allocation to call.
+struct Route<A: Actor> {
+    name: &'static str,
+    type_name: &'static str,
+    tell: TellFn<A>,
+    ask: Option<AskFn<A>>,
+}
+
+/// Decodes a payload as one message type and tells it to the actor.
+type TellFn<A> = fn(&ActorRef<A>, &[u8]) -> Result<(), DeliveryError>;
+
+/// Decodes a payload as one message type and asks the actor, answering through the slot.
+type AskFn<A> = fn(&ActorRef<A>, &[u8], ReplySlot) -> Result<(), DeliveryError>;
+
+/// A [`RemoteHandlers`] table could not be attached to an actor.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExposeError {
+    /// Two different message types were registered under one wire name.
+    #[error("remote message name `{message}` is registered for both {first} and {second}")]
+    DuplicateName {
+        /// The wire name.
+        message: &'static str,
+        /// The type registered first.
+        first: &'static str,
+        /// The type registered second.
+        second: &'static str,
+    },
+    /// The actor is not a live actor of this proc under its name.
+    #[error("actor {actor} is not running in this proc")]
+    NotRunning {
+        /// The actor.
+        actor: ActorId,
+    },
+}
+
+/// A remote envelope could not be handed to its actor.
+///
+/// For an ask, every variant but `Full` has already answered the reply callback with the
+/// matching [`RemoteAskError`]; a `Full` ask carries its callback inside the pending
+/// delivery.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// No live actor has this name in this proc.
+    #[error("no actor named `{actor}` in this proc")]
+    NotFound {
+        /// The name asked for.
+        actor: String,
+    },
+    /// The actor exists but accepts no remote messages.
+    #[error("actor `{actor}` is not exposed to remote messages")]
+    NotExposed {
+        /// The actor's name.
+        actor: String,
+    },
+    /// The actor accepts no message under this name.
+    #[error("actor `{actor}` has no remote handler for `{message}`")]
+    UnknownMessage {
+        /// The actor's name.
+        actor: String,
+        /// The wire name received.
+        message: String,
+    },
+    /// The message was registered as a tell only, and an ask arrived.
+    #[error("actor `{actor}` accepts `{message}` only as a tell, not as an ask")]
+    NotAskable {
+        /// The actor's name.
+        actor: String,
+        /// The wire name received.
+        message: String,
+    },
+    /// The payload is not a valid encoding of the registered type.
+    #[error("cannot decode `{message}`: {reason}")]
+    Decode {
+        /// The wire name.
+        message: &'static str,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The actor's mailbox is full; the decoded message waits in `pending` for a retry.
+    #[error("mailbox of {} is full, `{}` not delivered", .pending.actor, .pending.message)]
+    Full {
+        /// The decoded message with its recipient, ready to retry or to push once there is
+        /// room. Boxed: it is the rare case, and keeps every other `Result` small.
+        pending: Box<PendingDelivery>,
+    },
+    /// The actor has stopped; a tell went to the proc's undeliverable handler.
+    #[error("actor {actor} has stopped")]
+    Closed {
+        /// The recipient.
+        actor: ActorId,
+    },
+    /// An ask needs a tokio runtime to wait for its reply, and none is running here.
+    #[error("a remote ask needs a tokio runtime, and none is running on this thread")]
+    NoRuntime,
+}
+
+impl DeliveryError {
+    /// Takes the pending delivery out of a `Full` error.
+    pub fn into_pending(self) -> Option<PendingDelivery> {
+        match self {
+            DeliveryError::Full { pending } => Some(*pending),
+            _ => None,
+        }
+    }
+}
+
+/// Why a remote ask has no reply. Serializable, so the answer can travel back to the
+/// requester as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteAskError {
+    /// No live actor has this name.
+    #[error("no actor named `{actor}`")]
+    NotFound {
+        /// The name asked for.
+        actor: String,
+    },
+    /// The actor accepts no remote messages.
+    #[error("actor `{actor}` is not exposed to remote messages")]
+    NotExposed {
+        /// The actor's name.
+        actor: String,
+    },
+    /// The actor accepts no ask under this name.
+    #[error("actor `{actor}` has no remote ask handler for `{message}`")]
+    UnknownMessage {
+        /// The actor's name.
+        actor: String,
+        /// The wire name.
+        message: String,
+    },
+    /// The request could not be decoded.
+    #[error("cannot decode `{message}`: {reason}")]
+    Decode {
+        /// The wire name.
+        message: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The reply could not be encoded.
+    #[error("cannot encode the reply to `{message}`: {reason}")]
+    Encode {
+        /// The wire name of the request.
+        message: String,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The actor stopped before it replied.
+    #[error("actor {actor} stopped before replying")]
+    Closed {
+        /// The recipient.
+        actor: ActorId,
+    },
+    /// The handler panicked.
+    #[error("actor {actor} panicked while handling the request: {message}")]
+    Panicked {
+        /// The recipient.
+        actor: ActorId,
+        /// The panic message.
+        message: String,
+    },
+    /// The request was dropped before it reached the actor (a pending delivery was
+    /// discarded, or the runtime shut down while the reply was awaited).
+    #[error("the request was dropped before the actor replied")]
+    Abandoned,
+}
+
+/// A decoded remote message that found its actor's mailbox full.
+///
+/// Retry it with [`try_deliver`](PendingDelivery::try_deliver) (never waits) or push it
+/// with [`deliver`](PendingDelivery::deliver) (waits for room) from the flow's own task.
+/// Dropping an ask's pending delivery answers its reply with
+/// [`RemoteAskError::Abandoned`], so the requester always hears back.
+pub struct PendingDelivery {
+    actor: ActorId,
+    message: &'static str,
+    retry: Box<dyn Retry>,
+}
+
+impl fmt::Debug for PendingDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingDelivery")
+            .field("actor", &self.actor)
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingDelivery {
+    /// The recipient.
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
+    /// The wire name of the message.
+    pub fn message_name(&self) -> &'static str {
+        self.message
+    }
+
+    /// Enqueues the message if the mailbox has room now; otherwise returns `Full` with the
+    /// message again. Never waits.
+    pub fn try_deliver(self) -> Result<(), DeliveryError> {
+        self.retry.try_deliver()
+    }
+
+    /// Waits for room in the mailbox, then enqueues the message.
+    ///
+    /// Messages pushed one after another by one task keep their order.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: dropping the future drops the message (an ask's reply is answered
+    /// with [`RemoteAskError::Abandoned`]).
+    pub async fn deliver(self) -> Result<(), DeliveryError> {
+        self.retry.deliver().await
+    }
+}
+
+/// The typed half of a pending delivery.
+trait Retry: Send {
+    fn try_deliver(self: Box<Self>) -> Result<(), DeliveryError>;
+    fn deliver(self: Box<Self>) -> BoxFuture<'static, Result<(), DeliveryError>>;
+}
+
+/// A reply callback that is called exactly once: explicitly, or with `Abandoned` when the
+/// request is dropped on any path (a discarded retry, a runtime shutting down).
+pub(crate) struct ReplySlot(Option<RemoteReply>);
+
+impl ReplySlot {
+    fn answer(mut self, outcome: Result<Vec<u8>, RemoteAskError>) {
+        if let Some(reply) = self.0.take() {
+            reply(outcome);
+        }
+    }
+}
+
+impl Drop for ReplySlot {
+    fn drop(&mut self) {
+        if let Some(reply) = self.0.take() {
+            reply(Err(RemoteAskError::Abandoned));
+        }
+    }
+}
+
+/// One exposed actor, seen without its type, as the proc stores it.
+pub(crate) trait Exposure: Send + Sync + 'static {
+    fn deliver(
+        &self,
+        actor: &str,
+        message: &str,
+        payload: &[u8],
+        reply: Option<ReplySlot>,
+    ) -> Result<(), Undelivered>;
+}
+
+/// Why an exposure could not take an envelope; `Stale` sends the proc back to its registry.
+pub(crate) enum Undelivered {
+    Stale(Option<ReplySlot>),
+    Failed(DeliveryError),
+}
+
+struct Exposed<A: Actor> {
+    actor: WeakActorRef<A>,
+    routes: HashMap<&'static str, Route<A>>,
+}
+
+impl<A: Actor> Exposure for Exposed<A> {
+    fn deliver(
+        &self,
+        actor_name: &str,
+        message: &str,
+        payload: &[u8],
+        reply: Option<ReplySlot>,
+    ) -> Result<(), Undelivered> {
+        // A stopped actor leaves its exposure behind; a new actor under the same name
+        // must not inherit it, so the caller drops it and looks again.
+        let Some(actor) = self.actor.upgrade() else {
+            return Err(Undelivered::Stale(reply));
+        };
+        let Some(route) = self.routes.get(message) else {
+            if let Some(reply) = reply {
+                reply.answer(Err(RemoteAskError::UnknownMessage {
+                    actor: actor_name.to_owned(),
+                    message: message.to_owned(),
+                }));
+            }
+            return Err(Undelivered::Failed(DeliveryError::UnknownMessage {
+                actor: actor_name.to_owned(),
+                message: message.to_owned(),
+            }));
+        };
+        let delivered = match (reply, route.ask) {
+            (None, _) => (route.tell)(&actor, payload),
+            (Some(reply), Some(ask)) => ask(&actor, payload, reply),
+            (Some(reply), None) => {
+                reply.answer(Err(RemoteAskError::UnknownMessage {
+                    actor: actor_name.to_owned(),
+                    message: message.to_owned(),
+                }));
+                Err(DeliveryError::NotAskable {
+                    actor: actor_name.to_owned(),
+                    message: message.to_owned(),
+                })
+            }
+        };
+        delivered.map_err(Undelivered::Failed)
+    }
+}
+
+impl Proc {
+    /// Attaches a table of remote handlers to a live actor of this proc, replacing any
+    /// table it had. From now on [`Proc::deliver_remote`] reaches it by its name.
+    ///
+    /// Fails with [`ExposeError::DuplicateName`] if the table registers two types under
+    /// one name, and [`ExposeError::NotRunning`] if `actor` is not this proc's live actor
+    /// under its name. The exposure ends when the actor stops for good; a supervised
+    /// restart keeps it.
+    pub fn expose<A: Actor>(
+        &self,
+        actor: &ActorRef<A>,
+        handlers: RemoteHandlers<A>,
+    ) -> Result<(), ExposeError> {
+        if let Some(clash) = handlers.clash {
+            return Err(clash);
+        }
+        let name = actor.id().name();
+        if self.lookup::<A>(name).as_ref() != Some(actor) {
+            return Err(ExposeError::NotRunning {
+                actor: actor.id().clone(),
+            });
+        }
+        let exposure: Arc<dyn Exposure> = Arc::new(Exposed {
+            actor: actor.downgrade(),
+            routes: handlers.routes,
+        });
+        self.exposures().insert(Arc::from(name), exposure);
+        Ok(())
+    }
+
+    /// Decodes a remote message by its wire name and hands it to the named actor, without
+    /// waiting: the connection reader calls this for every envelope.
+    ///
+    /// With `reply`, the message is an ask: once the handler answers, `reply` is called
+    /// with the postcard-encoded reply or a [`RemoteAskError`]. `reply` is called exactly
+    /// once on every path; when this returns an error other than `Full`, it has already
+    /// been called with the matching error.
+    ///
+    /// A full mailbox returns [`DeliveryError::Full`] holding the decoded message; see
+    /// [`PendingDelivery`]. Envelopes delivered one after another for one actor are
+    /// handled in that order.
+    ///
+    /// A tell refused with [`DeliveryError::Closed`] has gone to this proc's undeliverable
+    /// handler; for the other errors the message never became a typed value here, so
+    /// reporting it (to the sender, with the reason) is the caller's job.
+    ///
+    /// ```
+    /// use plexus_core::{Actor, Context, DeliveryError, Handler, Proc, ProcId};
+    /// use plexus_core::{RemoteHandlers, RemoteMessage};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// struct Log(Vec<String>);
+    /// impl Actor for Log {}
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Line(String);
+    /// impl RemoteMessage for Line {
+    ///     const NAME: &'static str = "log.Line";
+    /// }
+    /// impl Handler<Line> for Log {
+    ///     type Reply = ();
+    ///     async fn handle(&mut self, Line(text): Line, _ctx: &mut Context<Self>) {
+    ///         self.0.push(text);
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let proc = Proc::new(ProcId::unique("docs"));
+    /// let log = proc.spawn("log", Log(Vec::new()))?;
+    /// proc.expose(&log, RemoteHandlers::new().tell::<Line>())?;
+    ///
+    /// let payload = postcard::to_allocvec(&Line("started".into()))?;
+    /// proc.deliver_remote("log", "log.Line", &payload, None)?;
+    ///
+    /// let unknown = proc.deliver_remote("log", "log.Rotate", &[], None);
+    /// assert!(matches!(unknown, Err(DeliveryError::UnknownMessage { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn deliver_remote(
+        &self,
+        actor: &str,
+        message: &str,
+        payload: &[u8],
+        reply: Option<RemoteReply>,
+    ) -> Result<(), DeliveryError> {
+        let mut reply = reply.map(|reply| ReplySlot(Some(reply)));
+        // Clone the entry out so no registry shard lock is held while the actor is reached.
+        let exposure = self
+            .exposures()
+            .get(actor)
+            .map(|entry| entry.value().clone());
+        if let Some(exposure) = exposure {
+            match exposure.deliver(actor, message, payload, reply) {
+                Ok(()) => return Ok(()),
+                Err(Undelivered::Failed(error)) => return Err(error),
+                Err(Undelivered::Stale(back)) => {
+                    reply = back;
+                    self.exposures()
+                        .remove_if(actor, |_, entry| Arc::ptr_eq(entry, &exposure));
+                }
+            }
+        }
+        Err(self.not_exposed(actor, reply))
+    }
+
+    /// The error for a name with no live exposure, answered to an ask's reply too.
+    fn not_exposed(&self, actor: &str, reply: Option<ReplySlot>) -> DeliveryError {
+        let running = self.has_actor(actor);
+        if let Some(reply) = reply {
+            reply.answer(Err(if running {
+                RemoteAskError::NotExposed {
+                    actor: actor.to_owned(),
+                }
+            } else {
+                RemoteAskError::NotFound {
+                    actor: actor.to_owned(),
+                }
+            }));
+        }
+        if running {
+            DeliveryError::NotExposed {
+                actor: actor.to_owned(),
+            }
+        } else {
+            DeliveryError::NotFound {
+                actor: actor.to_owned(),
+            }
+        }
+    }
+}
+
+fn decode<M: RemoteMessage>(payload: &[u8]) -> Result<M, DeliveryError> {
+    postcard::from_bytes(payload).map_err(|error| DeliveryError::Decode {
+        message: M::NAME,
+        reason: error.to_string(),
+    })
+}
+
+fn decode_and_tell<A, M>(actor: &ActorRef<A>, payload: &[u8]) -> Result<(), DeliveryError>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+{
+    let message = decode::<M>(payload)?;
+    try_tell(actor, message)
+}
+
+fn try_tell<A, M>(actor: &ActorRef<A>, message: M) -> Result<(), DeliveryError>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+{
+    match actor.try_tell(message) {
+        Ok(()) => Ok(()),
+        Err(TryTellError::Full { message, .. }) => Err(DeliveryError::Full {
+            pending: Box::new(PendingDelivery {
+                actor: actor.id().clone(),
+                message: M::NAME,
+                retry: Box::new(PendingTell {
+                    actor: actor.clone(),
+                    message,
+                }),
+            }),
+        }),
+        Err(_) => Err(DeliveryError::Closed {
+            actor: actor.id().clone(),
+        }),
+    }
+}
+
+struct PendingTell<A: Actor, M> {
+    actor: ActorRef<A>,
+    message: M,
+}
+
+impl<A, M> Retry for PendingTell<A, M>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+{
+    fn try_deliver(self: Box<Self>) -> Result<(), DeliveryError> {
+        try_tell(&self.actor, self.message)
+    }
+
+    fn deliver(self: Box<Self>) -> BoxFuture<'static, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let PendingTell { actor, message } = *self;
+            actor
+                .tell(message)
+                .await
+                .map_err(|_| DeliveryError::Closed {
+                    actor: actor.id().clone(),
+                })
+        })
+    }
+}
+
+fn decode_and_ask<A, M>(
+    actor: &ActorRef<A>,
+    payload: &[u8],
+    reply: ReplySlot,
+) -> Result<(), DeliveryError>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+    A::Reply: Serialize,
+{
+    let message = match postcard::from_bytes::<M>(payload) {
+        Ok(message) => message,
+        Err(error) => {
+            // Promise 6: a request that cannot be decoded still gets an answer.
+            let reason = error.to_string();
+            reply.answer(Err(RemoteAskError::Decode {
+                message: M::NAME.to_owned(),
+                reason: reason.clone(),
+            }));
+            return Err(DeliveryError::Decode {
+                message: M::NAME,
+                reason,
+            });
+        }
+    };
+    // Checked before enqueueing: the request must not reach the actor with no task left
+    // to carry its reply back.
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(DeliveryError::NoRuntime);
+    }
+    try_ask(actor, message, reply)
+}
+
+fn try_ask<A, M>(actor: &ActorRef<A>, message: M, reply: ReplySlot) -> Result<(), DeliveryError>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+    A::Reply: Serialize,
+{
+    match actor.cell.core.admission.try_reserve() {
+        Ok(()) => {
+            enqueue_ask(actor, message, reply);
+            Ok(())
+        }
+        Err(Refused::Full) => Err(DeliveryError::Full {
+            pending: Box::new(PendingDelivery {
+                actor: actor.id().clone(),
+                message: M::NAME,
+                retry: Box::new(PendingAsk {
+                    actor: actor.clone(),
+                    message,
+                    reply,
+                }),
+            }),
+        }),
+        Err(Refused::Closed) => {
+            reply.answer(Err(RemoteAskError::Closed {
+                actor: actor.id().clone(),
+            }));
+            Err(DeliveryError::Closed {
+                actor: actor.id().clone(),
+            })
+        }
+    }
+}
+
+/// Enqueues an ask into a slot already reserved and spawns the task that carries the
+/// reply back. Must run within a tokio runtime.
+fn enqueue_ask<A, M>(actor: &ActorRef<A>, message: M, reply: ReplySlot)
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+    A::Reply: Serialize,
+{
+    let (answer_tx, answer) = oneshot::channel();
+    let request = erase(Ask(Some((message, answer_tx))));
+    if actor.cell.tx.send(Item::Message(request)).is_err() {
+        // The actor's task is gone; dropping the request drops its answer sender, so the
+        // task below reports `Closed`.
+        actor.cell.core.admission.release();
+    }
+    let recipient = actor.id().clone();
+    tokio::spawn(async move {
+        let outcome = match answer.await {
+            Ok(Ok(value)) => {
+                postcard::to_allocvec(&value).map_err(|error| RemoteAskError::Encode {
+                    message: M::NAME.to_owned(),
+                    reason: error.to_string(),
+                })
+            }
+            Ok(Err(AskError::Panicked { recipient, message })) => Err(RemoteAskError::Panicked {
+                actor: recipient,
+                message,
+            }),
+            Ok(Err(_)) | Err(_) => Err(RemoteAskError::Closed { actor: recipient }),
+        };
+        reply.answer(outcome);
+    });
+}
+
+struct PendingAsk<A: Actor, M> {
+    actor: ActorRef<A>,
+    message: M,
+    reply: ReplySlot,
+}
+
+impl<A, M> Retry for PendingAsk<A, M>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+    A::Reply: Serialize,
+{
+    fn try_deliver(self: Box<Self>) -> Result<(), DeliveryError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(DeliveryError::NoRuntime);
+        }
+        let PendingAsk {
+            actor,
+            message,
+            reply,
+        } = *self;
+        try_ask(&actor, message, reply)
+    }
+
+    fn deliver(self: Box<Self>) -> BoxFuture<'static, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let PendingAsk {
+                actor,
+                message,
+                reply,
+            } = *self;
+            if actor.cell.core.admission.reserve().await.is_err() {
+                reply.answer(Err(RemoteAskError::Closed {
+                    actor: actor.id().clone(),
+                }));
+                return Err(DeliveryError::Closed {
+                    actor: actor.id().clone(),
+                });
+            }
+            enqueue_ask(&actor, message, reply);
+            Ok(())
+        })
+    }
+}
