@@ -1,0 +1,143 @@
+//! Ingress demultiplexing: attached procs get their envelopes directly, everything else
+//! goes to the forwarder or bounces.
+
+use std::time::Duration;
+
+use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
+use plexus_core::{ActorId, DeliveryError, Location, Proc, ProcId};
+use plexus_gateway::{Gateway, PostError};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use crate::support::{CountingForwarder, WAIT, ping, spawn_recorder};
+
+/// Envelopes for actors of two procs attached to one gateway reach the right proc's
+/// actor, in order, and the forwarder sees none of them.
+#[tokio::test]
+async fn attached_procs_receive_their_envelopes_without_forwarder_traffic() {
+    let forwarder = CountingForwarder::new();
+    let gateway = Gateway::with_forwarder(Location::Local(0), forwarder.clone());
+    let a = Proc::new(ProcId::unique("a"));
+    let b = Proc::new(ProcId::unique("b"));
+    let _attached_a = gateway.attach(&a).unwrap();
+    let _attached_b = gateway.attach(&b).unwrap();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let in_a = spawn_recorder(&a, "a", seen_tx.clone());
+    let in_b = spawn_recorder(&b, "b", seen_tx);
+
+    for n in 0..10 {
+        gateway.post(ping(in_b.clone(), n)).unwrap();
+    }
+    gateway.post(ping(in_a.clone(), 100)).unwrap();
+
+    let mut from_b = Vec::new();
+    let mut from_a = Vec::new();
+    while from_b.len() < 10 || from_a.is_empty() {
+        let (tag, n) = timeout(WAIT, seen.recv()).await.unwrap().unwrap();
+        match tag {
+            "a" => from_a.push(n),
+            _ => from_b.push(n),
+        }
+    }
+    assert_eq!(from_b, (0..10).collect::<Vec<_>>());
+    assert_eq!(from_a, vec![100]);
+    assert_eq!(forwarder.count(), 0);
+}
+
+/// An envelope for an actor of a proc that is not attached goes to the forwarder, even
+/// when an attached proc has an actor under the same name, and never reaches that actor.
+#[tokio::test]
+async fn unknown_proc_goes_to_forwarder_and_never_to_an_attached_proc() {
+    let forwarder = CountingForwarder::new();
+    let gateway = Gateway::with_forwarder(Location::Local(0), forwarder.clone());
+    let local = Proc::new(ProcId::new("app", 1));
+    let _attached = gateway.attach(&local).unwrap();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    spawn_recorder(&local, "local", seen_tx);
+
+    // Same label, another instance: a different proc with a same-named actor.
+    let stranger = ActorId::new(ProcId::new("app", 2), "recorder", 0);
+    gateway.post(ping(stranger.clone(), 7)).unwrap();
+
+    assert_eq!(forwarder.count(), 1);
+    let taken = forwarder.taken.lock().unwrap()[0].clone();
+    assert_eq!(taken.recipient, Recipient::Actor(stranger));
+    assert!(
+        timeout(Duration::from_millis(200), seen.recv())
+            .await
+            .is_err(),
+        "an attached proc received an envelope for another proc"
+    );
+}
+
+/// An isolated gateway bounces envelopes for procs it does not hold with `Unroutable`
+/// naming the proc, and envelopes that name no proc with `Unaddressed`.
+#[tokio::test]
+async fn isolated_gateway_bounces_unknown_procs() {
+    let gateway = Gateway::isolated(Location::Local(0));
+    let proc = Proc::new(ProcId::unique("here"));
+    let _attached = gateway.attach(&proc).unwrap();
+
+    let elsewhere = ProcId::new("elsewhere", 3);
+    let result = gateway.post(ping(ActorId::new(elsewhere.clone(), "worker", 0), 1));
+    match result {
+        Err(PostError::Unroutable { proc }) => assert_eq!(proc, elsewhere),
+        other => panic!("expected Unroutable, got {other:?}"),
+    }
+
+    let control = NetworkEnvelope::control(EnvelopeKind::Ping { nonce: 1 });
+    assert!(matches!(
+        gateway.post(control),
+        Err(PostError::Unaddressed {
+            recipient: Recipient::Transport
+        })
+    ));
+}
+
+/// A refusal by the attached proc comes back as `Delivery` with the proc's reason, and a
+/// request (not yet delivered by the gateway) is refused without reaching the actor.
+#[tokio::test]
+async fn delivery_refusals_keep_their_details() {
+    let gateway = Gateway::isolated(Location::Local(0));
+    let proc = Proc::new(ProcId::unique("here"));
+    let _attached = gateway.attach(&proc).unwrap();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let recorder = spawn_recorder(&proc, "here", seen_tx);
+
+    let missing = ActorId::new(proc.id().clone(), "missing", 0);
+    match gateway.post(ping(missing, 1)) {
+        Err(PostError::Delivery {
+            proc: refused_by,
+            source: DeliveryError::NotFound { actor },
+        }) => {
+            assert_eq!(&refused_by, proc.id());
+            assert_eq!(actor, "missing");
+        }
+        other => panic!("expected Delivery(NotFound), got {other:?}"),
+    }
+
+    let mut garbled = ping(recorder.clone(), 1);
+    garbled.payload = vec![0xff; 12].into();
+    assert!(matches!(
+        gateway.post(garbled),
+        Err(PostError::Delivery {
+            source: DeliveryError::Decode { .. },
+            ..
+        })
+    ));
+
+    let mut request = ping(recorder, 2);
+    request.kind = EnvelopeKind::Request { id: 9 };
+    assert!(matches!(
+        gateway.post(request),
+        Err(PostError::UnsupportedKind {
+            kind: "request",
+            ..
+        })
+    ));
+    assert!(
+        timeout(Duration::from_millis(200), seen.recv())
+            .await
+            .is_err()
+    );
+}
