@@ -354,3 +354,56 @@ impl fmt::Debug for ServeGuard {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use plexus_core::{ActorId, Location, Proc, ProcId};
+
+    use super::*;
+
+    fn entries(gateway: &Gateway) -> usize {
+        gateway
+            .inner
+            .procs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn tell_to(proc: &ProcId) -> NetworkEnvelope {
+        NetworkEnvelope {
+            sender: None,
+            recipient: Recipient::Actor(ActorId::new(proc.clone(), "worker", 0)),
+            trace_id: 0,
+            hop_limit: plexus_codec::DEFAULT_HOP_LIMIT,
+            kind: EnvelopeKind::Regular,
+            name: "test.Work".to_owned().into(),
+            payload: Default::default(),
+        }
+    }
+
+    /// A dropped attachment leaves a dead entry that the next post for that proc removes,
+    /// bouncing the envelope as for any unknown proc.
+    #[test]
+    fn post_cleans_dead_entries() {
+        let gateway = Gateway::isolated(Location::Local(0));
+        let proc = Proc::new(ProcId::new("short-lived", 1));
+        let other = Proc::new(ProcId::new("long-lived", 1));
+        let attachment = gateway.attach(&proc);
+        let _kept = gateway.attach(&other);
+        assert!(attachment.is_ok());
+        assert_eq!(entries(&gateway), 2);
+
+        drop(attachment);
+        assert_eq!(
+            entries(&gateway),
+            2,
+            "dropping the attachment only kills the entry"
+        );
+        assert!(matches!(
+            gateway.post(tell_to(proc.id())),
+            Err(PostError::Unroutable { .. })
+        ));
+        assert_eq!(entries(&gateway), 1);
+    }
+}
