@@ -51,3 +51,20 @@ fn guard_outliving_gateway_drops_quietly() {
     assert_eq!(guard.location(), &Location::Local(1));
     drop(guard);
 }
+
+/// The same location served twice is two entries: stopping the earlier one keeps the
+/// later one (and so the location) advertised above a different location served between.
+#[test]
+fn same_location_served_twice_unwinds_by_guard() {
+    let gateway = Gateway::isolated(Location::Local(0));
+    let early = gateway.serve_location(Location::Local(1));
+    let between = gateway.serve_location(Location::Local(2));
+    let late = gateway.serve_location(Location::Local(1));
+
+    early.stop();
+    assert_eq!(gateway.default_location(), Location::Local(1));
+    late.stop();
+    assert_eq!(gateway.default_location(), Location::Local(2));
+    between.stop();
+    assert_eq!(gateway.default_location(), Location::Local(0));
+}
