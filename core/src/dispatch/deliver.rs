@@ -1,0 +1,308 @@
+//! Typed delivery of a decoded remote message: telling or asking without waiting, and the
+//! pending delivery that a full mailbox hands back for the flow's pusher.
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::actor::{Actor, Handler};
+use crate::actor_ref::ActorRef;
+use crate::envelope::{Ask, Item, erase};
+use crate::error::{AskError, TryTellError};
+use crate::id::ActorId;
+use crate::mailbox::Refused;
+use crate::remote::RemoteMessage;
+
+use super::{DeliveryError, RemoteAskError, RemoteReply};
+
+/// A decoded remote message that found its actor's mailbox full.
+///
+/// Retry it with [`try_deliver`](PendingDelivery::try_deliver) (never waits) or push it
+/// with [`deliver`](PendingDelivery::deliver) (waits for room) from the flow's own task.
+/// Dropping an ask's pending delivery answers its reply with
+/// [`RemoteAskError::Abandoned`], so the requester always hears back.
+pub struct PendingDelivery {
+    actor: ActorId,
+    message: &'static str,
+    retry: Box<dyn Retry>,
+}
+
+impl fmt::Debug for PendingDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingDelivery")
+            .field("actor", &self.actor)
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingDelivery {
+    /// The recipient.
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
+    /// The wire name of the message.
+    pub fn message_name(&self) -> &'static str {
+        self.message
+    }
+
+    /// Enqueues the message if the mailbox has room now; otherwise returns `Full` with the
+    /// message again. Never waits.
+    pub fn try_deliver(self) -> Result<(), DeliveryError> {
+        self.retry.try_deliver()
+    }
+
+    /// Waits for room in the mailbox, then enqueues the message.
+    ///
+    /// Messages pushed one after another by one task keep their order.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: dropping the future drops the message (an ask's reply is answered
+    /// with [`RemoteAskError::Abandoned`]).
+    pub async fn deliver(self) -> Result<(), DeliveryError> {
+        self.retry.deliver().await
+    }
+}
+
+/// The typed half of a pending delivery.
+trait Retry: Send {
+    fn try_deliver(self: Box<Self>) -> Result<(), DeliveryError>;
+    fn deliver(self: Box<Self>) -> BoxFuture<'static, Result<(), DeliveryError>>;
+}
+
+/// A reply callback that is called exactly once: explicitly, or with `Abandoned` when the
+/// request is dropped on any path (a discarded retry, a runtime shutting down).
+pub(crate) struct ReplySlot(pub(super) Option<RemoteReply>);
+
+impl ReplySlot {
+    pub(super) fn answer(mut self, outcome: Result<Vec<u8>, RemoteAskError>) {
+        if let Some(reply) = self.0.take() {
+            reply(outcome);
+        }
+    }
+}
+
+impl Drop for ReplySlot {
+    fn drop(&mut self) {
+        if let Some(reply) = self.0.take() {
+            reply(Err(RemoteAskError::Abandoned));
+        }
+    }
+}
+
+fn decode<M: RemoteMessage>(payload: &[u8]) -> Result<M, DeliveryError> {
+    postcard::from_bytes(payload).map_err(|error| DeliveryError::Decode {
+        message: M::NAME,
+        reason: error.to_string(),
+    })
+}
+
+pub(super) fn decode_and_tell<A, M>(
+    actor: &ActorRef<A>,
+    payload: &[u8],
+) -> Result<(), DeliveryError>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+{
+    let message = decode::<M>(payload)?;
+    try_tell(actor, message)
+}
+
+fn try_tell<A, M>(actor: &ActorRef<A>, message: M) -> Result<(), DeliveryError>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+{
+    match actor.try_tell(message) {
+        Ok(()) => Ok(()),
+        Err(TryTellError::Full { message, .. }) => Err(DeliveryError::Full {
+            pending: Box::new(PendingDelivery {
+                actor: actor.id().clone(),
+                message: M::NAME,
+                retry: Box::new(PendingTell {
+                    actor: actor.clone(),
+                    message,
+                }),
+            }),
+        }),
+        Err(_) => Err(DeliveryError::Closed {
+            actor: actor.id().clone(),
+        }),
+    }
+}
+
+struct PendingTell<A: Actor, M> {
+    actor: ActorRef<A>,
+    message: M,
+}
+
+impl<A, M> Retry for PendingTell<A, M>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+{
+    fn try_deliver(self: Box<Self>) -> Result<(), DeliveryError> {
+        try_tell(&self.actor, self.message)
+    }
+
+    fn deliver(self: Box<Self>) -> BoxFuture<'static, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let PendingTell { actor, message } = *self;
+            actor
+                .tell(message)
+                .await
+                .map_err(|_| DeliveryError::Closed {
+                    actor: actor.id().clone(),
+                })
+        })
+    }
+}
+
+pub(super) fn decode_and_ask<A, M>(
+    actor: &ActorRef<A>,
+    payload: &[u8],
+    reply: ReplySlot,
+) -> Result<(), DeliveryError>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+    A::Reply: Serialize,
+{
+    let message = match postcard::from_bytes::<M>(payload) {
+        Ok(message) => message,
+        Err(error) => {
+            // Promise 6: a request that cannot be decoded still gets an answer.
+            let reason = error.to_string();
+            reply.answer(Err(RemoteAskError::Decode {
+                message: M::NAME.to_owned(),
+                reason: reason.clone(),
+            }));
+            return Err(DeliveryError::Decode {
+                message: M::NAME,
+                reason,
+            });
+        }
+    };
+    // Checked before enqueueing: the request must not reach the actor with no task left
+    // to carry its reply back.
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(DeliveryError::NoRuntime);
+    }
+    try_ask(actor, message, reply)
+}
+
+fn try_ask<A, M>(actor: &ActorRef<A>, message: M, reply: ReplySlot) -> Result<(), DeliveryError>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+    A::Reply: Serialize,
+{
+    match actor.cell.core.admission.try_reserve() {
+        Ok(()) => {
+            enqueue_ask(actor, message, reply);
+            Ok(())
+        }
+        Err(Refused::Full) => Err(DeliveryError::Full {
+            pending: Box::new(PendingDelivery {
+                actor: actor.id().clone(),
+                message: M::NAME,
+                retry: Box::new(PendingAsk {
+                    actor: actor.clone(),
+                    message,
+                    reply,
+                }),
+            }),
+        }),
+        Err(Refused::Closed) => {
+            reply.answer(Err(RemoteAskError::Closed {
+                actor: actor.id().clone(),
+            }));
+            Err(DeliveryError::Closed {
+                actor: actor.id().clone(),
+            })
+        }
+    }
+}
+
+/// Enqueues an ask into a slot already reserved and spawns the task that carries the
+/// reply back. Must run within a tokio runtime.
+fn enqueue_ask<A, M>(actor: &ActorRef<A>, message: M, reply: ReplySlot)
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+    A::Reply: Serialize,
+{
+    let (answer_tx, answer) = oneshot::channel();
+    let request = erase(Ask(Some((message, answer_tx))));
+    if actor.cell.tx.send(Item::Message(request)).is_err() {
+        // The actor's task is gone; dropping the request drops its answer sender, so the
+        // task below reports `Closed`.
+        actor.cell.core.admission.release();
+    }
+    let recipient = actor.id().clone();
+    tokio::spawn(async move {
+        let outcome = match answer.await {
+            Ok(Ok(value)) => {
+                postcard::to_allocvec(&value).map_err(|error| RemoteAskError::Encode {
+                    message: M::NAME.to_owned(),
+                    reason: error.to_string(),
+                })
+            }
+            Ok(Err(AskError::Panicked { recipient, message })) => Err(RemoteAskError::Panicked {
+                actor: recipient,
+                message,
+            }),
+            Ok(Err(_)) | Err(_) => Err(RemoteAskError::Closed { actor: recipient }),
+        };
+        reply.answer(outcome);
+    });
+}
+
+struct PendingAsk<A: Actor, M> {
+    actor: ActorRef<A>,
+    message: M,
+    reply: ReplySlot,
+}
+
+impl<A, M> Retry for PendingAsk<A, M>
+where
+    A: Handler<M>,
+    M: RemoteMessage,
+    A::Reply: Serialize,
+{
+    fn try_deliver(self: Box<Self>) -> Result<(), DeliveryError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(DeliveryError::NoRuntime);
+        }
+        let PendingAsk {
+            actor,
+            message,
+            reply,
+        } = *self;
+        try_ask(&actor, message, reply)
+    }
+
+    fn deliver(self: Box<Self>) -> BoxFuture<'static, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let PendingAsk {
+                actor,
+                message,
+                reply,
+            } = *self;
+            if actor.cell.core.admission.reserve().await.is_err() {
+                reply.answer(Err(RemoteAskError::Closed {
+                    actor: actor.id().clone(),
+                }));
+                return Err(DeliveryError::Closed {
+                    actor: actor.id().clone(),
+                });
+            }
+            enqueue_ask(&actor, message, reply);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! Why a remote message could not be exposed, delivered or answered.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::ActorId;
+
+use super::PendingDelivery;
+
+/// A [`RemoteHandlers`](super::RemoteHandlers) table could not be attached to an actor.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExposeError {
+    /// Two different message types were registered under one wire name.
+    #[error("remote message name `{message}` is registered for both {first} and {second}")]
+    DuplicateName {
+        /// The wire name.
+        message: &'static str,
+        /// The type registered first.
+        first: &'static str,
+        /// The type registered second.
+        second: &'static str,
+    },
+    /// The actor is not a live actor of this proc under its name.
+    #[error("actor {actor} is not running in this proc")]
+    NotRunning {
+        /// The actor.
+        actor: ActorId,
+    },
+}
+
+/// A remote envelope could not be handed to its actor.
+///
+/// For an ask, every variant but `Full` has already answered the reply callback with the
+/// matching [`RemoteAskError`]; a `Full` ask carries its callback inside the pending
+/// delivery.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// No live actor has this name in this proc.
+    #[error("no actor named `{actor}` in this proc")]
+    NotFound {
+        /// The name asked for.
+        actor: String,
+    },
+    /// The actor exists but accepts no remote messages.
+    #[error("actor `{actor}` is not exposed to remote messages")]
+    NotExposed {
+        /// The actor's name.
+        actor: String,
+    },
+    /// The actor accepts no message under this name.
+    #[error("actor `{actor}` has no remote handler for `{message}`")]
+    UnknownMessage {
+        /// The actor's name.
+        actor: String,
+        /// The wire name received.
+        message: String,
+    },
+    /// The message was registered as a tell only, and an ask arrived.
+    #[error("actor `{actor}` accepts `{message}` only as a tell, not as an ask")]
+    NotAskable {
+        /// The actor's name.
+        actor: String,
+        /// The wire name received.
+        message: String,
+    },
+    /// The payload is not a valid encoding of the registered type.
+    #[error("cannot decode `{message}`: {reason}")]
+    Decode {
+        /// The wire name.
+        message: &'static str,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The actor's mailbox is full; the decoded message waits in `pending` for a retry.
+    #[error("mailbox of {} is full, `{}` not delivered", .pending.actor(), .pending.message_name())]
+    Full {
+        /// The decoded message with its recipient, ready to retry or to push once there is
+        /// room. Boxed: it is the rare case, and keeps every other `Result` small.
+        pending: Box<PendingDelivery>,
+    },
+    /// The actor has stopped; a tell went to the proc's undeliverable handler.
+    #[error("actor {actor} has stopped")]
+    Closed {
+        /// The recipient.
+        actor: ActorId,
+    },
+    /// An ask needs a tokio runtime to wait for its reply, and none is running here.
+    #[error("a remote ask needs a tokio runtime, and none is running on this thread")]
+    NoRuntime,
+}
+
+impl DeliveryError {
+    /// Takes the pending delivery out of a `Full` error.
+    pub fn into_pending(self) -> Option<PendingDelivery> {
+        match self {
+            DeliveryError::Full { pending } => Some(*pending),
+            _ => None,
+        }
+    }
+}
+
+/// Why a remote ask has no reply. Serializable, so the answer can travel back to the
+/// requester as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteAskError {
+    /// No live actor has this name.
+    #[error("no actor named `{actor}`")]
+    NotFound {
+        /// The name asked for.
+        actor: String,
+    },
+    /// The actor accepts no remote messages.
+    #[error("actor `{actor}` is not exposed to remote messages")]
+    NotExposed {
+        /// The actor's name.
+        actor: String,
+    },
+    /// The actor accepts no ask under this name.
+    #[error("actor `{actor}` has no remote ask handler for `{message}`")]
+    UnknownMessage {
+        /// The actor's name.
+        actor: String,
+        /// The wire name.
+        message: String,
+    },
+    /// The request could not be decoded.
+    #[error("cannot decode `{message}`: {reason}")]
+    Decode {
+        /// The wire name.
+        message: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The reply could not be encoded.
+    #[error("cannot encode the reply to `{message}`: {reason}")]
+    Encode {
+        /// The wire name of the request.
+        message: String,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The actor stopped before it replied.
+    #[error("actor {actor} stopped before replying")]
+    Closed {
+        /// The recipient.
+        actor: ActorId,
+    },
+    /// The handler panicked.
+    #[error("actor {actor} panicked while handling the request: {message}")]
+    Panicked {
+        /// The recipient.
+        actor: ActorId,
+        /// The panic message.
+        message: String,
+    },
+    /// The request was dropped before it reached the actor (a pending delivery was
+    /// discarded, or the runtime shut down while the reply was awaited).
+    #[error("the request was dropped before the actor replied")]
+    Abandoned,
+}
