@@ -51,6 +51,13 @@ pub enum PostError {
         /// Why the proc refused it.
         source: DeliveryError,
     },
+    /// The envelope has been forwarded as many times as its hop limit allows; a routing
+    /// loop through proxies ends here instead of spinning.
+    #[error("envelope for {recipient} dropped: its hop limit is spent")]
+    TtlExpired {
+        /// The recipient of the envelope.
+        recipient: Recipient,
+    },
     /// The gateway behind a [`WeakGateway`](crate::WeakGateway) is gone.
     #[error("the gateway is gone, envelope for {recipient} bounced")]
     BrokenLink {

@@ -234,7 +234,7 @@ impl Inner {
         None
     }
 
-    fn post(&self, envelope: NetworkEnvelope) -> Result<(), PostError> {
+    fn post(&self, mut envelope: NetworkEnvelope) -> Result<(), PostError> {
         let proc = match &envelope.recipient {
             Recipient::Actor(actor) => Some(actor.proc()),
             Recipient::Group(_) | Recipient::Transport => None,
@@ -243,7 +243,18 @@ impl Inner {
             return deliver(&entry.proc, &envelope);
         }
         match (&self.forwarder, proc) {
-            (Some(forwarder), _) => forwarder.forward(envelope),
+            (Some(forwarder), _) => {
+                // Every gateway that passes an envelope on spends one hop, so a loop
+                // through proxies ends with an error instead of spinning.
+                if envelope.hop_limit == 0 {
+                    tracing::warn!(recipient = %envelope.recipient, "hop limit spent, envelope dropped");
+                    return Err(PostError::TtlExpired {
+                        recipient: envelope.recipient,
+                    });
+                }
+                envelope.hop_limit -= 1;
+                forwarder.forward(envelope)
+            }
             (None, Some(proc)) => {
                 tracing::debug!(%proc, name = &*envelope.name, "unroutable envelope bounced");
                 Err(PostError::Unroutable { proc: proc.clone() })

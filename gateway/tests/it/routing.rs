@@ -1,6 +1,7 @@
 //! Ingress demultiplexing: attached procs get their envelopes directly, everything else
 //! goes to the forwarder or bounces.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
@@ -139,5 +140,55 @@ async fn delivery_refusals_keep_their_details() {
         timeout(Duration::from_millis(200), seen.recv())
             .await
             .is_err()
+    );
+}
+
+/// Hands everything to another gateway, counting hops: two of these pointed at each other
+/// make a routing loop.
+struct Loop {
+    next: std::sync::OnceLock<plexus_gateway::WeakGateway>,
+    hops: std::sync::atomic::AtomicUsize,
+}
+
+impl plexus_gateway::Forwarder for Loop {
+    fn forward(&self, envelope: plexus_codec::NetworkEnvelope) -> Result<(), PostError> {
+        self.hops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match self.next.get() {
+            Some(next) => next.post(envelope),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A routing loop between two gateways ends after the envelope's hop limit with
+/// `TtlExpired`, instead of spinning: every forwarding gateway spends one hop.
+#[test]
+fn routing_loop_ends_when_the_hop_limit_is_spent() {
+    let first = Arc::new(Loop {
+        next: Default::default(),
+        hops: Default::default(),
+    });
+    let second = Arc::new(Loop {
+        next: Default::default(),
+        hops: Default::default(),
+    });
+    let a = Gateway::with_forwarder("local:1".parse().unwrap(), first.clone());
+    let b = Gateway::with_forwarder("local:2".parse().unwrap(), second.clone());
+    first.next.set(b.downgrade()).ok().unwrap();
+    second.next.set(a.downgrade()).ok().unwrap();
+
+    let stranger = ActorId::new(ProcId::new("stranger", 1), "nobody", 0);
+    let envelope = ping(stranger, 7);
+    let limit = usize::from(envelope.hop_limit);
+    let outcome = a.post(envelope);
+    assert!(
+        matches!(outcome, Err(PostError::TtlExpired { .. })),
+        "got {outcome:?}"
+    );
+    let hops = first.hops.load(std::sync::atomic::Ordering::SeqCst)
+        + second.hops.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        hops, limit,
+        "each forwarding gateway spends exactly one hop"
     );
 }
