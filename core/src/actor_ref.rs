@@ -199,12 +199,14 @@ impl<A: Actor> ActorRef<A> {
     /// refused from now on.
     pub fn stop_gracefully(&self) {
         let core = &self.cell.core;
-        if core.admission.is_closed() {
+        // The marker takes a slot past capacity, like every item the actor will take out
+        // and release; a refusal means the mailbox is already closed.
+        if core.admission.force_reserve().is_err() {
             return;
         }
         core.admission.close();
-        // The marker bypasses capacity: the mailbox is closed to everyone else now.
         if self.cell.tx.send(Item::Drained).is_err() {
+            core.admission.release();
             tracing::debug!(actor = %core.id, "graceful stop of an actor that already stopped");
         }
     }

@@ -33,6 +33,11 @@ async fn graceful_stop_drains_queued_messages() {
         within("the drain", recorder.wait_for_stop()).await,
         StopReason::Stopped
     );
+    assert_eq!(
+        recorder.mailbox().depth(),
+        0,
+        "the stop marker must not unbalance the depth"
+    );
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 100);
     assert!(
