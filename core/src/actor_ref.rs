@@ -148,20 +148,12 @@ impl<A: Actor> ActorRef<A> {
         M: Send + 'static,
     {
         let _edge = WaitEdge::begin(self.id());
-        let (reply, answer) = oneshot::channel();
-        let request = erase(Ask(Some((msg, reply))));
-        match self.cell.core.admission.reserve().await {
-            // A failed enqueue answers the request with `Closed` through its reply channel.
-            Ok(()) => {
-                let _ = self.enqueue(request);
-            }
-            Err(_) => {
-                return Err(AskError::Closed {
-                    recipient: self.id().clone(),
-                });
-            }
+        if self.cell.core.admission.reserve().await.is_err() {
+            return Err(AskError::Closed {
+                recipient: self.id().clone(),
+            });
         }
-        match answer.await {
+        match self.enqueue_request(msg).await {
             Ok(outcome) => outcome,
             // The reply sender vanished unanswered: the actor's task was torn down.
             Err(_) => Err(AskError::Closed {
@@ -236,6 +228,20 @@ impl<A: Actor> ActorRef<A> {
     /// A live view of the actor's mailbox depth and capacity.
     pub fn mailbox(&self) -> MailboxGauge {
         MailboxGauge(self.cell.clone())
+    }
+
+    /// Puts a request into a mailbox slot the caller has already reserved. The receiver
+    /// yields the handler's reply; if the actor is gone, the request is answered `Closed`
+    /// (and a dropped sender also means the actor's task was torn down).
+    pub(crate) fn enqueue_request<M>(&self, msg: M) -> oneshot::Receiver<Result<A::Reply, AskError>>
+    where
+        A: Handler<M>,
+        M: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        // A failed enqueue answers the request with `Closed` through its reply channel.
+        let _ = self.enqueue(erase(Ask(Some((msg, reply)))));
+        answer
     }
 
     fn enqueue(&self, envelope: EnvelopeBox<A>) -> Result<(), TellError> {

@@ -62,6 +62,23 @@ pub(crate) enum Item<A: crate::actor::Actor> {
     Drained,
 }
 
+/// Runs one handler with its panic caught, so a panic becomes a value the run loop and
+/// the asker can act on.
+async fn run_handler<A, M>(
+    actor: &mut A,
+    msg: M,
+    ctx: &mut Context<A>,
+) -> Result<A::Reply, PanicError>
+where
+    A: Handler<M>,
+    M: Send + 'static,
+{
+    AssertUnwindSafe(actor.handle(msg, ctx))
+        .catch_unwind()
+        .await
+        .map_err(PanicError::from_payload)
+}
+
 pub(crate) struct Tell<M>(pub(crate) Option<M>);
 
 impl<A, M> Envelope<A> for Tell<M>
@@ -81,11 +98,7 @@ where
         let msg = self.0.take();
         Box::pin(async move {
             let Some(msg) = msg else { return Ok(()) };
-            AssertUnwindSafe(actor.handle(msg, ctx))
-                .catch_unwind()
-                .await
-                .map(drop)
-                .map_err(PanicError::from_payload)
+            run_handler(actor, msg, ctx).await.map(drop)
         })
     }
 
@@ -125,17 +138,13 @@ where
             let Some((msg, reply)) = request else {
                 return Ok(());
             };
-            match AssertUnwindSafe(actor.handle(msg, ctx))
-                .catch_unwind()
-                .await
-            {
+            match run_handler(actor, msg, ctx).await {
                 Ok(answer) => {
                     // The asker may have timed out and left; that is its choice, not a loss.
                     let _ = reply.send(Ok(answer));
                     Ok(())
                 }
-                Err(payload) => {
-                    let panic = PanicError::from_payload(payload);
+                Err(panic) => {
                     let _ = reply.send(Err(AskError::Panicked {
                         recipient: ctx.id().clone(),
                         message: panic.message.clone(),

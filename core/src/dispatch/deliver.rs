@@ -5,11 +5,9 @@ use std::fmt;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use crate::actor::{Actor, Handler};
 use crate::actor_ref::ActorRef;
-use crate::envelope::{Ask, Item, erase};
 use crate::error::{AskError, TryTellError};
 use crate::id::ActorId;
 use crate::mailbox::Refused;
@@ -236,13 +234,7 @@ where
     M: RemoteMessage,
     A::Reply: Serialize,
 {
-    let (answer_tx, answer) = oneshot::channel();
-    let request = erase(Ask(Some((message, answer_tx))));
-    if actor.cell.tx.send(Item::Message(request)).is_err() {
-        // The actor's task is gone; dropping the request drops its answer sender, so the
-        // task below reports `Closed`.
-        actor.cell.core.admission.release();
-    }
+    let answer = actor.enqueue_request(message);
     let recipient = actor.id().clone();
     tokio::spawn(async move {
         let outcome = match answer.await {
