@@ -12,6 +12,11 @@
 //! snapshot or a merge reports every wait-for cycle as a [`Deadlock`].
 //! [`render_table`] shows a snapshot as text.
 //!
+//! [`Monitor::serve_on`] spawns a [`MonitorService`] on a proc under
+//! [`MONITOR_ACTOR_NAME`]: a system actor that answers a [`SnapshotRequest`] sent as an
+//! ordinary remote message, so a console reaches a monitor in another process through the
+//! gateway.
+//!
 //! The cost per message is a pointer comparison, a relaxed load of a coarse clock and two
 //! relaxed stores on the actor's own task; the registry is locked only on spawn, on stop
 //! and for a snapshot.
@@ -20,10 +25,16 @@
 //! - `metrics` (off by default): export mailbox depth, handled messages and handler time
 //!   through the [`metrics`](https://docs.rs/metrics) facade; see the
 //!   `metrics` module (present with the feature) for the metric names.
+//! - `console` (off by default): the `console` module (snapshot sources, the live terminal
+//!   view, JSON output) and the `plexus-console` binary; adds `crossterm`, `tokio`,
+//!   `futures` and `serde_json`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub mod console;
 mod graph;
 mod message_types;
 #[cfg(feature = "metrics")]
@@ -31,6 +42,7 @@ mod message_types;
 pub mod metrics;
 mod monitor;
 mod probe;
+mod service;
 mod snapshot;
 mod sync;
 mod table;
@@ -38,6 +50,7 @@ mod table;
 pub use graph::{Deadlock, MAX_DEADLOCKS, WaitForGraph};
 pub use monitor::{Monitor, MonitorConfig};
 pub use probe::ActorMonitor;
+pub use service::{MONITOR_ACTOR_NAME, MonitorService, ServeError, SnapshotRequest};
 pub use snapshot::{
     ActorSnapshot, Link, MessageCount, PendingAsk, RunningHandler, Snapshot, Totals,
 };

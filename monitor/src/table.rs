@@ -102,13 +102,7 @@ pub fn render_table_with(snapshot: &Snapshot, options: &TableOptions) -> String 
 }
 
 fn row(actor: &ActorSnapshot, deadlocked: bool, options: &TableOptions) -> [String; 8] {
-    let mailbox = match actor.mailbox {
-        Mailbox::Bounded(_) => match actor.mailbox.capacity() {
-            Some(capacity) => format!("{}/{capacity}", actor.depth),
-            None => actor.depth.to_string(),
-        },
-        Mailbox::Unbounded => format!("{}/unbounded", actor.depth),
-    };
+    let mailbox = mailbox_cell(actor);
     let handling = actor.handling.as_ref().map_or_else(
         || "-".to_owned(),
         |handler| {
@@ -152,7 +146,18 @@ fn row(actor: &ActorSnapshot, deadlocked: bool, options: &TableOptions) -> [Stri
     ]
 }
 
-fn status_name(status: ActorStatus) -> &'static str {
+/// Depth over capacity: `3/1024`, `3/unbounded`.
+pub(crate) fn mailbox_cell(actor: &ActorSnapshot) -> String {
+    match actor.mailbox {
+        Mailbox::Bounded(_) => match actor.mailbox.capacity() {
+            Some(capacity) => format!("{}/{capacity}", actor.depth),
+            None => actor.depth.to_string(),
+        },
+        Mailbox::Unbounded => format!("{}/unbounded", actor.depth),
+    }
+}
+
+pub(crate) fn status_name(status: ActorStatus) -> &'static str {
     match status {
         ActorStatus::Starting => "starting",
         ActorStatus::Running => "running",
@@ -163,7 +168,7 @@ fn status_name(status: ActorStatus) -> &'static str {
 }
 
 /// `1.2s`, `350ms`, `4m05s`: short enough for a column, precise enough to spot a stall.
-fn human_duration(elapsed: Duration) -> String {
+pub(crate) fn human_duration(elapsed: Duration) -> String {
     let millis = elapsed.as_millis();
     if millis < 1 {
         format!("{}µs", elapsed.as_micros())
@@ -178,7 +183,7 @@ fn human_duration(elapsed: Duration) -> String {
 }
 
 /// A Rust type name without module paths: `alloc::vec::Vec<app::Job>` → `Vec<Job>`.
-fn short_type_name(full: &str) -> String {
+pub(crate) fn short_type_name(full: &str) -> String {
     let mut out = String::with_capacity(full.len());
     let mut segment_start = 0;
     let mut rest = full;

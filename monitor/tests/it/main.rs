@@ -5,9 +5,12 @@
 
 mod common;
 
+#[cfg(feature = "console")]
+mod console;
 mod deadlock;
 mod lifecycle;
 mod mailbox;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod serde;
+mod service;

@@ -1,0 +1,326 @@
+//! The console: sources fetched together merge into one view (a deadlock across procs
+//! shows), a failing source is listed without hiding the others, `--json` output is the
+//! merged snapshot, and the live view draws in a real terminal and gives it back on `q`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt};
+use plexus_core::{Actor, ActorRef, AskError, Context, Handler, Proc, ProcId};
+use plexus_monitor::console::{
+    ConsoleError, ConsoleOptions, LocalSource, ProcSource, SnapshotSource, SourceError,
+    fetch_merged, print_json,
+};
+use plexus_monitor::{Monitor, Snapshot};
+
+use crate::common::{eventually, monitored, within};
+
+/// Asks its peer inside its handler; two of them asking each other wait until `timeout`.
+struct Asker {
+    peer: Option<ActorRef<Asker>>,
+}
+
+impl Actor for Asker {}
+
+struct Peer(ActorRef<Asker>);
+
+impl Handler<Peer> for Asker {
+    type Reply = ();
+    async fn handle(&mut self, Peer(peer): Peer, _ctx: &mut Context<Self>) {
+        self.peer = Some(peer);
+    }
+}
+
+/// Asked on to the peer while `hops` lasts.
+struct Around {
+    hops: u32,
+}
+
+impl Handler<Around> for Asker {
+    type Reply = Result<(), AskError>;
+    async fn handle(&mut self, around: Around, _ctx: &mut Context<Self>) -> Self::Reply {
+        match self.peer.clone().filter(|_| around.hops > 0) {
+            Some(peer) => {
+                let onward = Around {
+                    hops: around.hops - 1,
+                };
+                Box::pin(peer.ask_timeout(onward, Duration::from_secs(5))).await?
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// A source that never answers, as a host that accepted a connection and went silent.
+struct Silent;
+
+impl SnapshotSource for Silent {
+    fn label(&self) -> &str {
+        "silent"
+    }
+
+    fn fetch(&self, _grave_window: Duration) -> BoxFuture<'_, Result<Snapshot, SourceError>> {
+        futures::future::pending().boxed()
+    }
+}
+
+/// Two procs with a monitor each, the second served; an asker on each.
+async fn two_procs() -> (Monitor, Proc, Proc, ActorRef<Asker>, ActorRef<Asker>) {
+    let (left_monitor, left) = monitored("left");
+    let (right_monitor, right) = monitored("right");
+    right_monitor.serve_on(&right).unwrap();
+    let a = left.spawn("a", Asker { peer: None }).unwrap();
+    let b = right.spawn("b", Asker { peer: None }).unwrap();
+    a.ask(Peer(b.clone())).await.unwrap();
+    b.ask(Peer(a.clone())).await.unwrap();
+    (left_monitor, left, right, a, b)
+}
+
+/// A cycle of asks whose halves are seen by two different monitors shows as one deadlock
+/// in the merge of a direct source and a served one.
+#[tokio::test]
+async fn merged_sources_show_a_deadlock_across_procs() {
+    let (left_monitor, _left, right, a, b) = two_procs().await;
+    a.tell(Around { hops: 3 }).await.unwrap();
+    eventually("the first asker to wait", || {
+        !left_monitor.wait_for_graph().is_empty()
+    })
+    .await;
+
+    let sources: Vec<Box<dyn SnapshotSource>> = vec![
+        Box::new(LocalSource::new(left_monitor.clone())),
+        Box::new(ProcSource::new(right.clone())),
+    ];
+    let options = ConsoleOptions::default();
+    let mut deadlocks = Vec::new();
+    within("the merged view to show the cycle", async {
+        while deadlocks.is_empty() {
+            let fetched = fetch_merged(&sources, options.grave_window, options.timeout).await;
+            assert!(fetched.failures.is_empty(), "{:?}", fetched.failures);
+            deadlocks = fetched.snapshot.unwrap().deadlocks();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(deadlocks.len(), 1);
+    assert!(deadlocks[0].contains(a.id()) && deadlocks[0].contains(b.id()));
+    // Each monitor alone sees one edge, no cycle.
+    assert!(left_monitor.deadlocks().is_empty());
+}
+
+/// A source without a monitor service and a silent one are listed as failures with their
+/// reasons, while the answering source still fills the view.
+#[tokio::test]
+async fn failing_sources_are_listed_beside_the_view() {
+    let (monitor, proc) = monitored("answers");
+    let unserved = Proc::new(ProcId::unique("unserved"));
+    let sources: Vec<Box<dyn SnapshotSource>> = vec![
+        Box::new(ProcSource::new(unserved)),
+        Box::new(LocalSource::new(monitor)),
+        Box::new(Silent),
+    ];
+    let _idle = proc.spawn("idle", Asker { peer: None }).unwrap();
+    let timeout = Duration::from_millis(200);
+    let fetched = within(
+        "the fetch to end at the timeout",
+        fetch_merged(&sources, Duration::from_secs(10), timeout),
+    )
+    .await;
+    assert_eq!(fetched.snapshot.unwrap().totals.alive, 1);
+    let failures: Vec<(&str, &SourceError)> = fetched
+        .failures
+        .iter()
+        .map(|failure| (failure.label.as_str(), &failure.error))
+        .collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(
+        matches!(failures[0].1, SourceError::Refused { reason, .. } if reason.contains("$monitor")),
+        "{failures:?}"
+    );
+    assert_eq!(failures[1].0, "silent");
+    assert!(matches!(failures[1].1, SourceError::TimedOut { after, .. } if *after == timeout));
+}
+
+/// `--json` writes the merged snapshot of every source, and nothing at all when a source
+/// fails.
+#[tokio::test]
+async fn json_output_is_the_merged_snapshot() {
+    let (left_monitor, _left, right, a, b) = two_procs().await;
+    let mut sources: Vec<Box<dyn SnapshotSource>> = vec![
+        Box::new(LocalSource::new(left_monitor)),
+        Box::new(ProcSource::new(right)),
+    ];
+    let options = ConsoleOptions::default().timeout(Duration::from_millis(200));
+    let mut out = Vec::new();
+    within(
+        "the JSON snapshot",
+        print_json(&sources, &options, &mut out),
+    )
+    .await
+    .unwrap();
+    let decoded: Snapshot = serde_json::from_slice(&out).unwrap();
+    assert!(decoded.actor(a.id()).is_some() && decoded.actor(b.id()).is_some());
+    // a, b and the right proc's service.
+    assert_eq!(decoded.totals.alive, 3);
+
+    sources.push(Box::new(Silent));
+    let mut out = Vec::new();
+    let failed = within(
+        "the failed JSON snapshot",
+        print_json(&sources, &options, &mut out),
+    )
+    .await;
+    assert!(
+        matches!(&failed, Err(ConsoleError::Sources { total: 3, failures }) if failures.len() == 1),
+        "{failed:?}"
+    );
+    assert!(out.is_empty(), "a partial snapshot was written");
+}
+
+/// A tmux server on a socket of its own, killed with everything in it on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .env("TERM", "xterm-256color")
+            .output()
+            .expect("tmux could not be run")
+    }
+
+    fn screen(&self) -> String {
+        let output = self.run(&["capture-pane", "-p", "-t", "console"]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Polls the screen until `done` holds; fails with `what` and the last screen after
+    /// `limit`.
+    fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// The `console_local` example, built by cargo beside this test binary, or built now
+/// when only this test target was asked for.
+fn console_local_example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/it-<hash> → target/<profile>/examples/console_local
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let example = profile_dir
+        .join("examples")
+        .join(format!("console_local{}", std::env::consts::EXE_SUFFIX));
+    if !example.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "plexus-monitor", "--features", "console"])
+            .args(["--example", "console_local"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "building the console_local example failed"
+        );
+    }
+    assert!(example.exists(), "no example at {}", example.display());
+    example
+}
+
+/// In a real terminal (a tmux pane), the live view of `console_local` shows its actors
+/// from both sources with the cross-proc deadlock and the stuck handler marked; `q`
+/// ends it with status 0, off the alternate screen and out of raw mode.
+#[test]
+fn console_draws_in_a_terminal_and_gives_it_back() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed, so no terminal can be driven");
+        return;
+    }
+    let example = console_local_example();
+    let tmux = Tmux {
+        socket: format!("plexus-console-test-{}", std::process::id()),
+    };
+    // After the console exits, the shell reports its status and whether the terminal is
+    // back in canonical mode (`icanon`) or still raw (`-icanon`), then stays for capture.
+    let script = format!(
+        "'{}'; echo exit=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*icanon'; sleep 60",
+        example.display()
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "160",
+        "-y",
+        "40",
+        &script,
+    ]);
+    assert!(
+        started.status.success(),
+        "tmux did not start: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+
+    let expected = [
+        "plexus console · 2 sources",
+        "app#1/counter.0",
+        "app#1/worker.2",
+        "edge#2/$monitor.0",
+        "edge#2/cruncher.1",
+        "DEADLOCK  app#1/alice.3 → edge#2/bob.2 → app#1/alice.3",
+        "STUCK     edge#2/cruncher.1 handling Crunch",
+    ];
+    let screen = tmux.wait_for("the live view", Duration::from_secs(30), |screen| {
+        expected.iter().all(|text| screen.contains(text))
+    });
+    let alice = screen
+        .lines()
+        .find(|line| line.starts_with("app#1/alice.3 "))
+        .unwrap_or_else(|| panic!("no row for alice:\n{screen}"));
+    assert!(alice.contains("DEADLOCK"), "{alice}");
+
+    let sent = tmux.run(&["send-keys", "-t", "console", "q"]);
+    assert!(sent.status.success(), "tmux could not send the key");
+    let screen = tmux.wait_for("the console to exit", Duration::from_secs(10), |screen| {
+        screen.contains("exit=") && screen.contains("icanon")
+    });
+    let lines: Vec<&str> = screen.lines().map(str::trim_end).collect();
+    assert!(lines.contains(&"console closed"), "{screen}");
+    assert!(lines.contains(&"exit=0"), "{screen}");
+    assert!(
+        lines.contains(&"icanon"),
+        "the terminal was left raw:\n{screen}"
+    );
+    assert!(
+        !screen.contains("ACTOR"),
+        "the alternate screen was not left:\n{screen}"
+    );
+}
