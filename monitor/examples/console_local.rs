@@ -115,7 +115,7 @@ impl Handler<AfterYou> for Polite {
                 let onward = AfterYou {
                     rounds: msg.rounds - 1,
                 };
-                Box::pin(peer.ask(onward)).await?
+                peer.ask(onward).await?
             }
             None => Ok(()),
         }

@@ -179,13 +179,17 @@ const HEADER: [&str; 8] = [
 pub fn render_screen(frame: &Frame<'_>, width: usize) -> Vec<Line> {
     let options = frame.options;
     let mut lines = Vec::new();
-    let age = frame
-        .current
-        .and_then(|current| frame.now.duration_since(current.taken_at).ok())
-        .map_or_else(|| "-".to_owned(), human_duration);
+    let updated = match frame.current {
+        // A snapshot stamped ahead of this clock comes from a host whose clock runs ahead.
+        Some(current) => frame.now.duration_since(current.taken_at).map_or_else(
+            |_| "updated just now".to_owned(),
+            |age| format!("updated {} ago", human_duration(age)),
+        ),
+        None => "not updated yet".to_owned(),
+    };
     lines.push(Line::new(
         format!(
-            "plexus console · {} source{} · updated {age} ago · every {} · q quits",
+            "plexus console · {} source{} · {updated} · every {} · q quits",
             frame.sources,
             if frame.sources == 1 { "" } else { "s" },
             human_duration(options.refresh),
@@ -634,7 +638,18 @@ mod tests {
             ..frame
         };
         let lines = render_screen(&nothing, 80);
+        assert!(lines[0].text().contains("2 sources · not updated yet"));
         assert_eq!(lines.last().unwrap().text(), "no source answered yet");
+        let skewed = Frame::new(
+            &current,
+            current.taken_at - Duration::from_secs(1),
+            &options,
+        );
+        assert!(
+            render_screen(&skewed, 200)[0]
+                .text()
+                .contains("· updated just now ·")
+        );
     }
 
     /// A screen taller than the terminal keeps its top and says how much is cut.

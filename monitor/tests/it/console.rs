@@ -45,7 +45,7 @@ impl Handler<Around> for Asker {
                 let onward = Around {
                     hops: around.hops - 1,
                 };
-                Box::pin(peer.ask_timeout(onward, Duration::from_secs(5))).await?
+                peer.ask_timeout(onward, Duration::from_secs(5)).await?
             }
             None => Ok(()),
         }
@@ -227,28 +227,36 @@ impl Drop for Tmux {
     }
 }
 
-/// The `console_local` example, built by cargo beside this test binary, or built now
-/// when only this test target was asked for.
+/// The `console_local` example, (re)built now: `cargo test` builds examples only when no
+/// test target is named, and a stale binary would test old code.
 fn console_local_example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/it-<hash> → target/<profile>/examples/console_local
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "plexus-monitor",
+            "--features",
+            "console",
+        ])
+        .args(["--example", "console_local"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.status().unwrap();
+    assert!(
+        status.success(),
+        "building the console_local example failed"
+    );
     let example = profile_dir
         .join("examples")
         .join(format!("console_local{}", std::env::consts::EXE_SUFFIX));
-    if !example.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "plexus-monitor", "--features", "console"])
-            .args(["--example", "console_local"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "building the console_local example failed"
-        );
-    }
     assert!(example.exists(), "no example at {}", example.display());
     example
 }
@@ -257,14 +265,27 @@ fn console_local_example() -> PathBuf {
 /// from both sources with the cross-proc deadlock and the stuck handler marked; `q`
 /// ends it with status 0, off the alternate screen and out of raw mode.
 #[test]
-fn console_draws_in_a_terminal_and_gives_it_back() {
+fn console_draws_in_a_terminal_and_quits_on_q() {
+    drive_console_local("q", "q");
+}
+
+/// Ctrl-C, which raw mode turns into a key instead of a signal, quits the view the same
+/// way and gives the terminal back.
+#[test]
+fn console_quits_on_ctrl_c() {
+    drive_console_local("ctrl-c", "C-c");
+}
+
+/// Runs `console_local` in a tmux pane of its own, checks the live view, sends the
+/// tmux key `quit_key` and checks that the console exited and restored the terminal.
+fn drive_console_local(tag: &str, quit_key: &str) {
     if Command::new("tmux").arg("-V").output().is_err() {
         eprintln!("skipped: tmux is not installed, so no terminal can be driven");
         return;
     }
     let example = console_local_example();
     let tmux = Tmux {
-        socket: format!("plexus-console-test-{}", std::process::id()),
+        socket: format!("plexus-console-test-{}-{tag}", std::process::id()),
     };
     // After the console exits, the shell reports its status and whether the terminal is
     // back in canonical mode (`icanon`) or still raw (`-icanon`), then stays for capture.
@@ -307,7 +328,7 @@ fn console_draws_in_a_terminal_and_gives_it_back() {
         .unwrap_or_else(|| panic!("no row for alice:\n{screen}"));
     assert!(alice.contains("DEADLOCK"), "{alice}");
 
-    let sent = tmux.run(&["send-keys", "-t", "console", "q"]);
+    let sent = tmux.run(&["send-keys", "-t", "console", quit_key]);
     assert!(sent.status.success(), "tmux could not send the key");
     let screen = tmux.wait_for("the console to exit", Duration::from_secs(10), |screen| {
         screen.contains("exit=") && screen.contains("icanon")
