@@ -48,7 +48,8 @@ async fn run(args: &ConsoleArgs) -> Result<(), ConsoleError> {
 /// The source that reads the monitor service of the procs at `location`.
 ///
 /// Sources are built without connecting; each connects on its first fetch. The
-/// gateway-backed source plugs in here: until it does, this build reaches no location.
+/// gateway-backed source plugs in here, as a `WireSource` whose carrier is a remote ask
+/// to `MONITOR_ACTOR_NAME` at `location`; until it does, this build reaches no location.
 fn source_for(location: &Location) -> Result<Box<dyn SnapshotSource>, SourceError> {
     Err(SourceError::NoTransport {
         location: location.to_string(),

@@ -22,8 +22,8 @@ use std::time::Duration;
 pub use args::{ArgsError, ConsoleArgs, USAGE};
 pub use screen::{ActorRow, Frame, Line, Span, Tone, actor_rows, fit_height, render_screen};
 pub use source::{
-    Fetched, LocalSource, ProcSource, SnapshotSource, SourceError, SourceFailure, decode_snapshot,
-    encode_request, fetch_merged,
+    Carrier, Fetched, LocalSource, ProcSource, SnapshotSource, SourceError, SourceFailure,
+    WireSource, decode_snapshot, encode_request, fetch_merged,
 };
 pub use terminal::run_live;
 

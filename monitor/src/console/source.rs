@@ -1,11 +1,14 @@
 //! Where the console reads snapshots from: one [`SnapshotSource`] per location, fetched
 //! together and merged into one view.
 //!
-//! Two sources live here: [`LocalSource`] reads a [`Monitor`] of this process directly,
-//! and [`ProcSource`] asks a proc's monitor service through [`Proc::deliver_remote`], the
-//! same encoded request and reply a gateway carries between processes.
+//! [`LocalSource`] reads a [`Monitor`] of this process directly. [`WireSource`] asks a
+//! monitor service with an encoded request over any [`Carrier`] and decodes the reply:
+//! with a gateway's remote ask as carrier it reads another process;
+//! [`ProcSource`] is one whose carrier is [`Proc::deliver_remote`] in this process.
 
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
@@ -193,61 +196,142 @@ impl SnapshotSource for LocalSource {
     }
 }
 
-/// Asks the monitor service of a proc of this process (see
-/// [`Monitor::serve_on`]) through [`Proc::deliver_remote`]: the request is encoded, the
-/// reply decoded, exactly as they cross a gateway. A remote source differs only in how
-/// the encoded request reaches the proc.
+/// Carries one encoded [`SnapshotRequest`] to a monitor service and resolves with the
+/// encoded reply: the part of a [`WireSource`] that knows the way there.
+pub type Carrier =
+    Arc<dyn Fn(Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, SourceError>> + Send + Sync>;
+
+/// A source that asks a monitor service with an encoded [`SnapshotRequest`] and decodes
+/// the reply, over any [`Carrier`]: a gateway's remote ask to
+/// [`MONITOR_ACTOR_NAME`] at a location, or [`Proc::deliver_remote`] in this process (see
+/// [`ProcSource`]).
+///
+/// ```
+/// use futures::FutureExt;
+/// use plexus_monitor::console::{SnapshotSource, SourceError, WireSource};
+/// use plexus_monitor::{Monitor, SnapshotRequest};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A carrier that answers itself, where a real one crosses the network.
+/// let monitor = Monitor::new();
+/// let source = WireSource::new("loopback", move |request: Vec<u8>| {
+///     let monitor = monitor.clone();
+///     async move {
+///         let request: SnapshotRequest = postcard::from_bytes(&request)
+///             .map_err(|error| SourceError::Refused {
+///                 location: "loopback".to_owned(),
+///                 reason: error.to_string(),
+///             })?;
+///         Ok(postcard::to_allocvec(&monitor.snapshot(request.grave_window())).unwrap_or_default())
+///     }
+///     .boxed()
+/// });
+/// let snapshot = source.fetch(Duration::from_secs(10)).await?;
+/// assert!(snapshot.actors.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WireSource {
+    label: String,
+    carrier: Carrier,
+}
+
+impl fmt::Debug for WireSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WireSource")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WireSource {
+    /// A source labelled `label` that sends its requests through `carrier`.
+    pub fn new<F>(label: impl Into<String>, carrier: F) -> Self
+    where
+        F: Fn(Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, SourceError>> + Send + Sync + 'static,
+    {
+        WireSource {
+            label: label.into(),
+            carrier: Arc::new(carrier),
+        }
+    }
+}
+
+impl SnapshotSource for WireSource {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn fetch(&self, grave_window: Duration) -> BoxFuture<'_, Result<Snapshot, SourceError>> {
+        let reply = (self.carrier)(encode_request(grave_window));
+        async move { decode_snapshot(&self.label, &reply.await?) }.boxed()
+    }
+}
+
+/// Asks the monitor service of a proc of this process (see [`Monitor::serve_on`])
+/// through [`Proc::deliver_remote`]: the request is encoded and the reply decoded exactly
+/// as they cross a gateway, so this is a [`WireSource`] whose carrier is the last step
+/// of every remote delivery.
 #[derive(Clone, Debug)]
 pub struct ProcSource {
-    proc: Proc,
-    label: String,
+    wire: WireSource,
 }
 
 impl ProcSource {
     /// A source labelled with the proc's id.
     pub fn new(proc: Proc) -> Self {
         let label = proc.id().to_string();
-        ProcSource { proc, label }
+        let location = label.clone();
+        let wire = WireSource::new(label, move |request: Vec<u8>| {
+            deliver_request(&proc, &location, &request).boxed()
+        });
+        ProcSource { wire }
     }
 }
 
 impl SnapshotSource for ProcSource {
     fn label(&self) -> &str {
-        &self.label
+        self.wire.label()
     }
 
     fn fetch(&self, grave_window: Duration) -> BoxFuture<'_, Result<Snapshot, SourceError>> {
-        async move {
-            let request = encode_request(grave_window);
-            let (reply, answer) = oneshot::channel();
-            let delivered = self.proc.deliver_remote(
-                MONITOR_ACTOR_NAME,
-                SnapshotRequest::NAME,
-                &request,
-                Some(Box::new(move |outcome| {
-                    // The fetch may have been dropped; nobody is left to tell.
-                    let _ = reply.send(outcome);
-                })),
-            );
-            if let Err(error) = delivered {
-                return Err(SourceError::Refused {
-                    location: self.label.clone(),
-                    reason: error.to_string(),
-                });
-            }
-            let encoded = answer
-                .await
-                .map_err(|_| SourceError::Refused {
-                    location: self.label.clone(),
-                    reason: "the reply was dropped".to_owned(),
-                })?
-                .map_err(|error| SourceError::Refused {
-                    location: self.label.clone(),
-                    reason: error.to_string(),
-                })?;
-            decode_snapshot(&self.label, &encoded)
+        self.wire.fetch(grave_window)
+    }
+}
+
+/// Hands an encoded request to the proc's monitor service as a remote ask and returns a
+/// future of the encoded reply. Delivery happens now, never waiting on the service.
+fn deliver_request(
+    proc: &Proc,
+    location: &str,
+    request: &[u8],
+) -> impl Future<Output = Result<Vec<u8>, SourceError>> + Send + 'static {
+    let refused = {
+        let location = location.to_owned();
+        move |reason: String| SourceError::Refused {
+            location: location.clone(),
+            reason,
         }
-        .boxed()
+    };
+    let (reply, answer) = oneshot::channel();
+    let delivered = proc.deliver_remote(
+        MONITOR_ACTOR_NAME,
+        SnapshotRequest::NAME,
+        request,
+        Some(Box::new(move |outcome| {
+            // The fetch may have been dropped; nobody is left to tell.
+            let _ = reply.send(outcome);
+        })),
+    );
+    async move {
+        // On a refused delivery the reply was answered with the same error already.
+        delivered.map_err(|error| refused(error.to_string()))?;
+        answer
+            .await
+            .map_err(|_| refused("the reply was dropped".to_owned()))?
+            .map_err(|error| refused(error.to_string()))
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, FutureExt};
 use plexus_core::{Actor, ActorRef, AskError, Context, Handler, Proc, ProcId};
 use plexus_monitor::console::{
-    ConsoleError, ConsoleOptions, LocalSource, ProcSource, SnapshotSource, SourceError,
+    ConsoleError, ConsoleOptions, LocalSource, ProcSource, SnapshotSource, SourceError, WireSource,
     fetch_merged, print_json,
 };
 use plexus_monitor::{Monitor, Snapshot};
@@ -140,6 +140,44 @@ async fn failing_sources_are_listed_beside_the_view() {
     );
     assert_eq!(failures[1].0, "silent");
     assert!(matches!(failures[1].1, SourceError::TimedOut { after, .. } if *after == timeout));
+}
+
+/// A wire source passes on its carrier's failure and refuses a reply that is not a
+/// snapshot, naming its location in both.
+#[tokio::test]
+async fn wire_source_reports_carrier_and_reply_errors() {
+    let down = WireSource::new("tcp://127.0.0.1:9", |_request: Vec<u8>| {
+        futures::future::ready(Err(SourceError::Unreachable {
+            location: "tcp://127.0.0.1:9".to_owned(),
+            reason: "connection refused".to_owned(),
+        }))
+        .boxed()
+    });
+    let garbled = WireSource::new("garbled", |request: Vec<u8>| {
+        // Echoes the request: bytes, but not a snapshot.
+        futures::future::ready(Ok(request)).boxed()
+    });
+    let sources: Vec<Box<dyn SnapshotSource>> = vec![Box::new(down), Box::new(garbled)];
+    let fetched = within(
+        "the wire fetches",
+        fetch_merged(&sources, Duration::from_secs(10), Duration::from_secs(5)),
+    )
+    .await;
+    assert!(fetched.snapshot.is_none());
+    let errors: Vec<String> = fetched
+        .failures
+        .iter()
+        .map(|failure| failure.error.to_string())
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(
+        errors[0],
+        "cannot reach tcp://127.0.0.1:9: connection refused"
+    );
+    assert!(
+        errors[1].starts_with("unreadable snapshot from garbled: "),
+        "{errors:?}"
+    );
 }
 
 /// `--json` writes the merged snapshot of every source, and nothing at all when a source
