@@ -15,6 +15,7 @@ use crossterm::terminal::{
 };
 use crossterm::{execute, queue};
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt};
 use tokio::time::MissedTickBehavior;
 
 use super::screen::{Frame, Line, Tone, fit_height, render_screen};
@@ -41,12 +42,28 @@ pub async fn run_live(
     let mut refresh = tokio::time::interval(options.refresh);
     // A slow fetch delays the next refresh instead of causing a burst of them.
     refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The fetch runs beside the key reader, so a quit key is obeyed at once even while a
+    // source takes its whole timeout to fail.
+    let mut in_flight: Option<BoxFuture<'_, Fetched>> = None;
     let mut shown: Option<Fetched> = None;
     let mut previous = None;
     loop {
+        let idle = in_flight.is_none();
+        let fetch = async {
+            match in_flight.as_mut() {
+                Some(fetch) => fetch.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = refresh.tick() => {
-                let fetched = fetch_merged(sources, options.grave_window, options.timeout).await;
+            _ = refresh.tick(), if idle => {
+                in_flight = Some(
+                    fetch_merged(sources, options.grave_window, options.timeout).boxed(),
+                );
+                continue;
+            }
+            fetched = fetch => {
+                in_flight = None;
                 if let Some(last) = shown.take().and_then(|last| last.snapshot) {
                     // Rates compare against the last snapshot that arrived, even across a
                     // refresh in which every source failed.
