@@ -383,3 +383,28 @@ fn drive_console_local(tag: &str, quit_key: &str) {
         "the alternate screen was not left:\n{screen}"
     );
 }
+
+/// The binary prints its usage on `--help` and refuses a command line it cannot use with
+/// status 2 and a message naming the problem, before touching the terminal.
+#[test]
+fn binary_checks_its_command_line() {
+    let console = env!("CARGO_BIN_EXE_plexus-console");
+    let help = Command::new(console).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("usage: plexus-console"));
+
+    for (args, message) in [
+        (&[][..], "no location given"),
+        (
+            &["--interval", "0s", "tcp://127.0.0.1:7000"][..],
+            "`--interval` must be longer than zero",
+        ),
+        (&["udp://127.0.0.1:7000"][..], "invalid scheme"),
+    ] {
+        let refused = Command::new(console).args(args).output().unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(refused.stdout.is_empty());
+    }
+}
