@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! plexus console · 1 source · updated 80ms ago · every 1.0s · q quits
-//! actors: 5 alive, 5 spawned, 0 stopped · 1200 messages handled · 98.0 msgs/s
+//! actors: 5 alive, 5 spawned, 0 stopped · 1200 messages handled · 98 msgs/s
 //! DEADLOCK  app#1/alice.3 → app#1/bob.4 → app#1/alice.3
 //! STUCK     app#1/slow.2 handling Crunch for 4.1s
 //!
@@ -210,11 +210,15 @@ pub fn render_screen(frame: &Frame<'_>, width: usize) -> Vec<Line> {
             .collect();
     };
 
-    let totals = &current.totals;
+    let deadlocks = current.deadlocks();
+    let rows = actor_rows_with(current, frame.previous, options, &deadlocks);
+    // The sum over the rows, not the change in the totals: a source that failed in the
+    // previous refresh and answers now would add its whole history to the totals.
     let rate = frame
         .previous
-        .and_then(|previous| rate(previous.totals.messages, totals.messages, previous, current))
+        .map(|_| rows.iter().filter_map(|row| row.rate).sum())
         .map_or_else(|| "-".to_owned(), rate_cell);
+    let totals = &current.totals;
     lines.push(Line::new(
         format!(
             "actors: {} alive, {} spawned, {} stopped · {} messages handled · {rate} msgs/s",
@@ -223,8 +227,6 @@ pub fn render_screen(frame: &Frame<'_>, width: usize) -> Vec<Line> {
         Tone::Plain,
     ));
 
-    let deadlocks = current.deadlocks();
-    let rows = actor_rows_with(current, frame.previous, options, &deadlocks);
     for deadlock in &deadlocks {
         lines.push(Line::new(format!("DEADLOCK  {deadlock}"), Tone::Deadlock));
     }
@@ -508,7 +510,7 @@ mod tests {
         let previous = snapshot(100, vec![actor("busy", 10), actor("idle", 4)]);
         let current = snapshot(
             102,
-            vec![actor("busy", 50), actor("idle", 4), actor("new", 0)],
+            vec![actor("busy", 50), actor("idle", 4), actor("new", 900)],
         );
         let rows = actor_rows(&current, Some(&previous), &options);
         let rate_of = |name: &str| rows.iter().find(|row| row.id == id(name)).unwrap().rate;
@@ -523,6 +525,7 @@ mod tests {
 
         let frame = Frame::new(&current, current.taken_at, &options).previous(Some(&previous));
         let lines = render_screen(&frame, 200);
+        // The new actor's earlier messages are no part of the rate.
         assert!(line_of(&lines, "actors:").text().contains("· 20 msgs/s"));
         let busy = line_of(&lines, "app#1/busy");
         assert!(busy.text().contains(" 20 "), "{busy:?}");
