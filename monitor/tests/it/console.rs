@@ -265,38 +265,70 @@ impl Drop for Tmux {
     }
 }
 
-/// The `console_local` example, (re)built now: `cargo test` builds examples only when no
-/// test target is named, and a stale binary would test old code.
+/// The `console_local` example, built again when any source it is made of is newer than
+/// the binary: `cargo test` builds examples only when no test target is named, and a
+/// stale binary would test old code. A run that built it fresh (`cargo test` with no
+/// target, as CI runs) pays no second build with other features.
 fn console_local_example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/it-<hash> → target/<profile>/examples/console_local
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut build = Command::new(cargo);
-    build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "plexus-monitor",
-            "--features",
-            "console",
-        ])
-        .args(["--example", "console_local"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build.status().unwrap();
-    assert!(
-        status.success(),
-        "building the console_local example failed"
-    );
     let example = profile_dir
         .join("examples")
         .join(format!("console_local{}", std::env::consts::EXE_SUFFIX));
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.parent().unwrap();
+    let built = modified(&example);
+    let sources = [
+        manifest_dir.join("src"),
+        manifest_dir.join("examples"),
+        manifest_dir.join("Cargo.toml"),
+        workspace.join("core").join("src"),
+        workspace.join("Cargo.lock"),
+    ];
+    if built.is_none_or(|built| sources.iter().any(|source| newer_than(source, built))) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "plexus-monitor",
+                "--features",
+                "console",
+            ])
+            .args(["--example", "console_local"])
+            .current_dir(&manifest_dir);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().unwrap();
+        assert!(
+            status.success(),
+            "building the console_local example failed"
+        );
+    }
     assert!(example.exists(), "no example at {}", example.display());
     example
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .ok()
+}
+
+/// Whether `path`, or any file under it, was modified after `than`.
+fn newer_than(path: &std::path::Path, than: std::time::SystemTime) -> bool {
+    if modified(path).is_some_and(|at| at > than) {
+        return true;
+    }
+    std::fs::read_dir(path).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|entry| newer_than(&entry.path(), than))
+    })
 }
 
 /// In a real terminal (a tmux pane), the live view of `console_local` shows its actors
