@@ -9,7 +9,7 @@ use tokio::task::AbortHandle;
 
 use crate::actor::{Actor, Handler, LinkDied, LinkKind, StopReason};
 use crate::actor_ref::ActorRef;
-use crate::cell::ErasedCell;
+use crate::cell::{ErasedCell, Watcher};
 use crate::error::SpawnError;
 use crate::id::ActorId;
 use crate::observer::ActorProbe;
@@ -35,7 +35,7 @@ pub struct Context<A: Actor> {
 #[derive(Default)]
 pub(crate) struct Relations {
     pub(crate) supervisor: Supervisor,
-    pub(crate) watchers: Vec<(Arc<dyn ErasedCell>, LinkKind)>,
+    pub(crate) watchers: Vec<(Arc<dyn Watcher>, LinkKind)>,
     pub(crate) tasks: Vec<AbortHandle>,
 }
 
@@ -46,10 +46,10 @@ impl<A: Actor> Context<A> {
 
     /// Records someone to notify of this actor's final stop. The probe hears of the link
     /// from this side too, so a monitor sees a two-way link on both actors.
-    pub(crate) fn add_watcher(&mut self, watcher: Arc<dyn ErasedCell>, kind: LinkKind) {
+    pub(crate) fn add_watcher(&mut self, watcher: Arc<dyn Watcher>, kind: LinkKind) {
         if kind == LinkKind::Link {
             if let Some(probe) = &self.probe {
-                probe.linked(&watcher.core().id, kind);
+                probe.linked(watcher.watcher_id(), kind);
             }
         }
         self.relations().watchers.push((watcher, kind));
@@ -138,7 +138,7 @@ impl<A: Actor> Context<A> {
         if let Some(probe) = &self.probe {
             probe.linked(other.id(), kind);
         }
-        let watcher: Arc<dyn ErasedCell> = self.myself.cell.clone();
+        let watcher: Arc<dyn Watcher> = self.myself.cell.clone();
         let signal = Signal::Watch { watcher, kind };
         if other.cell.core.signal(signal).is_err() {
             // Its signal queue closes only after its reason is set, so a refused
@@ -155,7 +155,7 @@ impl<A: Actor> Context<A> {
                 reason,
                 kind,
             };
-            let _ = ErasedCell::deliver_link_died(&*self.myself.cell, died);
+            let _ = Watcher::deliver_link_died(&*self.myself.cell, died);
         }
     }
 

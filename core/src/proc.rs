@@ -2,8 +2,8 @@
 //! default mailbox, the undeliverable handler and the observer.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 use tokio::sync::mpsc;
@@ -19,6 +19,7 @@ use crate::error::{SpawnError, Undeliverable, UndeliverableReason};
 use crate::id::{ActorId, ProcId};
 use crate::mailbox::{Admission, Mailbox, MailboxGauge};
 use crate::observer::{ActorInfo, CURRENT_PROBE, Observer};
+use crate::remote::{RemoteRoute, RemoteWatches};
 use crate::runner::Runner;
 use crate::signal::SignalQueue;
 use crate::signal::StopRequest;
@@ -47,7 +48,7 @@ type UndeliverableHandler = Box<dyn Fn(Undeliverable) + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct Proc {
-    inner: Arc<ProcInner>,
+    pub(crate) inner: Arc<ProcInner>,
 }
 
 pub(crate) struct ProcInner {
@@ -62,6 +63,10 @@ pub(crate) struct ProcInner {
     undeliverable_count: AtomicU64,
     observer: Option<Arc<dyn Observer>>,
     shut_down: AtomicBool,
+    /// The way out to other procs, installed by a gateway; see `remote`.
+    pub(crate) route: RwLock<Option<Arc<dyn RemoteRoute>>>,
+    /// Remote watches and links of this proc's actors, waiting for their notice.
+    pub(crate) watches: RemoteWatches,
 }
 
 impl fmt::Debug for Proc {
@@ -375,6 +380,8 @@ impl ProcBuilder {
                 undeliverable_count: AtomicU64::new(0),
                 observer: self.observer,
                 shut_down: AtomicBool::new(false),
+                route: RwLock::new(None),
+                watches: RemoteWatches::default(),
             }),
         }
     }
