@@ -41,8 +41,9 @@ pub(crate) trait ErasedCell: Send + Sync + 'static {
     fn core(&self) -> &CellCore;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// The same cell as a watcher (no trait upcasting on the minimum supported Rust).
-    #[allow(dead_code, reason = "remote links use it in the next change")]
     fn as_watcher(self: Arc<Self>) -> Arc<dyn Watcher>;
+    /// Stops the actor once it has handled everything already queued.
+    fn stop_gracefully(&self);
 }
 
 /// Someone to tell of an actor's final stop: a local actor (through its mailbox) or a
@@ -66,6 +67,10 @@ impl<A: crate::actor::Actor> ErasedCell for Cell<A> {
 
     fn as_watcher(self: Arc<Self>) -> Arc<dyn Watcher> {
         self
+    }
+
+    fn stop_gracefully(&self) {
+        Cell::stop_gracefully(self);
     }
 }
 

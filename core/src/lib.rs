@@ -74,6 +74,7 @@ pub use mailbox::{DEFAULT_MAILBOX_CAPACITY, Mailbox, MailboxGauge};
 pub use observer::{ActorInfo, ActorProbe, ActorStatus, Observer};
 pub use proc::{Proc, ProcBuilder};
 pub use remote::{
-    Outbound, RemoteAddr, RemoteMessage, RemoteRoute, RouteError, SYSTEM_PREFIX, UNBOUNDED_ASK,
+    Outbound, RemoteActor, RemoteAddr, RemoteMessage, RemoteRoute, RouteError, SYSTEM_PREFIX,
+    UNBOUNDED_ASK,
 };
 pub use supervision::{ChildSpec, Restart, Strategy, Supervision};

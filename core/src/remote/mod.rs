@@ -9,6 +9,10 @@
 //!
 //! - `message.rs`: [`RemoteMessage`].
 //! - `route.rs`: [`RemoteRoute`], [`Outbound`], [`RemoteAddr`], [`RouteError`].
+//! - `codecs.rs`: [`RemoteActor`] and the per-type codec table of remote refs.
+//! - `remote_ref.rs`: the remote arms of `ActorRef`'s methods.
+//! - `serde_ref.rs`: refs inside messages, [`Proc::remote_ref`], [`Proc::lookup_remote`].
+//! - `system.rs`: the system protocol (remote watch, link, stop, lookup).
 //! - `watch.rs`: the watcher side of remote watches, fired exactly once.
 
 use std::sync::{Arc, PoisonError};
@@ -17,11 +21,17 @@ use crate::actor::StopReason;
 use crate::id::Location;
 use crate::proc::Proc;
 
+pub(crate) mod codecs;
 mod message;
+mod remote_ref;
 mod route;
-mod watch;
+mod serde_ref;
+pub(crate) mod system;
+pub(crate) mod watch;
 
+pub use codecs::RemoteActor;
 pub use message::RemoteMessage;
+pub(crate) use remote_ref::RemoteTarget;
 pub use route::{Outbound, RemoteAddr, RemoteRoute, RouteError, UNBOUNDED_ASK};
 pub(crate) use watch::RemoteWatches;
 
@@ -29,6 +39,15 @@ pub(crate) use watch::RemoteWatches;
 /// sends them through the route like any message and intercepts them in
 /// [`Proc::deliver_remote`]; a gateway routes them as it routes every envelope.
 pub const SYSTEM_PREFIX: &str = "$sys.";
+
+impl crate::proc::ProcInner {
+    pub(crate) fn route(&self) -> Option<Arc<dyn RemoteRoute>> {
+        self.route
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
 
 impl Proc {
     /// Installs the way out of this proc (`Some`, when it attaches to a gateway) or
@@ -46,11 +65,7 @@ impl Proc {
 
     /// The installed route, if any.
     pub fn route(&self) -> Option<Arc<dyn RemoteRoute>> {
-        self.inner
-            .route
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.inner.route()
     }
 
     /// Where this proc is reached, from its route; `None` while it has none.

@@ -19,12 +19,11 @@ use tokio::sync::oneshot;
 
 use crate::actor::{LinkDied, LinkKind, StopReason};
 use crate::cell::Watcher;
-use crate::id::Location;
+use crate::id::{ActorId, Location};
 
 use super::RemoteAddr;
 
 /// Who learns of a remote actor's stop.
-#[allow(dead_code, reason = "remote refs register watches in the next change")]
 pub(crate) enum WatchNotify {
     /// A local actor, through its mailbox.
     Actor(Arc<dyn Watcher>),
@@ -40,7 +39,8 @@ pub(crate) struct WatchEntry {
 }
 
 impl WatchEntry {
-    fn fire(self, reason: StopReason) {
+    /// Tells the watcher, with the target's id and the watch's kind.
+    pub(crate) fn fire(self, reason: StopReason) {
         match self.notify {
             WatchNotify::Actor(watcher) => {
                 let died = LinkDied {
@@ -62,13 +62,11 @@ impl WatchEntry {
 
 /// The remote watches of one proc, by watch id.
 #[derive(Default)]
-#[allow(dead_code, reason = "remote refs register watches in the next change")]
 pub(crate) struct RemoteWatches {
     next_id: AtomicU64,
     entries: Mutex<HashMap<u64, WatchEntry>>,
 }
 
-#[allow(dead_code, reason = "remote refs register watches in the next change")]
 impl RemoteWatches {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, WatchEntry>> {
         // Inserts and removals are single calls; a panic elsewhere cannot leave the map
@@ -93,6 +91,56 @@ impl RemoteWatches {
             }
             None => false,
         }
+    }
+
+    /// Fires the watch `id` if it has not fired yet and it watches `target` (a notice
+    /// naming another actor is stale or forged, and fires nothing).
+    pub(crate) fn fire_for(&self, id: u64, target: &ActorId, reason: StopReason) -> bool {
+        let entry = {
+            let mut entries = self.lock();
+            match entries.get(&id) {
+                Some(entry) if &entry.target.actor == target => entries.remove(&id),
+                _ => None,
+            }
+        };
+        match entry {
+            Some(entry) => {
+                entry.fire(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fires one link-back entry: the link of local actor `watcher` on remote `target`.
+    pub(crate) fn fire_link(
+        &self,
+        target: &ActorId,
+        watcher: &ActorId,
+        reason: StopReason,
+    ) -> bool {
+        let entry = {
+            let mut entries = self.lock();
+            let id = entries.iter().find_map(|(id, entry)| {
+                let matches = entry.kind == LinkKind::Link
+                    && &entry.target.actor == target
+                    && matches!(&entry.notify, WatchNotify::Actor(w) if w.watcher_id() == watcher);
+                matches.then_some(*id)
+            });
+            id.and_then(|id| entries.remove(&id))
+        };
+        match entry {
+            Some(entry) => {
+                entry.fire(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets a watch without firing it (its waiter has gone).
+    pub(crate) fn remove(&self, id: u64) {
+        self.lock().remove(&id);
     }
 
     /// Fires every watch on an actor at `location`; returns how many fired.
