@@ -90,8 +90,8 @@ impl RemoteRoute for Link {
         let net = self.net.clone();
         Box::pin(async move {
             let proc = net.destination(&message)?;
-            let name = message.recipient.actor.name();
-            match proc.deliver_remote(name, message.name, &message.payload, None) {
+            let to = &message.recipient.actor;
+            match proc.deliver_remote_to(to, message.name, &message.payload, None) {
                 // The flow's pusher: wait for room, keeping this sender's order.
                 Err(DeliveryError::Full { pending }) => {
                     let _ = pending.deliver().await;
@@ -108,8 +108,8 @@ impl RemoteRoute for Link {
             Ok(proc) => proc,
             Err(error) => return Err((error, message)),
         };
-        let name = message.recipient.actor.name();
-        match proc.deliver_remote(name, message.name, &message.payload, None) {
+        let to = &message.recipient.actor;
+        match proc.deliver_remote_to(to, message.name, &message.payload, None) {
             Err(DeliveryError::Full { .. }) => Err((RouteError::Full, message)),
             _ => Ok(()),
         }
@@ -134,9 +134,8 @@ impl RemoteRoute for Link {
                 }
             };
             let (reply, answer) = oneshot::channel();
-            let name = message.recipient.actor.name();
-            let delivered = proc.deliver_remote(
-                name,
+            let delivered = proc.deliver_remote_to(
+                &message.recipient.actor,
                 message.name,
                 &message.payload,
                 Some(Box::new(move |outcome| {
@@ -844,5 +843,58 @@ async fn remote_link_fires_both_ways_and_on_disconnect() {
     assert!(
         matches!(&reason, StopReason::LinkDied { reason, .. } if **reason == StopReason::Disconnected),
         "{reason:?}"
+    );
+}
+
+/// Incarnations don't mix (promise 3.8): a ref to an actor that stopped does not reach the
+/// new actor that took its name; its asks fail with `NotFound`.
+#[tokio::test]
+async fn refs_to_an_earlier_actor_do_not_reach_its_successor() {
+    let p = pair(Mailbox::default()).await;
+    p.counter.stop();
+    within("the stop", p.counter.wait_for_stop()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let successor =
+        p.b.spawn(
+            "counter",
+            Counter {
+                total: 0,
+                seen: seen.clone(),
+            },
+        )
+        .unwrap();
+    p.b.expose_remote(&successor).unwrap();
+    let error = within("stale ask", p.remote.ask(Add(1))).await.unwrap_err();
+    assert!(matches!(error, AskError::NotFound { .. }), "{error:?}");
+    p.remote.tell(Note(1)).await.unwrap();
+    let fresh = within(
+        "lookup",
+        p.a.lookup_remote::<Counter>(&addr(&p.b, 2), "counter"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fresh.id(), successor.id());
+    assert_eq!(within("fresh ask", fresh.ask(Add(3))).await.unwrap(), 3);
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+/// A table that uses the reserved system prefix is refused when exposed.
+#[tokio::test]
+async fn system_prefix_is_reserved() {
+    #[derive(Serialize, Deserialize)]
+    struct Sneaky;
+    impl RemoteMessage for Sneaky {
+        const NAME: &'static str = "$sys.Sneaky";
+    }
+    impl Handler<Sneaky> for Collector {
+        type Reply = ();
+        async fn handle(&mut self, _: Sneaky, _ctx: &mut Context<Self>) {}
+    }
+    let proc = Proc::new(ProcId::unique("reserved"));
+    let collector = proc.spawn("collector", Collector::default()).unwrap();
+    let refused = proc.expose(&collector, RemoteHandlers::new().tell::<Sneaky>());
+    assert!(
+        matches!(refused, Err(plexus_core::ExposeError::ReservedName { .. })),
+        "{refused:?}"
     );
 }
