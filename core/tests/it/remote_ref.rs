@@ -898,3 +898,37 @@ async fn system_prefix_is_reserved() {
         "{refused:?}"
     );
 }
+
+/// A `wait_for_stop` on a remote ref that is given up leaves no watch behind.
+#[tokio::test]
+async fn cancelled_remote_wait_leaves_no_watch() {
+    let p = pair(Mailbox::default()).await;
+    let gave_up = tokio::time::timeout(Duration::from_millis(20), p.remote.wait_for_stop()).await;
+    assert!(gave_up.is_err(), "the counter is still running");
+    assert_eq!(p.a.remote_watch_count(), 0);
+}
+
+/// A proc with no route cannot watch a remote actor: the watch fires at once with
+/// `Disconnected`, and sends fail with `Unroutable`.
+#[tokio::test]
+async fn without_a_route_remote_watches_fire_disconnected() {
+    let proc = Proc::new(ProcId::unique("isolated"));
+    let target = proc.remote_ref::<Counter>(RemoteAddr {
+        actor: ActorId::new(ProcId::new("far", 1), "counter", 0),
+        location: Location::Local(5),
+    });
+    let died = Arc::new(Mutex::new(Vec::new()));
+    let watcher = proc
+        .spawn("watcher", Watcher { died: died.clone() })
+        .unwrap();
+    watcher.tell(WatchIt(target.clone())).await.unwrap();
+    eventually("the notice", || !died.lock().unwrap().is_empty()).await;
+    assert_eq!(died.lock().unwrap()[0].reason, StopReason::Disconnected);
+    assert_eq!(
+        within("wait", target.wait_for_stop()).await,
+        StopReason::Disconnected
+    );
+    let error = target.ask(Add(1)).await.unwrap_err();
+    assert!(matches!(error, AskError::Unroutable { .. }), "{error:?}");
+    assert_eq!(proc.remote_watch_count(), 0);
+}
