@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::ActorId;
+use crate::id::{ActorId, Location};
 
 use super::PendingDelivery;
 
@@ -19,6 +19,13 @@ pub enum ExposeError {
         first: &'static str,
         /// The type registered second.
         second: &'static str,
+    },
+    /// A message name starts with the prefix reserved for system messages
+    /// ([`SYSTEM_PREFIX`](crate::SYSTEM_PREFIX)), which never reach an actor.
+    #[error("remote message name `{message}` uses the reserved system prefix")]
+    ReservedName {
+        /// The wire name.
+        message: &'static str,
     },
     /// The actor is not a live actor of this proc under its name.
     #[error("actor {actor} is not running in this proc")]
@@ -159,4 +166,23 @@ pub enum RemoteAskError {
     /// discarded, or the runtime shut down while the reply was awaited).
     #[error("the request was dropped before the actor replied")]
     Abandoned,
+    /// No reply came within the ask's timeout.
+    #[error("no reply within {timeout_ms} ms")]
+    Timeout {
+        /// The timeout, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// The connection the request travelled on was lost before the reply came.
+    #[error("the connection to {location} was lost before the reply came")]
+    Disconnected {
+        /// The location that was lost.
+        location: Location,
+    },
+    /// The request could not be routed to the recipient's proc (unknown proc, isolated
+    /// gateway, hop limit spent, gateway gone).
+    #[error("the request could not be routed: {reason}")]
+    Unroutable {
+        /// What the route said.
+        reason: String,
+    },
 }
