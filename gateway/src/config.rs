@@ -1,0 +1,76 @@
+//! The settings of a networked gateway: how it dials, listens, queues and times out.
+
+use std::time::Duration;
+
+#[cfg(all(unix, feature = "unix"))]
+use plexus_transport::UnixConfig;
+use plexus_transport::{InprocNetwork, ManagerConfig, TcpConfig};
+
+/// Settings of a [`Gateway`](crate::Gateway) built with [`Gateway::new`](crate::Gateway::new).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use plexus_gateway::GatewayConfig;
+/// use plexus_transport::InprocNetwork;
+///
+/// let config = GatewayConfig {
+///     inproc: Some(InprocNetwork::new()),
+///     ..GatewayConfig::default()
+/// }
+/// .with_request_timeout(Duration::from_secs(10));
+/// assert_eq!(config.dest_queue_capacity, 4096);
+/// ```
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// The outbound transport manager: connect timeout and backoff, handshake timeout,
+    /// connection settings (ping, idle timeout, queue sizes), health interval. The
+    /// handshake timeout also bounds the handshake of every accepted wire. Default
+    /// [`ManagerConfig::default`].
+    pub manager: ManagerConfig,
+    /// How `tcp://` destinations are dialed. Default [`TcpConfig::default`].
+    pub tcp: TcpConfig,
+    /// How `unix://` destinations are dialed. Default [`UnixConfig::default`].
+    #[cfg(all(unix, feature = "unix"))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "unix")))]
+    pub unix: UnixConfig,
+    /// The in-process network that `local:N` locations are dialed and served on; `None`
+    /// (the default) refuses `local:` destinations. Gateways of one process that should
+    /// reach each other at `local:` locations share one network (clones share it).
+    pub inproc: Option<InprocNetwork>,
+    /// How many tells may wait for one destination's connection before
+    /// [`Gateway::post_to`](crate::Gateway::post_to) refuses with
+    /// [`PostError::Full`](crate::PostError::Full); an awaited tell waits for room instead.
+    /// Default 4096; 0 acts as 1.
+    pub dest_queue_capacity: usize,
+    /// How many envelopes may wait for one actor whose mailbox is full before further
+    /// ones are refused with [`PostError::Overloaded`](crate::PostError::Overloaded).
+    /// Default 65 536; 0 acts as 1.
+    pub ingress_queue_capacity: usize,
+    /// The bound on a request this gateway relays to a proxied proc, and on a request made
+    /// without a timeout of its own. Default 30 s.
+    pub request_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            manager: ManagerConfig::default(),
+            tcp: TcpConfig::default(),
+            #[cfg(all(unix, feature = "unix"))]
+            unix: UnixConfig::default(),
+            inproc: None,
+            dest_queue_capacity: 4096,
+            ingress_queue_capacity: 65_536,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The same settings with `request_timeout` replaced.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+}
