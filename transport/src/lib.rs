@@ -55,7 +55,7 @@ pub use handshake::{
     perform_handshake, prefer_connection,
 };
 pub use manager::{
-    DestTransport, DialError, ManagerConfig, OutprocTransportManager, TransportError,
+    DestEvent, DestTransport, DialError, ManagerConfig, OutprocTransportManager, TransportError,
 };
 pub use requests::RequestError;
 pub use wire::{

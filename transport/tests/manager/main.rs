@@ -5,6 +5,7 @@
 
 mod connect_once;
 mod disconnect;
+mod events;
 mod health;
 mod table;
 
