@@ -42,8 +42,8 @@ pub mod wire;
 pub use backoff::{Backoff, BackoffConfig};
 pub use connect_once::{ConnectError, ConnectOnce, ConnectOnceConfig, Phase};
 pub use connection::{
-    ConnectionConfig, ConnectionConfigError, ConnectionError, ConnectionHandle, ConnectionStats,
-    Inbound, SendError, spawn_connection,
+    ConnectionConfig, ConnectionConfigError, ConnectionError, ConnectionHandle, ConnectionRef,
+    ConnectionStats, Inbound, SendError, TrySendError, spawn_connection,
 };
 pub use dest::Dest;
 pub use flow::{

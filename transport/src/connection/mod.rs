@@ -22,14 +22,17 @@
 //! ```
 //!
 //! **Architecture invariant:** the reader never awaits a recipient. [`Inbound::deliver`]
-//! is synchronous and must not block, and the reader's own replies (pongs, `Failed`
-//! responses) go to the writer through a bounded queue with `try_send`. One slow actor can
-//! therefore never stall the other traffic of its connection; per-flow queues and credit
+//! is synchronous and must not block, and the reader's own replies go to the writer
+//! through the control lane (module `control`) without waiting: pongs and `Failed`
+//! responses through a bounded queue that drops at overflow, flow credit through a lane
+//! that never drops and is bounded by the flow windows. One slow actor can therefore
+//! never stall the other traffic of its connection; per-flow queues and credit
 //! (design 3.4) build on this.
 //!
 //! [`FrameEncoder`]: plexus_codec::FrameEncoder
 //! [`FrameDecoder`]: plexus_codec::FrameDecoder
 
+mod control;
 mod reader;
 mod writer;
 
@@ -45,11 +48,6 @@ use tokio::time::Instant;
 
 use crate::handshake::Negotiated;
 use crate::requests::Requests;
-
-/// How many replies of the reader itself (pongs, `Failed` responses) may wait for the
-/// writer. Beyond it they are dropped: the peer is then sending pings or bad requests
-/// faster than it reads, and blocking the reader on it would break its invariant.
-const CONTROL_CAPACITY: usize = 1024;
 
 /// The settings of one connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +169,28 @@ impl From<io::Error> for ConnectionError {
 #[error("connection is closed")]
 pub struct SendError(pub NetworkEnvelope);
 
+/// Why [`ConnectionHandle::try_send`] did not queue an envelope. The envelope is handed
+/// back in every case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// The send queue is full now; the writer is behind.
+    #[error("connection send queue is full")]
+    Full(NetworkEnvelope),
+    /// The connection is closed.
+    #[error("connection is closed")]
+    Closed(NetworkEnvelope),
+}
+
+impl TrySendError {
+    /// The envelope that was not queued.
+    pub fn into_envelope(self) -> NetworkEnvelope {
+        match self {
+            TrySendError::Full(envelope) | TrySendError::Closed(envelope) => envelope,
+        }
+    }
+}
+
 /// Where the reader hands the envelopes it decodes.
 ///
 /// **It must not block**: the reader calls it inline for every envelope, so a handler that
@@ -182,6 +202,17 @@ pub struct SendError(pub NetworkEnvelope);
 pub trait Inbound: Send + Sync + 'static {
     /// Takes one decoded envelope.
     fn deliver(&self, envelope: NetworkEnvelope);
+
+    /// Takes one decoded envelope together with the connection it arrived on, so that a
+    /// request can be answered on that very connection. The reader always calls this one;
+    /// the default forgets `from` and calls [`deliver`](Self::deliver).
+    ///
+    /// `from` does not keep the connection open: keep a clone of it (it is cheap) for as
+    /// long as the answer may take.
+    fn deliver_from(&self, envelope: NetworkEnvelope, from: &ConnectionRef) {
+        let _ = from;
+        self.deliver(envelope);
+    }
 
     /// Told about an envelope that did not decode, after the connection logged it and, for
     /// a request, answered `Failed`. The default does nothing.
@@ -226,6 +257,62 @@ pub(crate) struct Shared {
     peer: Negotiated,
 }
 
+/// A weak reference to a connection, handed to [`Inbound::deliver_from`] so the envelope's
+/// answer can go back the way it came.
+///
+/// Unlike a [`ConnectionHandle`] it does not keep the connection open: once every handle
+/// is dropped (or the connection ends) its sends fail with the envelope handed back.
+#[derive(Clone, Debug)]
+pub struct ConnectionRef {
+    queue: mpsc::WeakSender<NetworkEnvelope>,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl ConnectionRef {
+    /// A handle to the connection, if it is still open. Holding the handle keeps the
+    /// connection open.
+    pub fn upgrade(&self) -> Option<ConnectionHandle> {
+        let queue = self.queue.upgrade()?;
+        let shared = self.shared.upgrade()?;
+        if shared.closed.borrow().is_some() {
+            return None;
+        }
+        Some(ConnectionHandle { queue, shared })
+    }
+
+    /// Queues `envelope` on the connection, like [`ConnectionHandle::send`]. Fails with
+    /// the envelope handed back when the connection is gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: if the future is dropped before it completes, the envelope was not
+    /// queued.
+    pub async fn send(&self, envelope: NetworkEnvelope) -> Result<(), SendError> {
+        match self.upgrade() {
+            Some(connection) => connection.send(envelope).await,
+            None => Err(SendError(envelope)),
+        }
+    }
+
+    /// Queues `envelope` on the connection if there is room now, like
+    /// [`ConnectionHandle::try_send`].
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value, as the channel's own errors do"
+    )]
+    pub fn try_send(&self, envelope: NetworkEnvelope) -> Result<(), TrySendError> {
+        match self.upgrade() {
+            Some(connection) => connection.try_send(envelope),
+            None => Err(TrySendError::Closed(envelope)),
+        }
+    }
+
+    /// Whether the connection has ended (or every handle to it is gone).
+    pub fn is_closed(&self) -> bool {
+        self.upgrade().is_none()
+    }
+}
+
 /// A cheap, cloneable handle to a running connection.
 ///
 /// When every handle is dropped the connection closes itself.
@@ -247,6 +334,27 @@ impl ConnectionHandle {
     /// queued.
     pub async fn send(&self, envelope: NetworkEnvelope) -> Result<(), SendError> {
         self.queue.send(envelope).await.map_err(|e| SendError(e.0))
+    }
+
+    /// Queues `envelope` if the send queue has room now; never waits. Fails with the
+    /// envelope handed back when the queue is full or the connection closed.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value, as the channel's own errors do"
+    )]
+    pub fn try_send(&self, envelope: NetworkEnvelope) -> Result<(), TrySendError> {
+        self.queue.try_send(envelope).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(envelope) => TrySendError::Full(envelope),
+            mpsc::error::TrySendError::Closed(envelope) => TrySendError::Closed(envelope),
+        })
+    }
+
+    /// A weak reference to this connection, which does not keep it open.
+    pub fn downgrade(&self) -> ConnectionRef {
+        ConnectionRef {
+            queue: self.queue.downgrade(),
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// Waits until the connection has ended and returns why.
@@ -362,7 +470,7 @@ where
     config.validate()?;
     let (read, write) = tokio::io::split(stream);
     let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
+    let (control_tx, control_rx) = control::control_lane();
     let (closed_tx, closed_rx) = watch::channel(None);
     let shared = Arc::new(Shared {
         requests: Requests::default(),
@@ -389,9 +497,14 @@ where
         queue: queue_rx,
         control: control_rx,
         ping_interval: config.ping_interval,
-        shared: shared.clone(),
+        shared: Arc::clone(&shared),
+    };
+    let handle = ConnectionHandle {
+        queue: queue_tx,
+        shared,
     };
     let reader = reader::Reader {
+        from: handle.downgrade(),
         read,
         decoder: FrameDecoder::new(CodecConfig {
             capabilities: negotiated.codec_config(&config.codec).capabilities,
@@ -401,16 +514,12 @@ where
         inbound: Box::new(inbound),
         idle_timeout: config.idle_timeout,
         read_buffer: config.read_buffer,
-        shared: shared.clone(),
+        shared: handle.shared.clone(),
     };
     let writer = tokio::spawn(writer.run());
     let reader = tokio::spawn(reader.run());
-    tokio::spawn(supervise(reader, writer, shared.clone(), closed_tx));
-
-    Ok(ConnectionHandle {
-        queue: queue_tx,
-        shared,
-    })
+    tokio::spawn(supervise(reader, writer, handle.shared.clone(), closed_tx));
+    Ok(handle)
 }
 
 /// Ends the connection when the first of its tasks ends, and tells everyone why.

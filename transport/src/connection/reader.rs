@@ -1,8 +1,8 @@
 //! The reader task: decodes what arrives and hands each envelope on without waiting.
 //!
 //! Nothing here awaits anything but the stream: envelopes go to the synchronous
-//! [`Inbound`] handler, replies to the writer through `try_send`, responses to their
-//! request slots. See the architecture invariant in the [parent module](super).
+//! [`Inbound`] handler, replies to the writer through the control lane, responses to
+//! their request slots. See the architecture invariant in the [parent module](super).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,18 +12,20 @@ use plexus_codec::{
     Decoded, EnvelopeKind, FrameDecoder, NetworkEnvelope, Outcome, Recipient, Skipped,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ConnectionError, Inbound, Shared};
+use super::control::ControlLane;
+use super::{ConnectionError, ConnectionRef, Inbound, Shared};
 use crate::RequestError;
 
 pub(super) struct Reader<R> {
     pub(super) read: R,
     pub(super) decoder: FrameDecoder,
     /// Replies of the reader itself, to the writer.
-    pub(super) control: mpsc::Sender<NetworkEnvelope>,
+    pub(super) control: ControlLane,
     pub(super) inbound: Box<dyn Inbound>,
+    /// This connection, weakly, for the inbound handler to answer on.
+    pub(super) from: ConnectionRef,
     pub(super) idle_timeout: Duration,
     pub(super) read_buffer: usize,
     pub(super) shared: Arc<Shared>,
@@ -91,10 +93,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             }
             EnvelopeKind::Response { .. } => {
                 if let Some(envelope) = self.shared.requests.resolve(envelope) {
-                    self.inbound.deliver(envelope);
+                    self.inbound.deliver_from(envelope, &self.from);
                 }
             }
-            _ => self.inbound.deliver(envelope),
+            _ => self.inbound.deliver_from(envelope, &self.from),
         }
     }
 
@@ -131,10 +133,6 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     fn reply(&self, envelope: NetworkEnvelope) {
-        if self.control.try_send(envelope).is_err() {
-            // Full: the peer sends faster than it reads. Closed: the writer is gone and
-            // the connection is ending anyway.
-            tracing::debug!(peer = %self.shared.peer.peer, "dropping a reply, writer is behind");
-        }
+        self.control.send(envelope);
     }
 }

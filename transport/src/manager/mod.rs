@@ -555,6 +555,10 @@ impl Inbound for SharedInbound {
         self.0.deliver(envelope);
     }
 
+    fn deliver_from(&self, envelope: NetworkEnvelope, from: &crate::ConnectionRef) {
+        self.0.deliver_from(envelope, from);
+    }
+
     fn skipped(&self, skipped: &Skipped) {
         self.0.skipped(skipped);
     }

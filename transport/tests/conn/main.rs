@@ -2,6 +2,7 @@
 //! and in-memory pipes. Modules are named after the promise they check.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod answer;
 mod disconnect;
 mod fifo;
 mod handshake;
@@ -107,4 +108,18 @@ fn fast_config(ping_interval_ms: u64, idle_timeout_ms: u64) -> ConnectionConfig 
         idle_timeout: Duration::from_millis(idle_timeout_ms),
         ..ConnectionConfig::default()
     }
+}
+
+/// Waits until `connection` reports closed, failing the test after 5 s.
+async fn eventually_closed(connection: &plexus_transport::ConnectionRef) {
+    within(
+        Duration::from_secs(5),
+        "the reference seeing the close",
+        async {
+            while !connection.is_closed() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        },
+    )
+    .await;
 }
