@@ -44,6 +44,7 @@ pub use connect_once::{ConnectError, ConnectOnce, ConnectOnceConfig, Phase};
 pub use connection::{
     ConnectionConfig, ConnectionConfigError, ConnectionError, ConnectionHandle, ConnectionRef,
     ConnectionStats, Inbound, SendError, TrySendError, spawn_connection,
+    spawn_connection_with_flow,
 };
 pub use dest::Dest;
 pub use flow::{

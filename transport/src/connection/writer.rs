@@ -48,7 +48,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     Some(envelope) => envelope,
                     None => break,
                 },
-                _ = ping.tick() => self.ping(),
+                _ = ping.tick() => {
+                    if let Some(flows) = &self.shared.send_flows {
+                        // Bounds the table to the flows in use; see `SendFlows::forget_idle`.
+                        flows.forget_idle();
+                    }
+                    self.ping()
+                }
             };
             let mut state = self.push(&first);
             while state == FrameState::Buffered {

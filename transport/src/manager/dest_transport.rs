@@ -16,7 +16,7 @@ use std::time::Duration;
 use plexus_codec::NetworkEnvelope;
 
 use super::TransportError;
-use crate::{ConnectionHandle, Dest, RequestError};
+use crate::{ConnectionHandle, Dest, RequestError, SendError};
 
 /// The connections to one [`Dest`], one per wire, and the send policy over them.
 ///
@@ -201,9 +201,15 @@ impl DestTransport {
         while let Some(slot) = self.pick(&envelope) {
             match slot.connection().send(envelope).await {
                 Ok(()) => return Ok(()),
+                Err(SendError::Flow { error, .. }) => {
+                    return Err(TransportError::Flow {
+                        dest: self.dest.clone(),
+                        source: error,
+                    });
+                }
                 Err(refused) => {
                     slot.mark_failed(&self.dest, &"send found the connection closed");
-                    envelope = refused.0;
+                    envelope = refused.into_envelope();
                 }
             }
         }

@@ -36,8 +36,9 @@ use tokio::task::AbortHandle;
 
 use crate::{
     ConnectError, ConnectOnce, ConnectOnceConfig, ConnectionConfig, ConnectionConfigError,
-    ConnectionHandle, Dest, HandshakeError, Hello, Inbound, RequestError, Wire, WireBuilder,
-    WireError, perform_handshake, spawn_connection,
+    ConnectionHandle, Dest, FlowConfig, FlowError, FlowTarget, HandshakeError, Hello, Inbound,
+    RequestError, Wire, WireBuilder, WireError, perform_handshake, spawn_connection,
+    spawn_connection_with_flow,
 };
 
 pub use dest_transport::DestTransport;
@@ -181,6 +182,16 @@ pub enum TransportError {
         /// The destination.
         dest: Dest,
     },
+    /// Flow control refused the envelope for good: the recipient is gone (the peer
+    /// closed its flow) or the envelope is larger than a window admits.
+    #[error("flow control to {dest} refused the envelope: {source}")]
+    Flow {
+        /// The destination.
+        dest: Dest,
+        /// Why.
+        #[source]
+        source: FlowError,
+    },
     /// The request got no reply.
     #[error("request to {dest} failed: {source}")]
     Request {
@@ -197,7 +208,9 @@ impl TransportError {
     pub fn dest(&self) -> &Dest {
         match self {
             TransportError::Connect(error) => error.dest(),
-            TransportError::NoHealthyWire { dest } | TransportError::Request { dest, .. } => dest,
+            TransportError::NoHealthyWire { dest }
+            | TransportError::Flow { dest, .. }
+            | TransportError::Request { dest, .. } => dest,
         }
     }
 }
@@ -260,6 +273,7 @@ struct Inner {
     hello: Hello,
     config: ManagerConfig,
     inbound: Arc<dyn Inbound>,
+    spawner: Spawner,
     table: ConnectOnce<Arc<DestTransport>, DialError>,
     events: Arc<Events>,
     /// This manager, weakly, for the transports it makes.
@@ -287,6 +301,51 @@ impl OutprocTransportManager {
         config: ManagerConfig,
         inbound: impl Inbound,
     ) -> Result<Self, ConnectionConfigError> {
+        let spawner: Spawner = Arc::new(|wire, negotiated, config, inbound| {
+            spawn_connection(wire, negotiated, config, inbound)
+        });
+        Self::build(Arc::new(builder), hello, config, Arc::new(inbound), spawner)
+    }
+
+    /// A manager like [`new`](Self::new) whose connections run flow control on their
+    /// receiving end (design 3.4): every hello announces `flow` as this side's window,
+    /// and the tells and requests peers send to local actors and groups go to `target`
+    /// through a per-connection [`FlowReceiver`](crate::FlowReceiver), which queues a
+    /// flow while its recipient is full and grants credit back as `target` takes them.
+    /// Everything else still goes to `inbound`.
+    ///
+    /// The sending end needs no setting: a send to a peer that announced a window spends
+    /// its credit first, waiting for it ([`send`](Self::send)); responses never wait.
+    ///
+    /// Fails like [`new`](Self::new), and when `flow` is out of its bounds.
+    pub fn with_flow_control<T: FlowTarget>(
+        builder: impl WireBuilder + 'static,
+        hello: Hello,
+        config: ManagerConfig,
+        inbound: impl Inbound,
+        flow: FlowConfig,
+        target: Arc<T>,
+    ) -> Result<Self, ConnectionConfigError> {
+        flow.validate()?;
+        let spawner: Spawner = Arc::new(move |wire, negotiated, config, inbound| {
+            spawn_connection_with_flow(wire, negotiated, config, inbound, Arc::clone(&target))
+        });
+        Self::build(
+            Arc::new(builder),
+            hello.with_flow(flow),
+            config,
+            Arc::new(inbound),
+            spawner,
+        )
+    }
+
+    fn build(
+        builder: Arc<dyn WireBuilder>,
+        hello: Hello,
+        config: ManagerConfig,
+        inbound: Arc<dyn Inbound>,
+        spawner: Spawner,
+    ) -> Result<Self, ConnectionConfigError> {
         config.connection.validate()?;
         if config.health_interval.is_zero() {
             return Err(ConnectionConfigError::Zero {
@@ -294,11 +353,12 @@ impl OutprocTransportManager {
             });
         }
         let inner = Arc::new_cyclic(|me| Inner {
-            builder: Arc::new(builder),
+            builder,
             hello,
             table: ConnectOnce::new(config.connect),
             config,
-            inbound: Arc::new(inbound),
+            inbound,
+            spawner,
             events: Arc::new(Events::new()),
             me: me.clone(),
         });
@@ -535,7 +595,7 @@ impl Inner {
                 }
             };
             let inbound = SharedInbound(Arc::clone(&self.inbound));
-            match spawn_connection(wire, negotiated, self.config.connection.clone(), inbound) {
+            match (self.spawner)(wire, negotiated, self.config.connection.clone(), inbound) {
                 Ok(connection) => connections.push(connection),
                 Err(error) => {
                     connections.iter().for_each(ConnectionHandle::close);
@@ -546,6 +606,19 @@ impl Inner {
         Ok(connections)
     }
 }
+
+/// Starts a connection over a wire after its handshake: plain, or with flow control over
+/// the manager's target.
+type Spawner = Arc<
+    dyn Fn(
+            Wire,
+            crate::Negotiated,
+            ConnectionConfig,
+            SharedInbound,
+        ) -> Result<ConnectionHandle, ConnectionConfigError>
+        + Send
+        + Sync,
+>;
 
 /// The manager's one [`Inbound`] shared by all its connections.
 struct SharedInbound(Arc<dyn Inbound>);

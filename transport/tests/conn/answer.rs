@@ -78,7 +78,7 @@ async fn a_request_is_answered_on_the_connection_it_came_from() {
     drop(b);
     within(Duration::from_secs(5), "the connection closing", a.closed()).await;
     crate::eventually_closed(&from).await;
-    assert!(matches!(from.send(num(1)).await, Err(SendError(_))));
+    assert!(matches!(from.send(num(1)).await, Err(SendError::Closed(_))));
     assert!(matches!(
         from.try_send(num(2)),
         Err(TrySendError::Closed(_))

@@ -5,6 +5,7 @@
 mod answer;
 mod disconnect;
 mod fifo;
+mod flow;
 mod handshake;
 mod liveness;
 mod skipped;
@@ -122,4 +123,15 @@ async fn eventually_closed(connection: &plexus_transport::ConnectionRef) {
         },
     )
     .await;
+}
+
+/// One frame holding one envelope body given as raw bytes (at most 255 of them).
+fn skipped_frame(envelope: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(envelope.len() + 6);
+    // Body: the flags byte, the envelope's one-byte length prefix and the envelope.
+    frame.extend_from_slice(&(envelope.len() as u32 + 2).to_le_bytes());
+    frame.push(0);
+    frame.push(envelope.len() as u8);
+    frame.extend_from_slice(envelope);
+    frame
 }
