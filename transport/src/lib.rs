@@ -42,8 +42,9 @@ pub mod wire;
 pub use backoff::{Backoff, BackoffConfig};
 pub use connect_once::{ConnectError, ConnectOnce, ConnectOnceConfig, Phase};
 pub use connection::{
-    ConnectionConfig, ConnectionConfigError, ConnectionError, ConnectionHandle, ConnectionStats,
-    Inbound, SendError, spawn_connection,
+    ConnectionConfig, ConnectionConfigError, ConnectionError, ConnectionHandle, ConnectionRef,
+    ConnectionStats, Inbound, SendError, TrySendError, spawn_connection,
+    spawn_connection_with_flow,
 };
 pub use dest::Dest;
 pub use flow::{
@@ -55,7 +56,7 @@ pub use handshake::{
     perform_handshake, prefer_connection,
 };
 pub use manager::{
-    DestTransport, DialError, ManagerConfig, OutprocTransportManager, TransportError,
+    DestEvent, DestTransport, DialError, ManagerConfig, OutprocTransportManager, TransportError,
 };
 pub use requests::RequestError;
 pub use wire::{

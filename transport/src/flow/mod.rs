@@ -98,7 +98,7 @@ use plexus_codec::{EnvelopeKind, Flow, NetworkEnvelope, Recipient};
 /// assert_eq!(config.update_threshold_messages(), 32);
 /// # Ok::<(), plexus_transport::FlowConfigError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlowConfig {
     /// How many envelopes one flow may have in flight (sent, not yet consumed and
     /// granted back). Default 256; must be non-zero. Together with the recipient's

@@ -36,6 +36,52 @@ pub trait FlowTarget: Send + Sync + 'static {
     /// The future is dropped unfinished when the runtime shuts down, so it must hold
     /// nothing that dropping loses (a reserved slot, for instance, is given back).
     fn wait_for_room(&self, recipient: &Recipient) -> impl Future<Output = Room> + Send;
+
+    /// Like [`try_deliver`](Self::try_deliver), told the connection the envelope came on,
+    /// so that a request can be answered on it. The connection's flow receiver calls this
+    /// one; the default forgets `from`. The same rules apply: it must not block.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value; boxing it would allocate on every refusal"
+    )]
+    fn try_deliver_from(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &crate::ConnectionRef,
+    ) -> Result<(), Refused> {
+        let _ = from;
+        self.try_deliver(envelope)
+    }
+
+    /// Told about an envelope that was admitted but cannot be delivered (its recipient is
+    /// gone), after its credit was released and, for a request, a `Failed` answer was
+    /// queued; report it to the undeliverable handler here. Must not block. The default
+    /// drops it.
+    fn undeliverable(&self, envelope: NetworkEnvelope, reason: &FlowError) {
+        let _ = (envelope, reason);
+    }
+}
+
+impl<T: FlowTarget> FlowTarget for Arc<T> {
+    fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
+        T::try_deliver(self, envelope)
+    }
+
+    fn wait_for_room(&self, recipient: &Recipient) -> impl Future<Output = Room> + Send {
+        T::wait_for_room(self, recipient)
+    }
+
+    fn try_deliver_from(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &crate::ConnectionRef,
+    ) -> Result<(), Refused> {
+        T::try_deliver_from(self, envelope, from)
+    }
+
+    fn undeliverable(&self, envelope: NetworkEnvelope, reason: &FlowError) {
+        T::undeliverable(self, envelope, reason);
+    }
 }
 
 /// Why [`FlowTarget::try_deliver`] did not take an envelope; the envelope is handed back.

@@ -14,7 +14,9 @@
 //!                         health checker); the next send dials again
 //! ```
 //!
-//! A wire whose connection ends is marked failed at once by its transport. A send that
+//! A wire whose connection ends is marked failed at once by its transport; when it was the
+//! last healthy one, the transport is removed at once and its loss published as a
+//! [`DestEvent::Lost`] (see [`OutprocTransportManager::subscribe`]). A send that
 //! finds every wire of its destination down removes the transport and dials again within
 //! the same call, so it fails within the connect timeout when the peer is gone, and
 //! reconnects when it is back. The health checker, every
@@ -29,15 +31,87 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plexus_codec::{NetworkEnvelope, Skipped};
+use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use crate::{
     ConnectError, ConnectOnce, ConnectOnceConfig, ConnectionConfig, ConnectionConfigError,
-    ConnectionHandle, Dest, HandshakeError, Hello, Inbound, RequestError, Wire, WireBuilder,
-    WireError, perform_handshake, spawn_connection,
+    ConnectionHandle, Dest, FlowConfig, FlowError, FlowTarget, HandshakeError, Hello, Inbound,
+    RequestError, Wire, WireBuilder, WireError, perform_handshake, spawn_connection,
+    spawn_connection_with_flow,
 };
 
 pub use dest_transport::DestTransport;
+use dest_transport::TransportOwner;
+
+/// How many destination events a subscriber may fall behind before it misses some (and
+/// its next `recv` reports `Lagged`). Events are rare: one per dial and one per loss.
+const EVENT_CAPACITY: usize = 1024;
+
+/// A change of a destination's state, published by an [`OutprocTransportManager`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DestEvent {
+    /// A dial of the destination succeeded; its transport is being stored.
+    Connected(Dest),
+    /// The destination's transport is gone: its last wire failed, or it was closed
+    /// (by [`OutprocTransportManager::close_transport`], by the health checker, or by a
+    /// send that found every wire down). The next send dials again.
+    Lost(Dest),
+}
+
+impl DestEvent {
+    /// The destination the event is about.
+    pub fn dest(&self) -> &Dest {
+        match self {
+            DestEvent::Connected(dest) | DestEvent::Lost(dest) => dest,
+        }
+    }
+}
+
+/// The senders of the manager's destination events.
+#[derive(Debug)]
+struct Events {
+    all: broadcast::Sender<DestEvent>,
+    lost: broadcast::Sender<Dest>,
+}
+
+impl Events {
+    fn new() -> Self {
+        Events {
+            all: broadcast::channel(EVENT_CAPACITY).0,
+            lost: broadcast::channel(EVENT_CAPACITY).0,
+        }
+    }
+
+    fn publish(&self, event: DestEvent) {
+        if let DestEvent::Lost(dest) = &event {
+            // No subscriber is not an error: nobody asked.
+            let _ = self.lost.send(dest.clone());
+        }
+        let _ = self.all.send(event);
+    }
+}
+
+/// What the manager's transports report to: it holds the manager weakly, so transports
+/// never keep it alive.
+struct Owner {
+    inner: std::sync::Weak<Inner>,
+    events: Arc<Events>,
+}
+
+impl TransportOwner for Owner {
+    fn all_wires_failed(&self, transport: &Arc<DestTransport>) {
+        match self.inner.upgrade() {
+            Some(inner) => inner.remove_if_current(transport.dest(), transport),
+            None => transport.close(),
+        }
+    }
+
+    fn lost(&self, dest: &Dest) {
+        self.events.publish(DestEvent::Lost(dest.clone()));
+    }
+}
 
 /// Settings of an [`OutprocTransportManager`].
 #[derive(Clone, Debug, PartialEq)]
@@ -108,6 +182,16 @@ pub enum TransportError {
         /// The destination.
         dest: Dest,
     },
+    /// Flow control refused the envelope for good: the recipient is gone (the peer
+    /// closed its flow) or the envelope is larger than a window admits.
+    #[error("flow control to {dest} refused the envelope: {source}")]
+    Flow {
+        /// The destination.
+        dest: Dest,
+        /// Why.
+        #[source]
+        source: FlowError,
+    },
     /// The request got no reply.
     #[error("request to {dest} failed: {source}")]
     Request {
@@ -124,7 +208,9 @@ impl TransportError {
     pub fn dest(&self) -> &Dest {
         match self {
             TransportError::Connect(error) => error.dest(),
-            TransportError::NoHealthyWire { dest } | TransportError::Request { dest, .. } => dest,
+            TransportError::NoHealthyWire { dest }
+            | TransportError::Flow { dest, .. }
+            | TransportError::Request { dest, .. } => dest,
         }
     }
 }
@@ -187,7 +273,11 @@ struct Inner {
     hello: Hello,
     config: ManagerConfig,
     inbound: Arc<dyn Inbound>,
+    spawner: Spawner,
     table: ConnectOnce<Arc<DestTransport>, DialError>,
+    events: Arc<Events>,
+    /// This manager, weakly, for the transports it makes.
+    me: std::sync::Weak<Inner>,
 }
 
 impl std::fmt::Debug for OutprocTransportManager {
@@ -211,18 +301,66 @@ impl OutprocTransportManager {
         config: ManagerConfig,
         inbound: impl Inbound,
     ) -> Result<Self, ConnectionConfigError> {
+        let spawner: Spawner = Arc::new(|wire, negotiated, config, inbound| {
+            spawn_connection(wire, negotiated, config, inbound)
+        });
+        Self::build(Arc::new(builder), hello, config, Arc::new(inbound), spawner)
+    }
+
+    /// A manager like [`new`](Self::new) whose connections run flow control on their
+    /// receiving end (design 3.4): every hello announces `flow` as this side's window,
+    /// and the tells and requests peers send to local actors and groups go to `target`
+    /// through a per-connection [`FlowReceiver`](crate::FlowReceiver), which queues a
+    /// flow while its recipient is full and grants credit back as `target` takes them.
+    /// Everything else still goes to `inbound`.
+    ///
+    /// The sending end needs no setting: a send to a peer that announced a window spends
+    /// its credit first, waiting for it ([`send`](Self::send)); responses never wait.
+    ///
+    /// Fails like [`new`](Self::new), and when `flow` is out of its bounds.
+    pub fn with_flow_control<T: FlowTarget>(
+        builder: impl WireBuilder + 'static,
+        hello: Hello,
+        config: ManagerConfig,
+        inbound: impl Inbound,
+        flow: FlowConfig,
+        target: Arc<T>,
+    ) -> Result<Self, ConnectionConfigError> {
+        flow.validate()?;
+        let spawner: Spawner = Arc::new(move |wire, negotiated, config, inbound| {
+            spawn_connection_with_flow(wire, negotiated, config, inbound, Arc::clone(&target))
+        });
+        Self::build(
+            Arc::new(builder),
+            hello.with_flow(flow),
+            config,
+            Arc::new(inbound),
+            spawner,
+        )
+    }
+
+    fn build(
+        builder: Arc<dyn WireBuilder>,
+        hello: Hello,
+        config: ManagerConfig,
+        inbound: Arc<dyn Inbound>,
+        spawner: Spawner,
+    ) -> Result<Self, ConnectionConfigError> {
         config.connection.validate()?;
         if config.health_interval.is_zero() {
             return Err(ConnectionConfigError::Zero {
                 field: "health_interval",
             });
         }
-        let inner = Arc::new(Inner {
-            builder: Arc::new(builder),
+        let inner = Arc::new_cyclic(|me| Inner {
+            builder,
             hello,
             table: ConnectOnce::new(config.connect),
             config,
-            inbound: Arc::new(inbound),
+            inbound,
+            spawner,
+            events: Arc::new(Events::new()),
+            me: me.clone(),
         });
         let health = health::spawn(&inner);
         Ok(OutprocTransportManager { inner, health })
@@ -266,6 +404,48 @@ impl OutprocTransportManager {
     ) -> Result<NetworkEnvelope, TransportError> {
         let transport = self.healthy_transport(dest).await?;
         transport.request(envelope, timeout).await
+    }
+
+    /// Subscribes to the destinations that are connected and lost from now on.
+    ///
+    /// A loss is published the moment it is known: when the last wire's connection ends
+    /// (a peer that dies is noticed by its closed socket, not by a timeout), when
+    /// [`close_transport`](Self::close_transport) closes it, and when the health checker
+    /// or a send removes a transport whose wires are all down. Each transport is
+    /// connected and lost once, so a destination's events alternate. A subscriber that
+    /// falls more than 1024 events behind misses the oldest (its `recv` says `Lagged`).
+    ///
+    /// ```
+    /// use plexus_core::{Location, ProcId};
+    /// use plexus_transport::{
+    ///     Dest, DestEvent, Hello, InprocNetwork, ManagerConfig, OutprocTransportManager,
+    /// };
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = OutprocTransportManager::new(
+    ///     InprocNetwork::new(),
+    ///     Hello::new(ProcId::new("local", 1), 1),
+    ///     ManagerConfig::default(),
+    ///     |_| {},
+    /// )?;
+    /// let mut events = manager.subscribe();
+    /// // Nothing listens at 7, so nothing connects and nothing is lost.
+    /// let dest = Dest::new(Location::Local(7));
+    /// assert!(manager.send(&dest, plexus_codec::NetworkEnvelope::control(
+    ///     plexus_codec::EnvelopeKind::Regular)).await.is_err());
+    /// assert!(events.try_recv().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> broadcast::Receiver<DestEvent> {
+        self.inner.events.all.subscribe()
+    }
+
+    /// Subscribes to the destinations lost from now on: the [`DestEvent::Lost`] events of
+    /// [`subscribe`](Self::subscribe) alone.
+    pub fn subscribe_lost(&self) -> broadcast::Receiver<Dest> {
+        self.inner.events.lost.subscribe()
     }
 
     /// The transport of `dest`, if it is connected. Never dials.
@@ -355,9 +535,21 @@ impl Inner {
                 let wires = inner.builder.connect(&dest).await?;
                 let connections = inner.open(wires).await?;
                 tracing::info!(%dest, wires = connections.len(), "destination connected");
-                Ok(Arc::new(DestTransport::new(dest, connections)))
+                Ok(inner.transport(dest, connections))
             })
             .await
+    }
+
+    /// Wraps the connections of a fresh dial into a transport that reports to this
+    /// manager, and publishes that `dest` is connected.
+    fn transport(&self, dest: Dest, connections: Vec<ConnectionHandle>) -> Arc<DestTransport> {
+        let owner: Arc<dyn TransportOwner> = Arc::new(Owner {
+            inner: self.me.clone(),
+            events: Arc::clone(&self.events),
+        });
+        let transport = DestTransport::new(dest.clone(), connections, Some(owner));
+        self.events.publish(DestEvent::Connected(dest));
+        transport
     }
 
     /// Removes `transport` from the table if it is still the one stored for `dest`, and
@@ -403,7 +595,7 @@ impl Inner {
                 }
             };
             let inbound = SharedInbound(Arc::clone(&self.inbound));
-            match spawn_connection(wire, negotiated, self.config.connection.clone(), inbound) {
+            match (self.spawner)(wire, negotiated, self.config.connection.clone(), inbound) {
                 Ok(connection) => connections.push(connection),
                 Err(error) => {
                     connections.iter().for_each(ConnectionHandle::close);
@@ -415,12 +607,29 @@ impl Inner {
     }
 }
 
+/// Starts a connection over a wire after its handshake: plain, or with flow control over
+/// the manager's target.
+type Spawner = Arc<
+    dyn Fn(
+            Wire,
+            crate::Negotiated,
+            ConnectionConfig,
+            SharedInbound,
+        ) -> Result<ConnectionHandle, ConnectionConfigError>
+        + Send
+        + Sync,
+>;
+
 /// The manager's one [`Inbound`] shared by all its connections.
 struct SharedInbound(Arc<dyn Inbound>);
 
 impl Inbound for SharedInbound {
     fn deliver(&self, envelope: NetworkEnvelope) {
         self.0.deliver(envelope);
+    }
+
+    fn deliver_from(&self, envelope: NetworkEnvelope, from: &crate::ConnectionRef) {
+        self.0.deliver_from(envelope, from);
     }
 
     fn skipped(&self, skipped: &Skipped) {

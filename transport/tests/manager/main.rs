@@ -5,7 +5,9 @@
 
 mod connect_once;
 mod disconnect;
+mod events;
 mod health;
+mod slow_fast;
 mod table;
 
 use std::future::Future;
