@@ -12,13 +12,13 @@ use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
 use plexus_core::{Location, Proc, ProcId, RemoteAskError};
 use plexus_transport::{Hello, OutprocTransportManager};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::config::GatewayConfig;
 use crate::egress::{NetworkEgress, flush_queues, header_of};
 use crate::error::{AttachError, GatewayError, PostError, RemoteRequestError};
 use crate::ingress::Ingress;
-use crate::link::{Link, reply_on};
+use crate::link::{Link, ReplyPath, reply_on};
 use crate::location::{LocationStack, LocationToken};
 use crate::protocol;
 use crate::wires::SchemeWireBuilder;
@@ -495,25 +495,38 @@ fn network_egress(
 }
 
 /// What peers send on connections this gateway dialed, other than responses to its
-/// requests: tells are posted; requests cannot be answered (the manager does not say
-/// which connection they came on), so they are logged and dropped, and peers send
-/// requests on connections they dial themselves.
+/// requests: tells are posted, requests answered on the connection they came on.
 struct ManagerInbound {
     gateway: Weak<Inner>,
 }
 
 impl plexus_transport::Inbound for ManagerInbound {
     fn deliver(&self, envelope: NetworkEnvelope) {
+        // The reader calls `deliver_from`; this path has no connection to answer on.
+        match envelope.kind {
+            EnvelopeKind::Regular => {
+                if let Some(inner) = self.gateway.upgrade() {
+                    inner.receive_tell(envelope);
+                }
+            }
+            _ => tracing::warn!(kind = %envelope.kind, "envelope without its connection dropped"),
+        }
+    }
+
+    fn deliver_from(&self, envelope: NetworkEnvelope, from: &plexus_transport::ConnectionRef) {
         let Some(inner) = self.gateway.upgrade() else {
             return;
         };
         match envelope.kind {
             EnvelopeKind::Regular => inner.receive_tell(envelope),
+            EnvelopeKind::Request { id } if !protocol::is_for_gateway(&envelope) => {
+                inner.receive_request(envelope, id, &ReplyPath::Connection(from.clone()));
+            }
             _ => {
-                tracing::warn!(
+                tracing::debug!(
                     kind = %envelope.kind,
                     recipient = %envelope.recipient,
-                    "envelope on a dialed connection cannot be answered, dropped"
+                    "unexpected envelope on a dialed connection, dropped"
                 );
             }
         }
@@ -704,7 +717,7 @@ impl Inner {
         self: &Arc<Self>,
         envelope: NetworkEnvelope,
         id: u64,
-        replies: &mpsc::UnboundedSender<NetworkEnvelope>,
+        replies: &ReplyPath,
     ) {
         let reply = reply_on(replies, &envelope, id);
         let Recipient::Actor(actor) = &envelope.recipient else {

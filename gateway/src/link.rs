@@ -13,12 +13,12 @@ use std::sync::{Arc, OnceLock, Weak};
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
 use plexus_core::{ProcId, RemoteAskError, RemoteReply};
 use plexus_transport::{
-    ConnectionConfig, ConnectionConfigError, ConnectionHandle, Inbound, Negotiated, Wire,
-    spawn_connection,
+    ConnectionConfig, ConnectionConfigError, ConnectionHandle, ConnectionRef, Inbound, Negotiated,
+    SendError, TrySendError, Wire, spawn_connection,
 };
 use tokio::sync::mpsc;
 
-use crate::egress::{Bounce, Outgoing, header_of};
+use crate::egress::{Bounce, Outgoing};
 use crate::error::PostError;
 use crate::gateway::Inner;
 use crate::protocol;
@@ -45,7 +45,7 @@ impl Link {
         let slot = Arc::new(OnceLock::new());
         let inbound = LinkInbound {
             gateway: gateway.clone(),
-            replies,
+            replies: ReplyPath::Queue(replies),
             link: Arc::clone(&slot),
             accepts_proxies,
         };
@@ -112,13 +112,13 @@ async fn send_loop(
             }
             Outgoing::Envelope(envelope) => {
                 if let Err(refused) = connection.send(envelope).await {
-                    bounce(
-                        header_of(&refused.0),
-                        PostError::BrokenLink {
-                            recipient: refused.0.recipient,
-                        },
-                    );
-                    break;
+                    let closed = matches!(refused, SendError::Closed(_));
+                    let envelope = refused.into_envelope();
+                    let recipient = envelope.recipient.clone();
+                    bounce(envelope, PostError::BrokenLink { recipient });
+                    if closed {
+                        break;
+                    }
                 }
             }
         }
@@ -136,7 +136,7 @@ async fn send_loop(
 /// The connection reader's handler of a link. Never waits.
 struct LinkInbound {
     gateway: Weak<Inner>,
-    replies: mpsc::UnboundedSender<NetworkEnvelope>,
+    replies: ReplyPath,
     link: Arc<OnceLock<Weak<Link>>>,
     accepts_proxies: bool,
 }
@@ -197,12 +197,43 @@ impl LinkInbound {
     }
 }
 
-/// A reply callback that answers request `id` of `request` on this link.
-pub(crate) fn reply_on(
-    replies: &mpsc::UnboundedSender<NetworkEnvelope>,
-    request: &NetworkEnvelope,
-    id: u64,
-) -> RemoteReply {
+/// Where the answers to requests that came on one connection go back.
+#[derive(Clone)]
+pub(crate) enum ReplyPath {
+    /// The reply queue of a link, drained by its sending task.
+    Queue(mpsc::UnboundedSender<NetworkEnvelope>),
+    /// A connection of the transport manager, answered directly.
+    Connection(ConnectionRef),
+}
+
+impl ReplyPath {
+    fn send(&self, response: NetworkEnvelope) {
+        match self {
+            ReplyPath::Queue(queue) => {
+                if queue.send(response).is_err() {
+                    tracing::debug!("connection gone, reply dropped");
+                }
+            }
+            ReplyPath::Connection(connection) => match connection.try_send(response) {
+                Ok(()) => {}
+                Err(TrySendError::Full(response)) => {
+                    // The writer is behind; a reply must not be lost for that, and the
+                    // caller must not wait, so a task waits for room.
+                    let connection = connection.clone();
+                    tokio::spawn(async move {
+                        if connection.send(response).await.is_err() {
+                            tracing::debug!("connection gone, reply dropped");
+                        }
+                    });
+                }
+                Err(error) => tracing::debug!(%error, "reply not sent"),
+            },
+        }
+    }
+}
+
+/// A reply callback that answers request `id` of `request` on `replies`.
+pub(crate) fn reply_on(replies: &ReplyPath, request: &NetworkEnvelope, id: u64) -> RemoteReply {
     let replies = replies.clone();
     let responder = match &request.recipient {
         Recipient::Actor(actor) => Some(actor.clone()),
@@ -211,9 +242,8 @@ pub(crate) fn reply_on(
     let requester = request.sender.clone();
     let trace_id = request.trace_id;
     Box::new(move |outcome| {
-        let response = protocol::response(id, responder, requester, trace_id, outcome);
-        if replies.send(response).is_err() {
-            tracing::debug!(id, "connection gone, reply dropped");
-        }
+        replies.send(protocol::response(
+            id, responder, requester, trace_id, outcome,
+        ));
     })
 }
