@@ -150,11 +150,18 @@ pub enum StopReason {
         /// The child's last stop reason.
         reason: Box<StopReason>,
     },
+    /// The connection to a remote actor's proc was lost: a remote watch or link fires with
+    /// this reason, since the actor can no longer be observed (it may still run).
+    Disconnected,
+    /// A remote watch or link reached a proc with no such actor (it never existed there or
+    /// it had already stopped).
+    NotFound,
 }
 
 impl StopReason {
     /// Whether this reason is a failure: a panic, a start failure, a failed link, an
-    /// escalation or [`StopReason::Failed`]. Transient children restart only on these.
+    /// escalation, [`StopReason::Failed`], or a remote actor lost or not found (so a link
+    /// across processes fails like a crash). Transient children restart only on these.
     pub fn is_abnormal(&self) -> bool {
         matches!(
             self,
@@ -163,6 +170,8 @@ impl StopReason {
                 | StopReason::StartFailed(_)
                 | StopReason::LinkDied { .. }
                 | StopReason::Escalated { .. }
+                | StopReason::Disconnected
+                | StopReason::NotFound
         )
     }
 }
@@ -181,6 +190,8 @@ impl fmt::Display for StopReason {
             StopReason::Escalated { child, reason } => {
                 write!(f, "gave up supervising {child}, which {reason}")
             }
+            StopReason::Disconnected => f.write_str("lost: its proc is disconnected"),
+            StopReason::NotFound => f.write_str("not found in its proc"),
         }
     }
 }

@@ -40,7 +40,19 @@ pub(crate) struct Cell<A: crate::actor::Actor> {
 pub(crate) trait ErasedCell: Send + Sync + 'static {
     fn core(&self) -> &CellCore;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-    /// Delivers a link notification through the mailbox, after everything queued before.
+    /// The same cell as a watcher (no trait upcasting on the minimum supported Rust).
+    fn as_watcher(self: Arc<Self>) -> Arc<dyn Watcher>;
+    /// Stops the actor once it has handled everything already queued.
+    fn stop_gracefully(&self);
+}
+
+/// Someone to tell of an actor's final stop: a local actor (through its mailbox) or a
+/// watcher in another proc (through the route).
+pub(crate) trait Watcher: Send + Sync + 'static {
+    /// The watching actor.
+    fn watcher_id(&self) -> &ActorId;
+    /// Delivers a link notification; for a local actor through the mailbox, after
+    /// everything queued before. False when it can no longer be delivered.
     fn deliver_link_died(&self, died: crate::actor::LinkDied) -> bool;
 }
 
@@ -51,6 +63,20 @@ impl<A: crate::actor::Actor> ErasedCell for Cell<A> {
 
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+
+    fn as_watcher(self: Arc<Self>) -> Arc<dyn Watcher> {
+        self
+    }
+
+    fn stop_gracefully(&self) {
+        Cell::stop_gracefully(self);
+    }
+}
+
+impl<A: crate::actor::Actor> Watcher for Cell<A> {
+    fn watcher_id(&self) -> &ActorId {
+        &self.core.id
     }
 
     fn deliver_link_died(&self, died: crate::actor::LinkDied) -> bool {

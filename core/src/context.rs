@@ -8,18 +8,22 @@ use futures::{Stream, StreamExt};
 use tokio::task::AbortHandle;
 
 use crate::actor::{Actor, Handler, LinkDied, LinkKind, StopReason};
-use crate::actor_ref::ActorRef;
-use crate::cell::ErasedCell;
+use crate::actor_ref::{ActorRef, Target};
+use crate::cell::{Cell, ErasedCell, Watcher};
 use crate::error::SpawnError;
 use crate::id::ActorId;
 use crate::observer::ActorProbe;
 use crate::proc::{ParentLink, Proc};
+use crate::remote::system::{self, RemoteWatcher};
+use crate::remote::watch::WatchNotify;
 use crate::signal::Signal;
 use crate::supervision::{ChildSpec, Supervision, Supervisor};
 
 /// The context of a running actor, passed to every hook and handler.
 pub struct Context<A: Actor> {
     pub(crate) myself: ActorRef<A>,
+    /// The same actor's cell: the run loop and the watch machinery need the local side.
+    pub(crate) cell: Arc<Cell<A>>,
     pub(crate) proc: Proc,
     /// Set by `stop`/`fail`; boxed because it is rare and a reason is several words.
     pub(crate) stop: Option<Box<StopReason>>,
@@ -35,7 +39,7 @@ pub struct Context<A: Actor> {
 #[derive(Default)]
 pub(crate) struct Relations {
     pub(crate) supervisor: Supervisor,
-    pub(crate) watchers: Vec<(Arc<dyn ErasedCell>, LinkKind)>,
+    pub(crate) watchers: Vec<(Arc<dyn Watcher>, LinkKind)>,
     pub(crate) tasks: Vec<AbortHandle>,
 }
 
@@ -46,10 +50,10 @@ impl<A: Actor> Context<A> {
 
     /// Records someone to notify of this actor's final stop. The probe hears of the link
     /// from this side too, so a monitor sees a two-way link on both actors.
-    pub(crate) fn add_watcher(&mut self, watcher: Arc<dyn ErasedCell>, kind: LinkKind) {
+    pub(crate) fn add_watcher(&mut self, watcher: Arc<dyn Watcher>, kind: LinkKind) {
         if kind == LinkKind::Link {
             if let Some(probe) = &self.probe {
-                probe.linked(&watcher.core().id, kind);
+                probe.linked(watcher.watcher_id(), kind);
             }
         }
         self.relations().watchers.push((watcher, kind));
@@ -91,7 +95,7 @@ impl<A: Actor> Context<A> {
     /// The child stops before this actor does (also before a restart of this actor), and
     /// its restarts keep its id and refs.
     pub fn spawn_child<C: Actor>(&mut self, spec: ChildSpec<C>) -> Result<ActorRef<C>, SpawnError> {
-        let parent: Arc<dyn ErasedCell> = self.myself.cell.clone();
+        let parent: Arc<dyn ErasedCell> = self.cell.clone();
         let restart = spec.restart;
         let mailbox = spec.mailbox.unwrap_or(self.proc.default_mailbox());
         let child = self.proc.spawn_actor(
@@ -107,8 +111,8 @@ impl<A: Actor> Context<A> {
         )?;
         self.relations()
             .supervisor
-            .add(child.id().clone(), child.cell.clone(), restart);
-        Ok(child)
+            .add(child.core.id.clone(), child.clone(), restart);
+        Ok(ActorRef::local(child))
     }
 
     /// The ids of this actor's live supervised children, in start order.
@@ -121,15 +125,29 @@ impl<A: Actor> Context<A> {
     /// Links this actor with `other`: each learns of the other's final stop through
     /// [`Actor::on_link_died`]. By default an abnormal stop of a link stops this actor too.
     /// If `other` has already stopped, the notification arrives at once.
+    ///
+    /// With a remote `other`, the link also fires with [`StopReason::Disconnected`] when
+    /// the connection to its proc is lost, on both sides, and with
+    /// [`StopReason::NotFound`] when its proc has no such actor.
     pub fn link<B: Actor>(&mut self, other: &ActorRef<B>) {
         self.register_with(other, LinkKind::Link);
-        self.relations()
-            .watchers
-            .push((other.cell.clone(), LinkKind::Link));
+        let back: Arc<dyn Watcher> = match &other.target {
+            Target::Local(cell) => cell.clone(),
+            Target::Remote(remote) => Arc::new(RemoteWatcher {
+                proc: Arc::downgrade(&self.proc.inner),
+                watcher: remote.addr.clone(),
+                watch_id: None,
+            }),
+        };
+        self.relations().watchers.push((back, LinkKind::Link));
     }
 
     /// Watches `other`: this actor learns of its final stop, exactly once, through
     /// [`Actor::on_link_died`]; `other` is not affected by this actor's stop.
+    ///
+    /// With a remote `other`, the watch also fires with [`StopReason::Disconnected`] when
+    /// the connection to its proc is lost, and with [`StopReason::NotFound`] when its
+    /// proc has no such actor; still exactly once.
     pub fn watch<B: Actor>(&mut self, other: &ActorRef<B>) {
         self.register_with(other, LinkKind::Watch);
     }
@@ -138,24 +156,38 @@ impl<A: Actor> Context<A> {
         if let Some(probe) = &self.probe {
             probe.linked(other.id(), kind);
         }
-        let watcher: Arc<dyn ErasedCell> = self.myself.cell.clone();
+        let other = match &other.target {
+            Target::Local(cell) => cell,
+            Target::Remote(remote) => {
+                let watcher: Arc<dyn Watcher> = self.cell.clone();
+                system::watch(
+                    &self.proc,
+                    remote.addr.clone(),
+                    kind,
+                    WatchNotify::Actor(watcher),
+                    Some(self.id().clone()),
+                )
+                .keep();
+                return;
+            }
+        };
+        let watcher: Arc<dyn Watcher> = self.cell.clone();
         let signal = Signal::Watch { watcher, kind };
-        if other.cell.core.signal(signal).is_err() {
+        if other.core.signal(signal).is_err() {
             // Its signal queue closes only after its reason is set, so a refused
             // registration always finds the reason: the notification is never lost.
             let reason = other
-                .cell
                 .core
                 .exit
                 .reason()
                 .cloned()
                 .unwrap_or(StopReason::Stopped);
             let died = LinkDied {
-                id: other.id().clone(),
+                id: other.core.id.clone(),
                 reason,
                 kind,
             };
-            let _ = ErasedCell::deliver_link_died(&*self.myself.cell, died);
+            let _ = Watcher::deliver_link_died(&*self.cell, died);
         }
     }
 

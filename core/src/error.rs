@@ -38,6 +38,40 @@ pub enum TellError {
         /// The recipient.
         recipient: ActorId,
     },
+    /// The recipient is remote, and its actor type does not register this message type
+    /// as a remote message (see [`RemoteActor`](crate::RemoteActor)).
+    #[error("{message_type} is not a remote message of actor {recipient}")]
+    NotRemote {
+        /// The recipient.
+        recipient: ActorId,
+        /// The Rust type name of the message.
+        message_type: &'static str,
+    },
+    /// The recipient is remote and its proc cannot be reached (no route, unknown proc,
+    /// gateway gone).
+    #[error("no route to actor {recipient}: {reason}")]
+    Unroutable {
+        /// The recipient.
+        recipient: ActorId,
+        /// What the route said.
+        reason: String,
+    },
+    /// The recipient is remote and the connection to its proc is lost.
+    #[error("the connection to actor {recipient} is lost")]
+    Disconnected {
+        /// The recipient.
+        recipient: ActorId,
+    },
+    /// The message could not be encoded for the network.
+    #[error("cannot encode {message_type} for actor {recipient}: {reason}")]
+    Encode {
+        /// The recipient.
+        recipient: ActorId,
+        /// The Rust type name of the message.
+        message_type: &'static str,
+        /// What the encoder said.
+        reason: String,
+    },
 }
 
 /// A `try_tell` was refused.
@@ -58,6 +92,10 @@ pub enum TryTellError<M> {
         /// The recipient.
         recipient: ActorId,
     },
+    /// Any other failure of a remote send (see [`TellError`]); the message went to the
+    /// proc's undeliverable handler.
+    #[error(transparent)]
+    Remote(TellError),
 }
 
 impl<M> TryTellError<M> {
@@ -65,7 +103,7 @@ impl<M> TryTellError<M> {
     pub fn into_message(self) -> Option<M> {
         match self {
             TryTellError::Full { message, .. } => Some(message),
-            TryTellError::Closed { .. } => None,
+            TryTellError::Closed { .. } | TryTellError::Remote(_) => None,
         }
     }
 }
@@ -82,6 +120,7 @@ impl<M> fmt::Debug for TryTellError<M> {
                 .debug_struct("Closed")
                 .field("recipient", recipient)
                 .finish(),
+            TryTellError::Remote(error) => f.debug_tuple("Remote").field(error).finish(),
         }
     }
 }
@@ -112,6 +151,66 @@ pub enum AskError {
         /// The panic message.
         message: String,
     },
+    /// The recipient's proc has no live actor of that name.
+    #[error("no actor {recipient} in its proc")]
+    NotFound {
+        /// The recipient.
+        recipient: ActorId,
+    },
+    /// The recipient exists but accepts no remote messages.
+    #[error("actor {recipient} is not exposed to remote messages")]
+    NotExposed {
+        /// The recipient.
+        recipient: ActorId,
+    },
+    /// The recipient is remote, and its actor type does not register this message type
+    /// as a remote ask (see [`RemoteActor`](crate::RemoteActor)).
+    #[error("{message_type} is not a remote ask of actor {recipient}")]
+    NotRemote {
+        /// The recipient.
+        recipient: ActorId,
+        /// The Rust type name of the message.
+        message_type: &'static str,
+    },
+    /// The remote actor has no ask handler under the message's wire name (the two sides
+    /// disagree on the actor's remote messages).
+    #[error("actor {recipient} has no remote ask handler for `{message}`")]
+    Unhandled {
+        /// The recipient.
+        recipient: ActorId,
+        /// The wire name.
+        message: String,
+    },
+    /// The recipient's proc cannot be reached (no route, unknown proc, gateway gone).
+    #[error("no route to actor {recipient}: {reason}")]
+    Unroutable {
+        /// The recipient.
+        recipient: ActorId,
+        /// What the route said.
+        reason: String,
+    },
+    /// The connection to the recipient's proc was lost before the reply came.
+    #[error("the connection to actor {recipient} was lost before the reply came")]
+    Disconnected {
+        /// The recipient.
+        recipient: ActorId,
+    },
+    /// The request or its reply could not be decoded.
+    #[error("cannot decode the request to or the reply of actor {recipient}: {reason}")]
+    Decode {
+        /// The recipient.
+        recipient: ActorId,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The request or its reply could not be encoded.
+    #[error("cannot encode the request to or the reply of actor {recipient}: {reason}")]
+    Encode {
+        /// The recipient.
+        recipient: ActorId,
+        /// What the encoder said.
+        reason: String,
+    },
 }
 
 /// Why a message could not be delivered.
@@ -124,6 +223,9 @@ pub enum UndeliverableReason {
     /// The message was queued, but the recipient stopped before handling it.
     #[error("the recipient stopped ({0}) before handling it")]
     StoppedBeforeHandling(StopReason),
+    /// The recipient is remote and the message could not be sent to it.
+    #[error("the remote send failed: {0}")]
+    RemoteSendFailed(TellError),
 }
 
 /// A tell that could not be delivered, handed to the proc's undeliverable handler.

@@ -73,5 +73,8 @@ pub use id::{ActorId, Location, ParseError, ProcAddr, ProcId};
 pub use mailbox::{DEFAULT_MAILBOX_CAPACITY, Mailbox, MailboxGauge};
 pub use observer::{ActorInfo, ActorProbe, ActorStatus, Observer};
 pub use proc::{Proc, ProcBuilder};
-pub use remote::RemoteMessage;
+pub use remote::{
+    Outbound, RemoteActor, RemoteAddr, RemoteMessage, RemoteRoute, RouteError, SYSTEM_PREFIX,
+    UNBOUNDED_ASK,
+};
 pub use supervision::{ChildSpec, Restart, Strategy, Supervision};

@@ -2,8 +2,8 @@
 //! default mailbox, the undeliverable handler and the observer.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 use tokio::sync::mpsc;
@@ -19,7 +19,8 @@ use crate::error::{SpawnError, Undeliverable, UndeliverableReason};
 use crate::id::{ActorId, ProcId};
 use crate::mailbox::{Admission, Mailbox, MailboxGauge};
 use crate::observer::{ActorInfo, CURRENT_PROBE, Observer};
-use crate::runner::Runner;
+use crate::remote::{RemoteRoute, RemoteWatches};
+use crate::runner::{CURRENT_ACTOR, Runner};
 use crate::signal::SignalQueue;
 use crate::signal::StopRequest;
 use crate::supervision::{Factory, Restart};
@@ -47,7 +48,7 @@ type UndeliverableHandler = Box<dyn Fn(Undeliverable) + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct Proc {
-    inner: Arc<ProcInner>,
+    pub(crate) inner: Arc<ProcInner>,
 }
 
 pub(crate) struct ProcInner {
@@ -62,6 +63,10 @@ pub(crate) struct ProcInner {
     undeliverable_count: AtomicU64,
     observer: Option<Arc<dyn Observer>>,
     shut_down: AtomicBool,
+    /// The way out to other procs, installed by a gateway; see `remote`.
+    pub(crate) route: RwLock<Option<Arc<dyn RemoteRoute>>>,
+    /// Remote watches and links of this proc's actors, waiting for their notice.
+    pub(crate) watches: RemoteWatches,
 }
 
 impl fmt::Debug for Proc {
@@ -115,13 +120,14 @@ impl Proc {
         mailbox: Mailbox,
     ) -> Result<ActorRef<A>, SpawnError> {
         self.spawn_actor(name, actor, None, mailbox, None)
+            .map(ActorRef::local)
     }
 
     /// The live actor of type `A` registered under `name`, if any.
     pub fn lookup<A: Actor>(&self, name: &str) -> Option<ActorRef<A>> {
         let cell = self.inner.registry.get(name)?.value().clone();
         let cell = cell.as_any().downcast::<Cell<A>>().ok()?;
-        (!cell.core.exit.is_finished()).then_some(ActorRef { cell })
+        (!cell.core.exit.is_finished()).then_some(ActorRef::local(cell))
     }
 
     /// The ids of every live actor, in no particular order.
@@ -164,7 +170,7 @@ impl Proc {
         factory: Factory<A>,
         mailbox: Mailbox,
         parent: Option<ParentLink>,
-    ) -> Result<ActorRef<A>, SpawnError> {
+    ) -> Result<Arc<Cell<A>>, SpawnError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| SpawnError::NoRuntime)?;
         if self.inner.shut_down.load(Ordering::Acquire) {
             return Err(SpawnError::ProcShutDown {
@@ -197,14 +203,14 @@ impl Proc {
                 slot.insert(cell.clone());
             }
         }
-        let myself = ActorRef { cell };
+        let myself = ActorRef::local(cell.clone());
         let probe = self.inner.observer.as_ref().and_then(|observer| {
             observer.actor_spawned(&ActorInfo {
                 id: myself.id().clone(),
                 actor_type: std::any::type_name::<A>(),
                 parent: parent.as_ref().map(|parent| parent.cell.core().id.clone()),
                 mailbox,
-                gauge: MailboxGauge(myself.cell.clone()),
+                gauge: MailboxGauge(cell.clone()),
                 restart: parent.as_ref().map(|parent| parent.restart),
             })
         });
@@ -214,6 +220,7 @@ impl Proc {
             rx,
             ctx: Context {
                 myself: myself.clone(),
+                cell: cell.clone(),
                 proc: self.clone(),
                 stop: None,
                 supervision: Supervision::default(),
@@ -230,11 +237,13 @@ impl Proc {
                 parent.cell
             }),
         });
+        // The actor's id rides with its task, so remote sends from it name their sender.
+        let run = CURRENT_ACTOR.scope(myself.id().clone(), runner.run(actor));
         match probe {
-            None => drop(runtime.spawn(runner.run(actor))),
-            Some(probe) => drop(runtime.spawn(CURRENT_PROBE.scope(probe, runner.run(actor)))),
+            None => drop(runtime.spawn(run)),
+            Some(probe) => drop(runtime.spawn(CURRENT_PROBE.scope(probe, run))),
         }
-        Ok(myself)
+        Ok(cell)
     }
 
     /// The remote handler tables of exposed actors.
@@ -242,6 +251,14 @@ impl Proc {
         &self,
     ) -> &DashMap<Arc<str>, Arc<dyn Exposure>, foldhash::fast::RandomState> {
         &self.inner.exposures
+    }
+
+    /// The cell registered under `name`, of any type, live or stopping.
+    pub(crate) fn registry_cell(&self, name: &str) -> Option<Arc<dyn ErasedCell>> {
+        self.inner
+            .registry
+            .get(name)
+            .map(|entry| entry.value().clone())
     }
 
     /// Whether a live actor of any type is registered under `name`.
@@ -271,7 +288,7 @@ pub(crate) struct ParentLink {
 }
 
 impl ProcInner {
-    fn undeliverable(&self, undeliverable: Undeliverable) {
+    pub(crate) fn undeliverable(&self, undeliverable: Undeliverable) {
         self.undeliverable_count.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             recipient = %undeliverable.recipient,
@@ -375,6 +392,8 @@ impl ProcBuilder {
                 undeliverable_count: AtomicU64::new(0),
                 observer: self.observer,
                 shut_down: AtomicBool::new(false),
+                route: RwLock::new(None),
+                watches: RemoteWatches::default(),
             }),
         }
     }

@@ -24,9 +24,20 @@ use crate::cell::ErasedCell;
 use crate::context::Context;
 use crate::envelope::Item;
 use crate::error::UndeliverableReason;
+use crate::id::ActorId;
 use crate::observer::ActorStatus;
 use crate::signal::{ChildExit, Decision, Signal};
 use crate::supervision::{Factory, Verdict};
+
+tokio::task_local! {
+    /// The id of the actor whose task is running: the sender of its remote messages.
+    pub(crate) static CURRENT_ACTOR: ActorId;
+}
+
+/// The actor whose task is running, if any.
+pub(crate) fn current_actor() -> Option<ActorId> {
+    CURRENT_ACTOR.try_with(ActorId::clone).ok()
+}
 
 /// Everything the actor's task owns besides the actor value.
 pub(crate) struct Runner<A: Actor> {
@@ -191,8 +202,8 @@ impl<A: Actor> Runner<A> {
     }
 
     async fn next_event(&mut self) -> Event<A> {
-        let signals = &self.ctx.myself.cell.core.signals;
-        let admission = &self.ctx.myself.cell.core.admission;
+        let signals = &self.ctx.cell.core.signals;
+        let admission = &self.ctx.cell.core.admission;
         let rx = &mut self.rx;
         poll_fn(|cx| {
             if let Some(signal) = signals.take() {
@@ -295,7 +306,7 @@ impl<A: Actor> Runner<A> {
         if parent.core().signal(report).is_err() {
             return Decision::Stop;
         }
-        let cell = self.ctx.myself.cell.clone();
+        let cell = self.ctx.cell.clone();
         let signals = &cell.core.signals;
         loop {
             let signal = poll_fn(|cx| match signals.take() {
@@ -320,7 +331,7 @@ impl<A: Actor> Runner<A> {
     /// The final stop: after this, nothing reaches the actor and everyone who asked to know
     /// has been told, exactly once.
     fn finalize(&mut self, reason: StopReason) {
-        let core = &self.ctx.myself.cell.core;
+        let core = &self.ctx.cell.core;
         // The reason goes first: a watch refused by the closed queue below reads it.
         core.exit.set_reason(reason.clone());
         for signal in core.signals.close() {
@@ -367,7 +378,7 @@ impl<A: Actor> Runner<A> {
             }));
             let _ = parent.core().signal(report);
         }
-        self.ctx.proc.unregister(&core.id, &self.ctx.myself.cell);
+        self.ctx.proc.unregister(&core.id, &self.ctx.cell);
         if let Some(probe) = &self.ctx.probe {
             probe.stopped(&reason);
             probe.status(ActorStatus::Stopped);
@@ -387,7 +398,7 @@ impl<A: Actor> Drop for Runner<A> {
     /// still close the mailbox, answer pending asks, report queued tells and notify
     /// watchers, so nobody waits forever on an actor that no longer runs.
     fn drop(&mut self) {
-        if !self.ctx.myself.cell.core.exit.is_finished() {
+        if !self.ctx.cell.core.exit.is_finished() {
             self.finalize(StopReason::Shutdown);
         }
     }

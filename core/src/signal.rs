@@ -15,7 +15,7 @@ use std::task::Context as TaskContext;
 use futures::task::AtomicWaker;
 
 use crate::actor::{LinkKind, StopReason};
-use crate::cell::ErasedCell;
+use crate::cell::Watcher;
 use crate::id::ActorId;
 
 /// A signal to an actor, handled between messages.
@@ -26,7 +26,7 @@ pub(crate) enum Signal {
     Restart,
     /// Someone wants to learn of this actor's final stop.
     Watch {
-        watcher: Arc<dyn ErasedCell>,
+        watcher: Arc<dyn Watcher>,
         kind: LinkKind,
     },
     /// A supervised child ended an incarnation; `last` means it stopped for good and

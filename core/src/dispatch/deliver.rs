@@ -6,8 +6,10 @@ use std::fmt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::actor::{Actor, Handler};
-use crate::actor_ref::ActorRef;
+use crate::cell::Cell;
 use crate::error::{AskError, TryTellError};
 use crate::id::ActorId;
 use crate::mailbox::Refused;
@@ -76,7 +78,7 @@ trait Retry: Send {
 pub(crate) struct ReplySlot(pub(super) Option<RemoteReply>);
 
 impl ReplySlot {
-    pub(super) fn answer(mut self, outcome: Result<Vec<u8>, RemoteAskError>) {
+    pub(crate) fn answer(mut self, outcome: Result<Vec<u8>, RemoteAskError>) {
         if let Some(reply) = self.0.take() {
             reply(outcome);
         }
@@ -99,7 +101,7 @@ fn decode<M: RemoteMessage>(payload: &[u8]) -> Result<M, DeliveryError> {
 }
 
 pub(super) fn decode_and_tell<A, M>(
-    actor: &ActorRef<A>,
+    actor: &Arc<Cell<A>>,
     payload: &[u8],
 ) -> Result<(), DeliveryError>
 where
@@ -110,7 +112,7 @@ where
     try_tell(actor, message)
 }
 
-fn try_tell<A, M>(actor: &ActorRef<A>, message: M) -> Result<(), DeliveryError>
+fn try_tell<A, M>(actor: &Arc<Cell<A>>, message: M) -> Result<(), DeliveryError>
 where
     A: Handler<M>,
     M: RemoteMessage,
@@ -119,7 +121,7 @@ where
         Ok(()) => Ok(()),
         Err(TryTellError::Full { message, .. }) => Err(DeliveryError::Full {
             pending: Box::new(PendingDelivery {
-                actor: actor.id().clone(),
+                actor: actor.core.id.clone(),
                 message: M::NAME,
                 retry: Box::new(PendingTell {
                     actor: actor.clone(),
@@ -128,13 +130,13 @@ where
             }),
         }),
         Err(_) => Err(DeliveryError::Closed {
-            actor: actor.id().clone(),
+            actor: actor.core.id.clone(),
         }),
     }
 }
 
 struct PendingTell<A: Actor, M> {
-    actor: ActorRef<A>,
+    actor: Arc<Cell<A>>,
     message: M,
 }
 
@@ -154,14 +156,14 @@ where
                 .tell(message)
                 .await
                 .map_err(|_| DeliveryError::Closed {
-                    actor: actor.id().clone(),
+                    actor: actor.core.id.clone(),
                 })
         })
     }
 }
 
 pub(super) fn decode_and_ask<A, M>(
-    actor: &ActorRef<A>,
+    actor: &Arc<Cell<A>>,
     payload: &[u8],
     reply: ReplySlot,
 ) -> Result<(), DeliveryError>
@@ -193,20 +195,20 @@ where
     try_ask(actor, message, reply)
 }
 
-fn try_ask<A, M>(actor: &ActorRef<A>, message: M, reply: ReplySlot) -> Result<(), DeliveryError>
+fn try_ask<A, M>(actor: &Arc<Cell<A>>, message: M, reply: ReplySlot) -> Result<(), DeliveryError>
 where
     A: Handler<M>,
     M: RemoteMessage,
     A::Reply: Serialize,
 {
-    match actor.cell.core.admission.try_reserve() {
+    match actor.core.admission.try_reserve() {
         Ok(()) => {
             enqueue_ask(actor, message, reply);
             Ok(())
         }
         Err(Refused::Full) => Err(DeliveryError::Full {
             pending: Box::new(PendingDelivery {
-                actor: actor.id().clone(),
+                actor: actor.core.id.clone(),
                 message: M::NAME,
                 retry: Box::new(PendingAsk {
                     actor: actor.clone(),
@@ -217,10 +219,10 @@ where
         }),
         Err(Refused::Closed) => {
             reply.answer(Err(RemoteAskError::Closed {
-                actor: actor.id().clone(),
+                actor: actor.core.id.clone(),
             }));
             Err(DeliveryError::Closed {
-                actor: actor.id().clone(),
+                actor: actor.core.id.clone(),
             })
         }
     }
@@ -228,14 +230,14 @@ where
 
 /// Enqueues an ask into a slot already reserved and spawns the task that carries the
 /// reply back. Must run within a tokio runtime.
-fn enqueue_ask<A, M>(actor: &ActorRef<A>, message: M, reply: ReplySlot)
+fn enqueue_ask<A, M>(actor: &Arc<Cell<A>>, message: M, reply: ReplySlot)
 where
     A: Handler<M>,
     M: RemoteMessage,
     A::Reply: Serialize,
 {
     let answer = actor.enqueue_request(message);
-    let recipient = actor.id().clone();
+    let recipient = actor.core.id.clone();
     tokio::spawn(async move {
         let outcome = match answer.await {
             Ok(Ok(value)) => {
@@ -255,7 +257,7 @@ where
 }
 
 struct PendingAsk<A: Actor, M> {
-    actor: ActorRef<A>,
+    actor: Arc<Cell<A>>,
     message: M,
     reply: ReplySlot,
 }
@@ -285,12 +287,12 @@ where
                 message,
                 reply,
             } = *self;
-            if actor.cell.core.admission.reserve().await.is_err() {
+            if actor.core.admission.reserve().await.is_err() {
                 reply.answer(Err(RemoteAskError::Closed {
-                    actor: actor.id().clone(),
+                    actor: actor.core.id.clone(),
                 }));
                 return Err(DeliveryError::Closed {
-                    actor: actor.id().clone(),
+                    actor: actor.core.id.clone(),
                 });
             }
             enqueue_ask(&actor, message, reply);

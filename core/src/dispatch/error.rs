@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::ActorId;
+use crate::id::{ActorId, Location};
 
 use super::PendingDelivery;
 
@@ -159,4 +159,23 @@ pub enum RemoteAskError {
     /// discarded, or the runtime shut down while the reply was awaited).
     #[error("the request was dropped before the actor replied")]
     Abandoned,
+    /// No reply came within the ask's timeout.
+    #[error("no reply within {timeout_ms} ms")]
+    Timeout {
+        /// The timeout, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// The connection the request travelled on was lost before the reply came.
+    #[error("the connection to {location} was lost before the reply came")]
+    Disconnected {
+        /// The location that was lost.
+        location: Location,
+    },
+    /// The request could not be routed to the recipient's proc (unknown proc, isolated
+    /// gateway, hop limit spent, gateway gone).
+    #[error("the request could not be routed: {reason}")]
+    Unroutable {
+        /// What the route said.
+        reason: String,
+    },
 }

@@ -21,24 +21,28 @@
 //! flow-control layer can park it in that flow's queue and push it with
 //! [`PendingDelivery::deliver`] from a task of its own, keeping the reader free.
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::actor::{Actor, Handler};
-use crate::actor_ref::{ActorRef, WeakActorRef};
+use crate::actor_ref::ActorRef;
+use crate::cell::Cell;
 use crate::proc::Proc;
 use crate::remote::RemoteMessage;
+use crate::remote::codecs::{self, DecodeReplyFn, EncodeFn, MessageCodec, RemoteCodecs};
 
 mod deliver;
 mod error;
 
 pub use deliver::PendingDelivery;
-use deliver::{ReplySlot, decode_and_ask, decode_and_tell};
+pub(crate) use deliver::ReplySlot;
+use deliver::{decode_and_ask, decode_and_tell};
 pub use error::{DeliveryError, ExposeError, RemoteAskError};
 
 /// Called exactly once with the outcome of a remote ask: the postcard-encoded reply, or
@@ -134,8 +138,11 @@ impl<A: Actor> RemoteHandlers<A> {
         self.register(Route {
             name: M::NAME,
             type_name: std::any::type_name::<M>(),
+            type_id: TypeId::of::<M>(),
             tell: decode_and_tell::<A, M>,
             ask: None,
+            encode: codecs::encode::<M>,
+            decode_reply: None,
         })
     }
 
@@ -149,14 +156,34 @@ impl<A: Actor> RemoteHandlers<A> {
         self.register(Route {
             name: M::NAME,
             type_name: std::any::type_name::<M>(),
+            type_id: TypeId::of::<M>(),
             tell: decode_and_tell::<A, M>,
             ask: Some(decode_and_ask::<A, M>),
+            encode: codecs::encode::<M>,
+            decode_reply: Some(codecs::decode_reply::<<A as Handler<M>>::Reply>),
         })
     }
 
     /// The wire names registered so far, in no particular order.
     pub fn message_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.routes.keys().copied()
+    }
+
+    /// The sending side of this table: encoders and reply decoders by message type.
+    pub(crate) fn codecs(&self) -> RemoteCodecs {
+        let by_type = self
+            .routes
+            .values()
+            .map(|route| {
+                let codec = MessageCodec {
+                    name: route.name,
+                    encode: route.encode,
+                    decode_reply: route.decode_reply,
+                };
+                (route.type_id, codec)
+            })
+            .collect();
+        RemoteCodecs { by_type }
     }
 
     fn register(mut self, route: Route<A>) -> Self {
@@ -190,15 +217,19 @@ impl<A: Actor> RemoteHandlers<A> {
 struct Route<A: Actor> {
     name: &'static str,
     type_name: &'static str,
+    type_id: TypeId,
     tell: TellFn<A>,
     ask: Option<AskFn<A>>,
+    /// The sending side, for remote refs: see `remote::codecs`.
+    encode: EncodeFn,
+    decode_reply: Option<DecodeReplyFn>,
 }
 
 /// Decodes a payload as one message type and tells it to the actor.
-type TellFn<A> = fn(&ActorRef<A>, &[u8]) -> Result<(), DeliveryError>;
+type TellFn<A> = fn(&Arc<Cell<A>>, &[u8]) -> Result<(), DeliveryError>;
 
 /// Decodes a payload as one message type and asks the actor, answering through the slot.
-type AskFn<A> = fn(&ActorRef<A>, &[u8], ReplySlot) -> Result<(), DeliveryError>;
+type AskFn<A> = fn(&Arc<Cell<A>>, &[u8], ReplySlot) -> Result<(), DeliveryError>;
 
 /// One exposed actor, seen without its type, as the proc stores it.
 pub(crate) trait Exposure: Send + Sync + 'static {
@@ -218,7 +249,7 @@ pub(crate) enum Undelivered {
 }
 
 struct Exposed<A: Actor> {
-    actor: WeakActorRef<A>,
+    actor: Weak<Cell<A>>,
     routes: HashMap<&'static str, Route<A>>,
 }
 
@@ -232,7 +263,11 @@ impl<A: Actor> Exposure for Exposed<A> {
     ) -> Result<(), Undelivered> {
         // A stopped actor leaves its exposure behind; a new actor under the same name
         // must not inherit it, so the caller drops it and looks again.
-        let Some(actor) = self.actor.upgrade() else {
+        let Some(actor) = self
+            .actor
+            .upgrade()
+            .filter(|cell| !cell.core.exit.is_finished())
+        else {
             return Err(Undelivered::Stale(reply));
         };
         let Some(route) = self.routes.get(message) else {
@@ -287,8 +322,13 @@ impl Proc {
                 actor: actor.id().clone(),
             });
         }
+        let Some(cell) = actor.local_cell() else {
+            return Err(ExposeError::NotRunning {
+                actor: actor.id().clone(),
+            });
+        };
         let exposure: Arc<dyn Exposure> = Arc::new(Exposed {
-            actor: actor.downgrade(),
+            actor: Arc::downgrade(cell),
             routes: handlers.routes,
         });
         self.exposures().insert(Arc::from(name), exposure);
@@ -352,13 +392,17 @@ impl Proc {
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliveryError> {
         let mut reply = reply.map(|reply| ReplySlot(Some(reply)));
+        if message.starts_with(crate::remote::SYSTEM_PREFIX) {
+            return self.deliver_system(message, payload, reply);
+        }
         // Clone the entry out so no registry shard lock is held while the actor is reached.
         let exposure = self
             .exposures()
             .get(actor)
             .map(|entry| entry.value().clone());
         if let Some(exposure) = exposure {
-            match exposure.deliver(actor, message, payload, reply) {
+            // Refs inside the payload resolve against this proc.
+            match self.decoding(|| exposure.deliver(actor, message, payload, reply)) {
                 Ok(()) => return Ok(()),
                 Err(Undelivered::Failed(error)) => return Err(error),
                 Err(Undelivered::Stale(back)) => {

@@ -115,7 +115,7 @@ async fn hold(actor: &ActorRef<Ledger>) -> oneshot::Sender<()> {
     let (release, hold) = oneshot::channel();
     actor.tell(Hold(hold)).await.unwrap();
     within("the actor to enter its handler", async {
-        while actor.mailbox().depth() > 0 {
+        while actor.mailbox().unwrap().depth() > 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })

@@ -19,7 +19,7 @@ async fn try_tell_on_full_mailbox_returns_full() {
     recorder.tell(Hold(hold)).await.unwrap();
     // Wait until the actor has taken `Hold` out and sits in its handler.
     within("the hold to be taken", async {
-        while recorder.mailbox().depth() > 0 {
+        while recorder.mailbox().unwrap().depth() > 0 {
             tokio::task::yield_now().await;
         }
     })
@@ -27,7 +27,7 @@ async fn try_tell_on_full_mailbox_returns_full() {
     recorder.try_tell(Record(0, 0)).unwrap();
     recorder.try_tell(Record(0, 1)).unwrap();
     assert_eq!(
-        recorder.mailbox().depth(),
+        recorder.mailbox().unwrap().depth(),
         2,
         "depth must count messages behind a busy handler"
     );
@@ -69,9 +69,12 @@ async fn tell_waits_for_room() {
 async fn default_mailbox_is_bounded() {
     let proc = Proc::new(ProcId::unique("mailbox"));
     let bounded = proc.spawn("bounded", Recorder::default()).unwrap();
-    assert_eq!(bounded.mailbox().capacity(), Some(DEFAULT_MAILBOX_CAPACITY));
+    assert_eq!(
+        bounded.mailbox().unwrap().capacity(),
+        Some(DEFAULT_MAILBOX_CAPACITY)
+    );
     let unbounded = proc
         .spawn_with("unbounded", Recorder::default(), Mailbox::Unbounded)
         .unwrap();
-    assert_eq!(unbounded.mailbox().capacity(), None);
+    assert_eq!(unbounded.mailbox().unwrap().capacity(), None);
 }

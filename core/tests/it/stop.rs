@@ -34,7 +34,7 @@ async fn graceful_stop_drains_queued_messages() {
         StopReason::Stopped
     );
     assert_eq!(
-        recorder.mailbox().depth(),
+        recorder.mailbox().unwrap().depth(),
         0,
         "the stop marker must not unbalance the depth"
     );

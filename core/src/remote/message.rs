@@ -1,4 +1,4 @@
-//! The contract of a message that can cross a process boundary.
+//! The contract of a message that can cross a process boundary: [`RemoteMessage`].
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -1,0 +1,296 @@
+//! The remote arms of [`ActorRef`](crate::ActorRef)'s methods: encode with the actor
+//! type's codec table, send through the route of the proc the ref belongs to, and map
+//! route outcomes to the same errors as local sends.
+
+use std::any::TypeId;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::actor::{Handler, LinkKind, StopReason};
+use crate::dispatch::RemoteAskError;
+use crate::error::{AskError, TellError, TryTellError, Undeliverable, UndeliverableReason};
+use crate::id::ActorId;
+use crate::observer::WaitEdge;
+use crate::proc::{Proc, ProcInner};
+use crate::remote::codecs::{MessageCodec, RemoteCodecs};
+use crate::remote::system::{self, StopActor};
+use crate::remote::watch::WatchNotify;
+use crate::remote::{Outbound, RemoteAddr, RemoteRoute, RouteError};
+
+/// The target of a remote ref: where the actor is, which proc's route reaches it, and how
+/// its actor type's messages are encoded.
+pub(crate) struct RemoteTarget {
+    pub(crate) addr: RemoteAddr,
+    /// Weak: a ref kept somewhere must not keep its proc alive.
+    pub(crate) proc: Weak<ProcInner>,
+    pub(crate) codecs: Arc<RemoteCodecs>,
+}
+
+impl RemoteTarget {
+    fn recipient(&self) -> ActorId {
+        self.addr.actor.clone()
+    }
+
+    fn codec<M: 'static>(&self) -> Option<&MessageCodec> {
+        self.codecs.by_type.get(&TypeId::of::<M>())
+    }
+
+    /// The proc this ref belongs to and its route, or why there is none.
+    fn route(&self) -> Result<(Proc, Arc<dyn RemoteRoute>), String> {
+        let inner = self
+            .proc
+            .upgrade()
+            .ok_or_else(|| "the proc of this ref is gone".to_owned())?;
+        let proc = Proc { inner };
+        let route = proc
+            .route()
+            .ok_or_else(|| format!("proc {} has no route", proc.id()))?;
+        Ok((proc, route))
+    }
+
+    fn encode<M: 'static>(&self, msg: &M) -> Result<Outbound, TellError> {
+        let codec = self.codec::<M>().ok_or_else(|| TellError::NotRemote {
+            recipient: self.recipient(),
+            message_type: std::any::type_name::<M>(),
+        })?;
+        let payload = (codec.encode)(msg).map_err(|reason| TellError::Encode {
+            recipient: self.recipient(),
+            message_type: std::any::type_name::<M>(),
+            reason,
+        })?;
+        Ok(Outbound {
+            sender: crate::runner::current_actor(),
+            recipient: self.addr.clone(),
+            name: codec.name,
+            payload,
+        })
+    }
+
+    fn tell_error(&self, error: RouteError) -> TellError {
+        match error {
+            RouteError::Disconnected { .. } => TellError::Disconnected {
+                recipient: self.recipient(),
+            },
+            other => TellError::Unroutable {
+                recipient: self.recipient(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    /// Hands a message that could not be sent to the undeliverable handler of the proc
+    /// this ref belongs to, and returns the error for the caller.
+    fn undeliverable<M: Send + 'static>(&self, msg: M, error: TellError) -> TellError {
+        let undeliverable = Undeliverable {
+            recipient: self.recipient(),
+            message_type: std::any::type_name::<M>(),
+            reason: UndeliverableReason::RemoteSendFailed(error.clone()),
+            message: Box::new(msg),
+        };
+        match self.proc.upgrade() {
+            Some(proc) => proc.undeliverable(undeliverable),
+            None => tracing::warn!(
+                recipient = %undeliverable.recipient,
+                message_type = undeliverable.message_type,
+                reason = %undeliverable.reason,
+                "remote message undeliverable after its proc was dropped"
+            ),
+        }
+        error
+    }
+
+    pub(crate) async fn tell<M: Send + 'static>(&self, msg: M) -> Result<(), TellError> {
+        let outbound = match self.encode(&msg) {
+            Ok(outbound) => outbound,
+            Err(error) => return Err(self.undeliverable(msg, error)),
+        };
+        let route = match self.route() {
+            Ok((_, route)) => route,
+            Err(reason) => {
+                let error = TellError::Unroutable {
+                    recipient: self.recipient(),
+                    reason,
+                };
+                return Err(self.undeliverable(msg, error));
+            }
+        };
+        match route.tell(outbound).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let error = self.tell_error(error);
+                Err(self.undeliverable(msg, error))
+            }
+        }
+    }
+
+    pub(crate) fn try_tell<M: Send + 'static>(&self, msg: M) -> Result<(), TryTellError<M>> {
+        let outbound = match self.encode(&msg) {
+            Ok(outbound) => outbound,
+            Err(error) => return Err(TryTellError::Remote(self.undeliverable(msg, error))),
+        };
+        let route = match self.route() {
+            Ok((_, route)) => route,
+            Err(reason) => {
+                let error = TellError::Unroutable {
+                    recipient: self.recipient(),
+                    reason,
+                };
+                return Err(TryTellError::Remote(self.undeliverable(msg, error)));
+            }
+        };
+        match route.try_tell(outbound) {
+            Ok(()) => Ok(()),
+            Err((RouteError::Full, _)) => Err(TryTellError::Full {
+                recipient: self.recipient(),
+                message: msg,
+            }),
+            Err((error, _)) => {
+                let error = self.tell_error(error);
+                Err(TryTellError::Remote(self.undeliverable(msg, error)))
+            }
+        }
+    }
+
+    pub(crate) fn send_unbounded<M: Send + 'static>(
+        self: &Arc<Self>,
+        msg: M,
+    ) -> Result<(), TellError> {
+        match self.try_tell(msg) {
+            Ok(()) => Ok(()),
+            Err(TryTellError::Full { message, .. }) => {
+                if tokio::runtime::Handle::try_current().is_err() {
+                    let error = TellError::Unroutable {
+                        recipient: self.recipient(),
+                        reason: "the route is full and no runtime runs here to wait for room"
+                            .to_owned(),
+                    };
+                    return Err(self.undeliverable(message, error));
+                }
+                let target = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = target.tell(message).await {
+                        tracing::debug!(%error, "unbounded remote send failed");
+                    }
+                });
+                Ok(())
+            }
+            Err(TryTellError::Remote(error)) => Err(error),
+            Err(TryTellError::Closed { recipient }) => Err(TellError::Closed { recipient }),
+        }
+    }
+
+    pub(crate) async fn ask<A, M>(&self, msg: M, timeout: Duration) -> Result<A::Reply, AskError>
+    where
+        A: Handler<M>,
+        M: Send + 'static,
+    {
+        let _edge = WaitEdge::begin(&self.addr.actor);
+        let not_remote = || AskError::NotRemote {
+            recipient: self.recipient(),
+            message_type: std::any::type_name::<M>(),
+        };
+        let codec = self.codec::<M>().ok_or_else(not_remote)?;
+        let decode = codec.decode_reply.ok_or_else(not_remote)?;
+        let payload = (codec.encode)(&msg).map_err(|reason| AskError::Encode {
+            recipient: self.recipient(),
+            reason,
+        })?;
+        drop(msg);
+        let (proc, route) = self.route().map_err(|reason| AskError::Unroutable {
+            recipient: self.recipient(),
+            reason,
+        })?;
+        let outbound = Outbound {
+            sender: crate::runner::current_actor(),
+            recipient: self.addr.clone(),
+            name: codec.name,
+            payload,
+        };
+        let reply = route
+            .ask(outbound, timeout)
+            .await
+            .map_err(|error| self.ask_error(error))?;
+        // Refs inside the reply resolve against the proc that asked.
+        let reply = proc
+            .decoding(|| decode(&reply))
+            .map_err(|reason| AskError::Decode {
+                recipient: self.recipient(),
+                reason,
+            })?;
+        match reply.downcast::<A::Reply>() {
+            Ok(reply) => Ok(*reply),
+            Err(_) => Err(AskError::Decode {
+                recipient: self.recipient(),
+                reason: format!(
+                    "the reply decoder did not yield {}",
+                    std::any::type_name::<A::Reply>()
+                ),
+            }),
+        }
+    }
+
+    pub(crate) fn ask_error(&self, error: RemoteAskError) -> AskError {
+        let recipient = self.recipient();
+        match error {
+            RemoteAskError::NotFound { .. } => AskError::NotFound { recipient },
+            RemoteAskError::NotExposed { .. } => AskError::NotExposed { recipient },
+            RemoteAskError::UnknownMessage { message, .. } => {
+                AskError::Unhandled { recipient, message }
+            }
+            RemoteAskError::Decode { reason, .. } => AskError::Decode { recipient, reason },
+            RemoteAskError::Encode { reason, .. } => AskError::Encode { recipient, reason },
+            RemoteAskError::Closed { .. } | RemoteAskError::Abandoned => {
+                AskError::Closed { recipient }
+            }
+            RemoteAskError::Panicked { message, .. } => AskError::Panicked { recipient, message },
+            RemoteAskError::Timeout { timeout_ms } => AskError::Timeout {
+                recipient,
+                timeout_ms,
+            },
+            RemoteAskError::Disconnected { .. } => AskError::Disconnected { recipient },
+            RemoteAskError::Unroutable { reason } => AskError::Unroutable { recipient, reason },
+        }
+    }
+
+    /// Sends a stop request to the actor's proc; a failure is only logged, as a local
+    /// `stop` of a stopped actor reports nothing either.
+    pub(crate) fn request_stop(&self, graceful: bool) {
+        let request = StopActor {
+            target: self.recipient(),
+            graceful,
+        };
+        match self.route() {
+            Ok((proc, _)) => system::send(
+                &proc,
+                self.addr.clone(),
+                system::STOP,
+                &request,
+                |error| tracing::debug!(%error, "remote stop request not sent"),
+            ),
+            Err(reason) => {
+                tracing::debug!(actor = %self.addr, %reason, "remote stop request not sent")
+            }
+        }
+    }
+
+    pub(crate) async fn wait_for_stop(&self) -> StopReason {
+        let Some(inner) = self.proc.upgrade() else {
+            return StopReason::Disconnected;
+        };
+        let proc = Proc { inner };
+        let (waiter, stopped) = oneshot::channel();
+        let watch = system::watch(
+            &proc,
+            self.addr.clone(),
+            LinkKind::Watch,
+            WatchNotify::Waiter(waiter),
+            None,
+        );
+        // Dropping this future drops the guard, which takes the watch out of the table.
+        let _guard = watch;
+        drop(proc);
+        stopped.await.unwrap_or(StopReason::Disconnected)
+    }
+}

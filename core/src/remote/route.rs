@@ -1,0 +1,179 @@
+//! The way out of a proc: [`RemoteRoute`], implemented by the gateway a proc attaches to,
+//! and what crosses it ([`Outbound`], [`RemoteAddr`], [`RouteError`]).
+//!
+//! Core has no sockets and cannot name the codec's envelope, so it hands the route an
+//! [`Outbound`]: the recipient's address, the wire name of the message and its postcard
+//! bytes. Inbound traffic comes back through [`Proc::deliver_remote`](crate::Proc).
+
+use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::dispatch::RemoteAskError;
+use crate::id::{ActorId, Location, ProcAddr};
+
+/// Where a remote actor lives: its id and the location of the gateway that reaches its
+/// proc. This is the serialized form of an [`ActorRef`](crate::ActorRef).
+///
+/// ```
+/// use plexus_core::{ActorId, Location, ProcId, RemoteAddr};
+///
+/// let addr = RemoteAddr {
+///     actor: ActorId::new(ProcId::new("db", 1), "store", 0),
+///     location: Location::Local(7),
+/// };
+/// assert_eq!(addr.to_string(), "db#1/store.0@local:7");
+/// assert_eq!(addr.proc_addr().to_string(), "db#1@local:7");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RemoteAddr {
+    /// The actor.
+    pub actor: ActorId,
+    /// Where the gateway of the actor's proc is reached.
+    pub location: Location,
+}
+
+impl RemoteAddr {
+    /// The address of the actor's proc.
+    pub fn proc_addr(&self) -> ProcAddr {
+        ProcAddr::new(self.actor.proc().clone(), self.location.clone())
+    }
+}
+
+impl fmt::Display for RemoteAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.actor, self.location)
+    }
+}
+
+/// One message encoded for the network by core, handed to a [`RemoteRoute`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// The sending actor when the message is sent from within an actor's task, else
+    /// `None`. Messages of one (sender, recipient) pair must keep their order.
+    pub sender: Option<ActorId>,
+    /// The recipient.
+    pub recipient: RemoteAddr,
+    /// The wire name of the message ([`RemoteMessage::NAME`](crate::RemoteMessage::NAME),
+    /// or a system name starting with [`SYSTEM_PREFIX`](crate::SYSTEM_PREFIX)).
+    pub name: &'static str,
+    /// The postcard bytes of the message.
+    pub payload: Vec<u8>,
+}
+
+impl fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbound")
+            .field("sender", &self.sender)
+            .field("recipient", &self.recipient)
+            .field("name", &self.name)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// Why a [`RemoteRoute`] could not take a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// No way to the destination is known, or the destination refused the message
+    /// (unknown proc, an isolated gateway, a hop limit spent).
+    #[error("no route to {location}: {reason}")]
+    Unroutable {
+        /// The destination's location.
+        location: Location,
+        /// What the route said.
+        reason: String,
+    },
+    /// The connection to the destination is lost and could not be made again.
+    #[error("the connection to {location} is lost")]
+    Disconnected {
+        /// The destination's location.
+        location: Location,
+    },
+    /// The gateway behind the route is gone.
+    #[error("the gateway of this proc is gone")]
+    BrokenLink,
+    /// No room to send without waiting (only from [`RemoteRoute::try_tell`]).
+    #[error("no room to send now")]
+    Full,
+    /// The route is shut down.
+    #[error("the route is closed")]
+    Closed,
+}
+
+/// The way out of a proc, installed by the gateway the proc attaches to.
+///
+/// Installed with [`Proc::set_route`](crate::Proc::set_route); every remote ref created
+/// on the proc (by a remote lookup or by decoding a ref inside a message) sends through it. Implementations must not call back into the
+/// sending proc synchronously while holding a lock the proc may need; calling
+/// [`Proc::deliver_remote`](crate::Proc::deliver_remote) of another proc is fine.
+///
+/// ```
+/// use futures::future::BoxFuture;
+/// use plexus_core::{Location, Outbound, RemoteAskError, RemoteRoute, RouteError};
+/// use std::time::Duration;
+///
+/// /// A route that reaches nothing: what an isolated proc would see.
+/// struct Nowhere;
+///
+/// impl RemoteRoute for Nowhere {
+///     fn local_location(&self) -> Location {
+///         Location::Local(0)
+///     }
+///     fn tell(&self, message: Outbound) -> BoxFuture<'static, Result<(), RouteError>> {
+///         let location = message.recipient.location;
+///         Box::pin(async move {
+///             Err(RouteError::Unroutable { location, reason: "isolated".into() })
+///         })
+///     }
+///     fn try_tell(&self, message: Outbound) -> Result<(), (RouteError, Outbound)> {
+///         let location = message.recipient.location.clone();
+///         Err((RouteError::Unroutable { location, reason: "isolated".into() }, message))
+///     }
+///     fn ask(
+///         &self,
+///         _message: Outbound,
+///         _timeout: Duration,
+///     ) -> BoxFuture<'static, Result<Vec<u8>, RemoteAskError>> {
+///         Box::pin(async { Err(RemoteAskError::Unroutable { reason: "isolated".into() }) })
+///     }
+/// }
+///
+/// let proc = plexus_core::Proc::new(plexus_core::ProcId::unique("docs"));
+/// proc.set_route(Some(std::sync::Arc::new(Nowhere)));
+/// assert_eq!(proc.local_location(), Some(Location::Local(0)));
+/// ```
+pub trait RemoteRoute: Send + Sync + 'static {
+    /// The location this proc is reached at; it goes into serialized refs of its actors.
+    fn local_location(&self) -> Location;
+
+    /// Sends a tell: waits for transport room and flow credit, fails fast when the
+    /// destination cannot be reached.
+    fn tell(&self, message: Outbound) -> BoxFuture<'static, Result<(), RouteError>>;
+
+    /// Sends a tell without waiting: [`RouteError::Full`] (with the message handed back)
+    /// when there is no room now.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the refused message comes back by value, as the gateway contract says; \
+                  boxing it would allocate on every refusal"
+    )]
+    fn try_tell(&self, message: Outbound) -> Result<(), (RouteError, Outbound)>;
+
+    /// Sends a request: resolves with the reply's postcard bytes or the typed error, and
+    /// never later than `timeout` (then with [`RemoteAskError::Timeout`]). An ask without
+    /// a limit passes [`UNBOUNDED_ASK`].
+    fn ask(
+        &self,
+        message: Outbound,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, RemoteAskError>>;
+}
+
+/// The timeout a remote [`ActorRef::ask`](crate::ActorRef::ask) (which has no limit of its
+/// own) passes to [`RemoteRoute::ask`]: a hundred years, finite so that adding it to an
+/// `Instant` cannot overflow. The ask still ends at once on a disconnect.
+pub const UNBOUNDED_ASK: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
