@@ -31,6 +31,8 @@ use crate::protocol;
 /// What a sending task takes from its queue.
 pub(crate) enum Outgoing {
     Envelope(NetworkEnvelope),
+    /// An envelope whose sender waits to learn whether it was handed to a connection.
+    Acked(NetworkEnvelope, oneshot::Sender<Result<(), PostError>>),
     /// Answered once everything queued before it was sent or bounced.
     Flush(oneshot::Sender<()>),
 }
@@ -83,30 +85,58 @@ impl NetworkEgress {
         tx
     }
 
-    /// Queues a tell for `dest`, waiting for room in its queue. Fails only when the
-    /// sending task is gone (the gateway is shutting down).
+    /// Queues a tell for `dest`, waiting for room in its queue.
+    ///
+    /// While `dest` has a healthy connection this returns once the tell is queued. When it
+    /// has none (first use, or lost), the call also waits for the sending task to hand the
+    /// tell to a connection, so a destination that cannot be reached fails this call with
+    /// [`PostError::Transport`] instead of a later bounce.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: a dropped call queued nothing.
+    /// A dropped call never sends twice; a tell already queued is still sent.
     pub(crate) async fn send(
         &self,
         dest: &Location,
         envelope: NetworkEnvelope,
     ) -> Result<(), PostError> {
-        let queue = self.queue(&Dest::new(dest.clone()));
+        let key = Dest::new(dest.clone());
+        let queue = self.queue(&key);
+        let connected = self
+            .manager
+            .transport(&key)
+            .is_some_and(|transport| transport.is_healthy());
+        let recipient = envelope.recipient.clone();
+        let broken = || PostError::BrokenLink {
+            recipient: recipient.clone(),
+        };
+        if connected {
+            return queue
+                .send(Outgoing::Envelope(envelope))
+                .await
+                .map_err(|_| broken());
+        }
+        let (ack, outcome) = oneshot::channel();
         queue
-            .send(Outgoing::Envelope(envelope))
+            .send(Outgoing::Acked(envelope, ack))
             .await
-            .map_err(|refused| PostError::BrokenLink {
-                recipient: match refused.0 {
-                    Outgoing::Envelope(envelope) => envelope.recipient,
-                    Outgoing::Flush(_) => plexus_codec::Recipient::Transport,
-                },
-            })
+            .map_err(|_| broken())?;
+        outcome.await.unwrap_or_else(|_| Err(broken()))
+    }
+
+    /// Waits until everything queued for `dest` so far was handed to a connection or
+    /// bounced.
+    async fn drain_queue(&self, dest: &Dest) {
+        let queue = self.queues().get(dest).cloned();
+        if let Some(queue) = queue {
+            flush_queues(vec![queue]).await;
+        }
     }
 
     /// Sends a request to `dest` and waits at most `timeout` for its answer.
+    ///
+    /// The request leaves after every tell queued for `dest` before it (so a tell then an
+    /// ask from one sender arrive in that order), then takes the manager's request path.
     pub(crate) async fn request(
         &self,
         dest: &Location,
@@ -114,7 +144,15 @@ impl NetworkEgress {
         timeout: Duration,
     ) -> Result<Bytes, RemoteRequestError> {
         let dest = Dest::new(dest.clone());
-        match self.manager.request(&dest, envelope, timeout).await {
+        let started = tokio::time::Instant::now();
+        if tokio::time::timeout(timeout, self.drain_queue(&dest))
+            .await
+            .is_err()
+        {
+            return Err(RemoteRequestError::Timeout { after: timeout });
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        match self.manager.request(&dest, envelope, left).await {
             Ok(response) => protocol::read_response(&response),
             Err(error) => Err(RemoteRequestError::from_transport(&dest, error)),
         }
@@ -130,12 +168,14 @@ impl Forwarder for NetworkEgress {
                 tracing::debug!(%dest, "queue towards destination full, envelope refused");
                 Err(PostError::Full { dest: dest.clone() })
             }
-            Err(mpsc::error::TrySendError::Closed(Outgoing::Envelope(envelope))) => {
-                Err(PostError::BrokenLink {
-                    recipient: envelope.recipient,
-                })
-            }
-            Err(mpsc::error::TrySendError::Closed(Outgoing::Flush(_))) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(outgoing)) => match outgoing {
+                Outgoing::Envelope(envelope) | Outgoing::Acked(envelope, _) => {
+                    Err(PostError::BrokenLink {
+                        recipient: envelope.recipient,
+                    })
+                }
+                Outgoing::Flush(_) => Ok(()),
+            },
         }
     }
 
@@ -169,8 +209,9 @@ async fn drain(
     bounce: Bounce,
 ) {
     while let Some(outgoing) = queue.recv().await {
-        let envelope = match outgoing {
-            Outgoing::Envelope(envelope) => envelope,
+        let (envelope, ack) = match outgoing {
+            Outgoing::Envelope(envelope) => (envelope, None),
+            Outgoing::Acked(envelope, ack) => (envelope, Some(ack)),
             Outgoing::Flush(ack) => {
                 let _ = ack.send(());
                 continue;
@@ -178,14 +219,22 @@ async fn drain(
         };
         // Kept for the bounce report: the transport consumes the envelope.
         let header = header_of(&envelope);
-        if let Err(source) = manager.send(&dest, envelope).await {
-            bounce(
-                header,
-                PostError::Transport {
-                    dest: dest.location().clone(),
-                    source,
-                },
-            );
+        let outcome = manager
+            .send(&dest, envelope)
+            .await
+            .map_err(|source| PostError::Transport {
+                dest: dest.location().clone(),
+                source: Box::new(source),
+            });
+        match (outcome, ack) {
+            (outcome, Some(ack)) => {
+                // The waiting sender learns the outcome and reports it itself.
+                if let Err(Err(error)) = ack.send(outcome) {
+                    bounce(header, error);
+                }
+            }
+            (Err(error), None) => bounce(header, error),
+            (Ok(()), None) => {}
         }
     }
 }

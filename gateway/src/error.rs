@@ -88,9 +88,9 @@ pub enum PostError {
     Transport {
         /// The destination.
         dest: Location,
-        /// What the transport reported.
+        /// What the transport reported (boxed: it is large and rare).
         #[source]
-        source: TransportError,
+        source: Box<TransportError>,
     },
     /// The envelope has been forwarded as many times as its hop limit allows; a routing
     /// loop through proxies ends here instead of spinning.

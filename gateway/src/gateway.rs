@@ -21,6 +21,7 @@ use crate::ingress::Ingress;
 use crate::link::{Link, ReplyPath, reply_on};
 use crate::location::{LocationStack, LocationToken};
 use crate::protocol;
+use crate::route::GatewayRoute;
 use crate::wires::SchemeWireBuilder;
 
 /// Where a gateway sends every envelope that is not for one of its attached procs: in a
@@ -170,6 +171,22 @@ pub(crate) enum Egress {
 /// What an attachment shares with the gateway's table.
 pub(crate) struct Attached {
     pub(crate) proc: Proc,
+    /// The location of the remote gateway the proc is attached through, if any: its refs
+    /// advertise that location rather than this gateway's.
+    pub(crate) advertised: OnceLock<Location>,
+    /// The route installed on the proc, removed again at detach.
+    route: OnceLock<Arc<GatewayRoute>>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let (Some(route), Some(installed)) = (self.route.get(), self.proc.route()) {
+            // A later attachment elsewhere may have installed its own route: keep that.
+            if crate::route::is_same(&installed, route) {
+                self.proc.set_route(None);
+            }
+        }
+    }
 }
 
 /// Keeps a proc attached to a gateway; dropping it (or calling
@@ -256,10 +273,13 @@ impl Gateway {
             }
             inner
         });
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(Gateway { inner }),
+        if let Some(error) = failure {
+            return Err(error);
         }
+        if let Egress::Network(network) = &inner.egress {
+            watch_lost(&inner, network.manager().subscribe_lost());
+        }
+        Ok(Gateway { inner })
     }
 
     /// The process-wide gateway, built on first use with [`GatewayConfig::default`] and
@@ -281,10 +301,25 @@ impl Gateway {
     ///
     /// Fails with [`AttachError::AlreadyAttached`] while another proc with the same id is
     /// attached (directly or through a proxy); a dead entry is replaced silently.
+    ///
+    /// The proc gets this gateway as its [`RemoteRoute`](plexus_core::RemoteRoute)
+    /// (removed again when the attachment is dropped), so its remote refs send through
+    /// it; its local location is the gateway's [`default_location`](Gateway::default_location).
     pub fn attach(&self, proc: &Proc) -> Result<Attachment, AttachError> {
-        let entry = Arc::new(Attached { proc: proc.clone() });
+        let entry = Arc::new(Attached {
+            proc: proc.clone(),
+            advertised: OnceLock::new(),
+            route: OnceLock::new(),
+        });
         self.inner
             .insert(proc.id().clone(), Entry::Local(Arc::downgrade(&entry)))?;
+        let route = Arc::new(GatewayRoute {
+            gateway: Arc::downgrade(&self.inner),
+            entry: Arc::downgrade(&entry),
+            fallback: self.default_location(),
+        });
+        let _ = entry.route.set(Arc::clone(&route));
+        proc.set_route(Some(route));
         tracing::debug!(proc = %proc.id(), "proc attached to gateway");
         Ok(Attachment { entry })
     }
@@ -465,6 +500,33 @@ impl fmt::Debug for Gateway {
             .field("egress", &egress)
             .finish_non_exhaustive()
     }
+}
+
+/// Tells every attached proc about each destination the transport loses, until the
+/// gateway is gone.
+fn watch_lost(
+    inner: &Arc<Inner>,
+    mut lost: tokio::sync::broadcast::Receiver<plexus_transport::Dest>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let gateway = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        loop {
+            match lost.recv().await {
+                Ok(dest) => match gateway.upgrade() {
+                    Some(inner) => inner.peer_lost(dest.location()),
+                    None => return,
+                },
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "missed destination losses; their watches fire late or not at all"
+                    );
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 /// The network egress of a gateway under construction.
@@ -721,8 +783,8 @@ impl Inner {
     ) {
         let reply = reply_on(replies, &envelope, id);
         let Recipient::Actor(actor) = &envelope.recipient else {
-            reply(Err(RemoteAskError::NotFound {
-                actor: envelope.recipient.to_string(),
+            reply(Err(RemoteAskError::Unroutable {
+                reason: format!("{} names no actor", envelope.recipient),
             }));
             return;
         };
@@ -754,8 +816,8 @@ impl Inner {
             }
             None => {
                 tracing::debug!(%actor, "request for a proc not attached here");
-                reply(Err(RemoteAskError::NotFound {
-                    actor: actor.to_string(),
+                reply(Err(RemoteAskError::Unroutable {
+                    reason: format!("proc {} is not attached to this gateway", actor.proc()),
                 }));
             }
         }
@@ -821,6 +883,21 @@ impl Inner {
         }
     }
 
+    /// Tells every proc attached here that the gateway at `location` is lost, so their
+    /// remote watches and links on actors there fire with `Disconnected`.
+    pub(crate) fn peer_lost(&self, location: &Location) {
+        let procs: Vec<Proc> = self
+            .read_procs()
+            .values()
+            .filter_map(|entry| match entry {
+                Entry::Local(weak) => weak.upgrade().map(|entry| entry.proc.clone()),
+                Entry::Proxy(_) => None,
+            })
+            .collect();
+        let fired: usize = procs.iter().map(|proc| proc.peer_lost(location)).sum();
+        tracing::info!(%location, procs = procs.len(), fired, "peer lost");
+    }
+
     /// Logs, counts and reports a tell that could not be delivered or sent.
     pub(crate) fn bounce(&self, envelope: NetworkEnvelope, reason: PostError) {
         self.bounced.fetch_add(1, Ordering::Relaxed);
@@ -872,12 +949,19 @@ async fn relay(
 
 /// The answer a relaying gateway sends back for a request that failed further on.
 fn remote_ask_error(error: RemoteRequestError) -> RemoteAskError {
+    tracing::debug!(%error, "relayed request failed");
     match error {
         RemoteRequestError::Remote(error) => error,
-        other => {
-            tracing::debug!(error = %other, "relayed request failed");
-            RemoteAskError::Abandoned
+        RemoteRequestError::Timeout { after } => RemoteAskError::Timeout {
+            timeout_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+        },
+        RemoteRequestError::Disconnected { dest }
+        | RemoteRequestError::Unreachable { dest, .. } => {
+            RemoteAskError::Disconnected { location: dest }
         }
+        other => RemoteAskError::Unroutable {
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -925,6 +1009,12 @@ impl fmt::Debug for WeakGateway {
 }
 
 impl Attachment {
+    /// Makes the proc advertise `location` (the gateway it is attached through) in its
+    /// refs.
+    pub(crate) fn advertise(&self, location: Location) {
+        let _ = self.entry.advertised.set(location);
+    }
+
     /// The id of the attached proc.
     pub fn proc_id(&self) -> &ProcId {
         self.entry.proc.id()

@@ -35,6 +35,7 @@ mod link;
 mod location;
 pub mod protocol;
 mod proxy;
+mod route;
 mod serve;
 mod wires;
 

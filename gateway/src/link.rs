@@ -8,7 +8,7 @@
 //! registers the proc behind this link. One task per link sends what the gateway queues
 //! for it: replies first (unbounded, as many as requests admitted), then tells (bounded).
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
 use plexus_core::{ProcId, RemoteAskError, RemoteReply};
@@ -42,11 +42,10 @@ impl Link {
     ) -> Result<Arc<Link>, ConnectionConfigError> {
         let (replies, replies_rx) = mpsc::unbounded_channel();
         let (tells, tells_rx) = mpsc::channel(capacity.max(1));
-        let slot = Arc::new(OnceLock::new());
         let inbound = LinkInbound {
             gateway: gateway.clone(),
             replies: ReplyPath::Queue(replies),
-            link: Arc::clone(&slot),
+            tells: tells.clone(),
             accepts_proxies,
         };
         let connection = spawn_connection(wire, negotiated, config, inbound)?;
@@ -54,7 +53,6 @@ impl Link {
             connection: connection.clone(),
             tells,
         });
-        let _ = slot.set(Arc::downgrade(&link));
         if let Some(inner) = gateway.upgrade() {
             inner.track(&link);
         }
@@ -110,7 +108,7 @@ async fn send_loop(
             Outgoing::Flush(ack) => {
                 let _ = ack.send(());
             }
-            Outgoing::Envelope(envelope) => {
+            Outgoing::Envelope(envelope) | Outgoing::Acked(envelope, _) => {
                 if let Err(refused) = connection.send(envelope).await {
                     let closed = matches!(refused, SendError::Closed(_));
                     let envelope = refused.into_envelope();
@@ -126,7 +124,7 @@ async fn send_loop(
     // Whatever is still queued will never be sent: report the tells.
     tells.close();
     while let Ok(outgoing) = tells.try_recv() {
-        if let Outgoing::Envelope(envelope) = outgoing {
+        if let Outgoing::Envelope(envelope) | Outgoing::Acked(envelope, _) = outgoing {
             let recipient = envelope.recipient.clone();
             bounce(envelope, PostError::BrokenLink { recipient });
         }
@@ -137,19 +135,32 @@ async fn send_loop(
 struct LinkInbound {
     gateway: Weak<Inner>,
     replies: ReplyPath,
-    link: Arc<OnceLock<Weak<Link>>>,
+    /// The link's tell queue, for a proc that attaches through this connection.
+    tells: mpsc::Sender<Outgoing>,
     accepts_proxies: bool,
 }
 
 impl Inbound for LinkInbound {
     fn deliver(&self, envelope: NetworkEnvelope) {
+        // The reader always calls `deliver_from`; without the connection nothing can
+        // attach through it.
+        self.receive(envelope, None);
+    }
+
+    fn deliver_from(&self, envelope: NetworkEnvelope, from: &ConnectionRef) {
+        self.receive(envelope, Some(from));
+    }
+}
+
+impl LinkInbound {
+    fn receive(&self, envelope: NetworkEnvelope, from: Option<&ConnectionRef>) {
         let Some(inner) = self.gateway.upgrade() else {
             tracing::debug!(recipient = %envelope.recipient, "gateway gone, inbound envelope dropped");
             return;
         };
         match envelope.kind {
             EnvelopeKind::Request { id } if protocol::is_for_gateway(&envelope) => {
-                self.control_request(&inner, id, &envelope);
+                self.control_request(&inner, id, &envelope, from);
             }
             EnvelopeKind::Request { id } => {
                 inner.receive_request(envelope, id, &self.replies);
@@ -167,11 +178,15 @@ impl Inbound for LinkInbound {
             }
         }
     }
-}
 
-impl LinkInbound {
     /// A request to the gateway itself: only the proxy attach exists.
-    fn control_request(&self, inner: &Arc<Inner>, id: u64, envelope: &NetworkEnvelope) {
+    fn control_request(
+        &self,
+        inner: &Arc<Inner>,
+        id: u64,
+        envelope: &NetworkEnvelope,
+        from: Option<&ConnectionRef>,
+    ) {
         let reply = reply_on(&self.replies, envelope, id);
         let outcome: Result<(), String> = if &*envelope.name != protocol::ATTACH {
             Err(format!("unknown gateway request `{}`", envelope.name))
@@ -180,9 +195,15 @@ impl LinkInbound {
         } else {
             match (
                 postcard::from_bytes::<ProcId>(&envelope.payload),
-                self.link.get().and_then(Weak::upgrade),
+                from.and_then(ConnectionRef::upgrade),
             ) {
-                (Ok(proc), Some(link)) => inner.attach_proxy(proc, link).map_err(|e| e.to_string()),
+                (Ok(proc), Some(connection)) => {
+                    let link = Arc::new(Link {
+                        connection,
+                        tells: self.tells.clone(),
+                    });
+                    inner.attach_proxy(proc, link).map_err(|e| e.to_string())
+                }
                 (Err(error), _) => Err(format!("bad proc id: {error}")),
                 (_, None) => Err("the connection is closing".to_owned()),
             }

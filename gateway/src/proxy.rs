@@ -92,6 +92,7 @@ impl Gateway {
             link.connection.close();
             return Err(refused(reason));
         }
+        attachment.advertise(via.clone());
         tracing::info!(proc = %proc.id(), %via, "proc attached through a remote gateway");
         Ok(ProxyAttachment {
             attachment,

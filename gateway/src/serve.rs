@@ -193,16 +193,27 @@ async fn accept_wire(mut wire: Wire, gateway: Weak<Inner>, links: Arc<Mutex<Vec<
             return;
         }
     };
-    match Link::open(gateway, wire, negotiated, connection, capacity, true) {
+    let peer_location = negotiated.peer_location.clone();
+    match Link::open(
+        gateway.clone(),
+        wire,
+        negotiated,
+        connection,
+        capacity,
+        true,
+    ) {
         Ok(link) => {
             let mut links = links.lock().unwrap_or_else(PoisonError::into_inner);
             links.retain(|link| link.upgrade().is_some_and(|link| link.is_open()));
             links.push(Arc::downgrade(&link));
-            // The accepted link is owned by its own tasks until it closes; keep it alive
-            // until then.
+            // The accepted link is owned by this task until it closes. A peer that said
+            // where it is reached is then lost for the attached procs' remote watches.
             tokio::spawn(async move {
                 link.connection.closed().await;
                 drop(link);
+                if let (Some(location), Some(inner)) = (peer_location, gateway.upgrade()) {
+                    inner.peer_lost(&location);
+                }
             });
         }
         Err(error) => tracing::error!(%peer, %error, "accepted connection not started"),

@@ -9,6 +9,7 @@ mod flush;
 mod locations;
 mod net;
 mod proxy;
+mod remote;
 mod routing;
 mod support;
 mod weak;
