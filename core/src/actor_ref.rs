@@ -163,8 +163,9 @@ impl<A: Actor> ActorRef<A> {
     /// messages whose sender must never block; the depth gauge still counts it.
     ///
     /// For a remote ref, sends without waiting if the route has room now, and otherwise
-    /// from a task of its own (so it needs a tokio runtime then); a failure is logged and
-    /// the message goes to the undeliverable handler.
+    /// from a task of its own (so it needs a tokio runtime then, and a later send from
+    /// this sender may overtake it); a failure is logged and the message goes to the
+    /// undeliverable handler.
     pub fn send_unbounded<M>(&self, msg: M) -> Result<(), TellError>
     where
         A: Handler<M>,

@@ -20,6 +20,13 @@ pub enum ExposeError {
         /// The type registered second.
         second: &'static str,
     },
+    /// A message name starts with the prefix reserved for system messages
+    /// ([`SYSTEM_PREFIX`](crate::SYSTEM_PREFIX)), which never reach an actor.
+    #[error("remote message name `{message}` uses the reserved system prefix")]
+    ReservedName {
+        /// The wire name.
+        message: &'static str,
+    },
     /// The actor is not a live actor of this proc under its name.
     #[error("actor {actor} is not running in this proc")]
     NotRunning {

@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 use crate::actor::{Actor, Handler};
 use crate::actor_ref::ActorRef;
 use crate::cell::Cell;
+use crate::id::ActorId;
 use crate::proc::Proc;
 use crate::remote::RemoteMessage;
 use crate::remote::codecs::{self, DecodeReplyFn, EncodeFn, MessageCodec, RemoteCodecs};
@@ -233,9 +234,11 @@ type AskFn<A> = fn(&Arc<Cell<A>>, &[u8], ReplySlot) -> Result<(), DeliveryError>
 
 /// One exposed actor, seen without its type, as the proc stores it.
 pub(crate) trait Exposure: Send + Sync + 'static {
+    /// With `index`, only the actor of that incarnation index takes the envelope.
     fn deliver(
         &self,
         actor: &str,
+        index: Option<u64>,
         message: &str,
         payload: &[u8],
         reply: Option<ReplySlot>,
@@ -257,6 +260,7 @@ impl<A: Actor> Exposure for Exposed<A> {
     fn deliver(
         &self,
         actor_name: &str,
+        index: Option<u64>,
         message: &str,
         payload: &[u8],
         reply: Option<ReplySlot>,
@@ -270,6 +274,17 @@ impl<A: Actor> Exposure for Exposed<A> {
         else {
             return Err(Undelivered::Stale(reply));
         };
+        // An envelope for an earlier actor of this name is not for this one (promise 3.8).
+        if index.is_some_and(|index| index != actor.core.id.index()) {
+            if let Some(reply) = reply {
+                reply.answer(Err(RemoteAskError::NotFound {
+                    actor: actor_name.to_owned(),
+                }));
+            }
+            return Err(Undelivered::Failed(DeliveryError::NotFound {
+                actor: actor_name.to_owned(),
+            }));
+        }
         let Some(route) = self.routes.get(message) else {
             if let Some(reply) = reply {
                 reply.answer(Err(RemoteAskError::UnknownMessage {
@@ -315,6 +330,12 @@ impl Proc {
     ) -> Result<(), ExposeError> {
         if let Some(clash) = handlers.clash {
             return Err(clash);
+        }
+        if let Some(name) = handlers
+            .message_names()
+            .find(|name| name.starts_with(crate::remote::SYSTEM_PREFIX))
+        {
+            return Err(ExposeError::ReservedName { message: name });
         }
         let name = actor.id().name();
         if self.lookup::<A>(name).as_ref() != Some(actor) {
@@ -391,6 +412,56 @@ impl Proc {
         payload: &[u8],
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliveryError> {
+        self.deliver_inbound(actor, None, message, payload, reply)
+    }
+
+    /// Like [`Proc::deliver_remote`], for the actor with exactly this id: an envelope
+    /// addressed to an earlier actor of the same name (or to another proc) fails with
+    /// [`DeliveryError::NotFound`] (an ask is answered `NotFound`) instead of reaching
+    /// the actor that has the name now. System messages are handled whatever the id.
+    ///
+    /// ```
+    /// use plexus_core::{Actor, ActorId, DeliveryError, Proc, ProcId, RemoteHandlers};
+    /// # struct Idle;
+    /// # impl Actor for Idle {}
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let proc = Proc::new(ProcId::unique("docs"));
+    /// let idle = proc.spawn("idle", Idle)?;
+    /// proc.expose(&idle, RemoteHandlers::new())?;
+    /// let earlier = ActorId::new(proc.id().clone(), "idle", idle.id().index() + 1);
+    /// let stale = proc.deliver_remote_to(&earlier, "any.Name", &[], None);
+    /// assert!(matches!(stale, Err(DeliveryError::NotFound { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn deliver_remote_to(
+        &self,
+        actor: &ActorId,
+        message: &str,
+        payload: &[u8],
+        reply: Option<RemoteReply>,
+    ) -> Result<(), DeliveryError> {
+        if actor.proc() != self.id() && !message.starts_with(crate::remote::SYSTEM_PREFIX) {
+            if let Some(reply) = reply {
+                reply(Err(RemoteAskError::NotFound {
+                    actor: actor.to_string(),
+                }));
+            }
+            return Err(DeliveryError::NotFound {
+                actor: actor.to_string(),
+            });
+        }
+        self.deliver_inbound(actor.name(), Some(actor.index()), message, payload, reply)
+    }
+
+    fn deliver_inbound(
+        &self,
+        actor: &str,
+        index: Option<u64>,
+        message: &str,
+        payload: &[u8],
+        reply: Option<RemoteReply>,
+    ) -> Result<(), DeliveryError> {
         let mut reply = reply.map(|reply| ReplySlot(Some(reply)));
         if message.starts_with(crate::remote::SYSTEM_PREFIX) {
             return self.deliver_system(message, payload, reply);
@@ -402,7 +473,7 @@ impl Proc {
             .map(|entry| entry.value().clone());
         if let Some(exposure) = exposure {
             // Refs inside the payload resolve against this proc.
-            match self.decoding(|| exposure.deliver(actor, message, payload, reply)) {
+            match self.decoding(|| exposure.deliver(actor, index, message, payload, reply)) {
                 Ok(()) => return Ok(()),
                 Err(Undelivered::Failed(error)) => return Err(error),
                 Err(Undelivered::Stale(back)) => {

@@ -107,9 +107,16 @@ pub enum RouteError {
 /// The way out of a proc, installed by the gateway the proc attaches to.
 ///
 /// Installed with [`Proc::set_route`](crate::Proc::set_route); every remote ref created
-/// on the proc (by a remote lookup or by decoding a ref inside a message) sends through it. Implementations must not call back into the
-/// sending proc synchronously while holding a lock the proc may need; calling
-/// [`Proc::deliver_remote`](crate::Proc::deliver_remote) of another proc is fine.
+/// on the proc (by [`Proc::lookup_remote`](crate::Proc::lookup_remote), by
+/// [`Proc::remote_ref`](crate::Proc::remote_ref) or by decoding a ref inside a message)
+/// sends through it.
+///
+/// The receiving side hands each envelope to
+/// [`Proc::deliver_remote_to`](crate::Proc::deliver_remote_to) with the recipient's
+/// [`ActorId`], so an envelope for an earlier actor of the same name is refused. System
+/// messages (names starting with [`SYSTEM_PREFIX`](crate::SYSTEM_PREFIX)) are routed like
+/// any other envelope; they never find a full mailbox. A route may call the receiving
+/// proc's delivery synchronously from `try_tell` (as one gateway serving both procs does).
 ///
 /// ```
 /// use futures::future::BoxFuture;

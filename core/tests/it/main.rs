@@ -12,6 +12,7 @@ mod links;
 mod mailbox;
 mod observer;
 mod proc;
+mod remote_ref;
 mod stop;
 mod supervision;
 mod timers;
