@@ -338,6 +338,11 @@ pub(crate) struct Shared {
     /// The connection's clock origin: ping nonces are nanoseconds since it.
     epoch: Instant,
     close: Notify,
+    /// Asks the writer to stop taking sends, write what is queued and end the stream.
+    drain: Notify,
+    /// Set by [`ConnectionHandle::close_gracefully`]: the supervisor then lets the reader
+    /// run to the peer's end of stream instead of cutting it off.
+    draining: std::sync::atomic::AtomicBool,
     closed: watch::Receiver<Option<ConnectionError>>,
     peer: Negotiated,
     /// The credit windows of the flows this side sends, when the peer runs flow control.
@@ -559,6 +564,16 @@ impl ConnectionHandle {
         self.shared.close.notify_one();
     }
 
+    /// Closes the connection without losing what is queued: sends are refused from now
+    /// on, the writer writes every queued envelope and ends the stream, and the reader
+    /// goes on until the peer ends its side too (or the idle timeout), so what the peer
+    /// still sends arrives. Used to retire the loser of two simultaneous dials. Requests
+    /// still unanswered when the reader ends fail with `Disconnected`.
+    pub fn close_gracefully(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.drain.notify_one();
+    }
+
     /// The round-trip time measured by the last pong, or `None` before the first.
     pub fn rtt(&self) -> Option<Duration> {
         match self.shared.rtt_nanos.load(Ordering::Relaxed) {
@@ -720,6 +735,8 @@ where
         rtt_nanos: AtomicU64::new(0),
         epoch: Instant::now(),
         close: Notify::new(),
+        drain: Notify::new(),
+        draining: std::sync::atomic::AtomicBool::new(false),
         closed: closed_rx,
         peer: negotiated.clone(),
         send_flows: negotiated.peer_flow.clone().map(SendFlows::new),
@@ -778,6 +795,18 @@ async fn supervise(
     let reason = tokio::select! {
         ended = &mut reader => ended.unwrap_or_else(task_failed),
         ended = &mut writer => match ended {
+            Ok(Ok(())) if shared.draining.load(Ordering::Acquire) => {
+                // Our side is written out; what the peer still sends is read until its
+                // end of stream, which the idle timeout bounds.
+                tokio::select! {
+                    ended = &mut reader => match ended {
+                        Ok(ConnectionError::PeerClosed) => ConnectionError::ClosedLocally,
+                        Ok(error) => error,
+                        Err(error) => task_failed(error),
+                    },
+                    () = shared.close.notified() => ConnectionError::ClosedLocally,
+                }
+            }
             Ok(Ok(())) => ConnectionError::ClosedLocally,
             Ok(Err(error)) => error,
             Err(error) => task_failed(error),

@@ -5,6 +5,7 @@
 
 mod connect_once;
 mod disconnect;
+mod duplicate;
 mod events;
 mod health;
 mod slow_fast;
