@@ -56,8 +56,8 @@ pub use handshake::{
     perform_handshake, prefer_connection,
 };
 pub use manager::{
-    Adoption, DestEvent, DestTransport, DialError, ManagerConfig, OutprocTransportManager,
-    TransportError,
+    Adoption, DestEvent, DestTransport, DialError, InprocBindError, InprocHub,
+    InprocTransportManager, ManagerConfig, OutprocTransportManager, TransportError,
 };
 pub use requests::RequestError;
 pub use wire::{

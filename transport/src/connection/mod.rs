@@ -34,6 +34,7 @@
 
 mod control;
 mod flow;
+mod inproc;
 mod reader;
 mod writer;
 
@@ -403,6 +404,30 @@ impl ConnectionRef {
     pub fn is_closed(&self) -> bool {
         self.upgrade().is_none()
     }
+
+    /// Whether `self` and `other` refer to the same connection.
+    pub fn same_connection(&self, other: &ConnectionRef) -> bool {
+        std::sync::Weak::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Shared {
+    fn new(negotiated: &Negotiated, closed: watch::Receiver<Option<ConnectionError>>) -> Self {
+        Shared {
+            requests: Requests::default(),
+            envelopes_sent: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            envelopes_received: AtomicU64::new(0),
+            rtt_nanos: AtomicU64::new(0),
+            epoch: Instant::now(),
+            close: Notify::new(),
+            drain: Notify::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            closed,
+            peer: negotiated.clone(),
+            send_flows: negotiated.peer_flow.clone().map(SendFlows::new),
+        }
+    }
 }
 
 /// A cheap, cloneable handle to a running connection.
@@ -727,20 +752,7 @@ where
     let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
     let (control_tx, control_rx) = control::control_lane();
     let (closed_tx, closed_rx) = watch::channel(None);
-    let shared = Arc::new(Shared {
-        requests: Requests::default(),
-        envelopes_sent: AtomicU64::new(0),
-        writes: AtomicU64::new(0),
-        envelopes_received: AtomicU64::new(0),
-        rtt_nanos: AtomicU64::new(0),
-        epoch: Instant::now(),
-        close: Notify::new(),
-        drain: Notify::new(),
-        draining: std::sync::atomic::AtomicBool::new(false),
-        closed: closed_rx,
-        peer: negotiated.clone(),
-        send_flows: negotiated.peer_flow.clone().map(SendFlows::new),
-    });
+    let shared = Arc::new(Shared::new(&negotiated, closed_rx));
     tracing::info!(
         peer = %negotiated.peer,
         peer_launch_id = negotiated.peer_launch_id,
@@ -784,6 +796,8 @@ where
     tokio::spawn(supervise(reader, writer, handle.shared.clone(), closed_tx));
     Ok(handle)
 }
+
+pub(crate) use inproc::{End, inproc_pair};
 
 /// Ends the connection when the first of its tasks ends, and tells everyone why.
 async fn supervise(

@@ -26,6 +26,7 @@
 
 mod dest_transport;
 mod health;
+mod inproc;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,7 @@ use crate::{
 
 pub use dest_transport::DestTransport;
 use dest_transport::TransportOwner;
+pub use inproc::{InprocBindError, InprocHub, InprocTransportManager};
 
 /// How many destination events a subscriber may fall behind before it misses some (and
 /// its next `recv` reports `Lagged`). Events are rare: one per dial and one per loss.
@@ -107,20 +109,20 @@ impl Adoption {
 
 /// The senders of the manager's destination events.
 #[derive(Debug)]
-struct Events {
-    all: broadcast::Sender<DestEvent>,
-    lost: broadcast::Sender<Dest>,
+pub(crate) struct Events {
+    pub(crate) all: broadcast::Sender<DestEvent>,
+    pub(crate) lost: broadcast::Sender<Dest>,
 }
 
 impl Events {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Events {
             all: broadcast::channel(EVENT_CAPACITY).0,
             lost: broadcast::channel(EVENT_CAPACITY).0,
         }
     }
 
-    fn publish(&self, event: DestEvent) {
+    pub(crate) fn publish(&self, event: DestEvent) {
         if let DestEvent::Lost(dest) = &event {
             // No subscriber is not an error: nobody asked.
             let _ = self.lost.send(dest.clone());

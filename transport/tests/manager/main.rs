@@ -8,6 +8,7 @@ mod disconnect;
 mod duplicate;
 mod events;
 mod health;
+mod inproc;
 mod slow_fast;
 mod table;
 
