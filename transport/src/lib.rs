@@ -40,7 +40,7 @@ mod requests;
 pub mod wire;
 
 pub use backoff::{Backoff, BackoffConfig};
-pub use connect_once::{ConnectError, ConnectOnce, ConnectOnceConfig, Phase};
+pub use connect_once::{Adopted, ConnectError, ConnectOnce, ConnectOnceConfig, Phase};
 pub use connection::{
     ConnectionConfig, ConnectionConfigError, ConnectionError, ConnectionHandle, ConnectionRef,
     ConnectionStats, Inbound, SendError, TrySendError, spawn_connection,
@@ -56,7 +56,8 @@ pub use handshake::{
     perform_handshake, prefer_connection,
 };
 pub use manager::{
-    DestEvent, DestTransport, DialError, ManagerConfig, OutprocTransportManager, TransportError,
+    Adoption, DestEvent, DestTransport, DialError, InprocBindError, InprocHub,
+    InprocTransportManager, ManagerConfig, OutprocTransportManager, TransportError,
 };
 pub use requests::RequestError;
 pub use wire::{

@@ -34,6 +34,7 @@
 
 mod control;
 mod flow;
+mod inproc;
 mod reader;
 mod writer;
 
@@ -338,6 +339,11 @@ pub(crate) struct Shared {
     /// The connection's clock origin: ping nonces are nanoseconds since it.
     epoch: Instant,
     close: Notify,
+    /// Asks the writer to stop taking sends, write what is queued and end the stream.
+    drain: Notify,
+    /// Set by [`ConnectionHandle::close_gracefully`]: the supervisor then lets the reader
+    /// run to the peer's end of stream instead of cutting it off.
+    draining: std::sync::atomic::AtomicBool,
     closed: watch::Receiver<Option<ConnectionError>>,
     peer: Negotiated,
     /// The credit windows of the flows this side sends, when the peer runs flow control.
@@ -397,6 +403,30 @@ impl ConnectionRef {
     /// Whether the connection has ended (or every handle to it is gone).
     pub fn is_closed(&self) -> bool {
         self.upgrade().is_none()
+    }
+
+    /// Whether `self` and `other` refer to the same connection.
+    pub fn same_connection(&self, other: &ConnectionRef) -> bool {
+        std::sync::Weak::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Shared {
+    fn new(negotiated: &Negotiated, closed: watch::Receiver<Option<ConnectionError>>) -> Self {
+        Shared {
+            requests: Requests::default(),
+            envelopes_sent: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            envelopes_received: AtomicU64::new(0),
+            rtt_nanos: AtomicU64::new(0),
+            epoch: Instant::now(),
+            close: Notify::new(),
+            drain: Notify::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            closed,
+            peer: negotiated.clone(),
+            send_flows: negotiated.peer_flow.clone().map(SendFlows::new),
+        }
     }
 }
 
@@ -559,6 +589,16 @@ impl ConnectionHandle {
         self.shared.close.notify_one();
     }
 
+    /// Closes the connection without losing what is queued: sends are refused from now
+    /// on, the writer writes every queued envelope and ends the stream, and the reader
+    /// goes on until the peer ends its side too (or the idle timeout), so what the peer
+    /// still sends arrives. Used to retire the loser of two simultaneous dials. Requests
+    /// still unanswered when the reader ends fail with `Disconnected`.
+    pub fn close_gracefully(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.drain.notify_one();
+    }
+
     /// The round-trip time measured by the last pong, or `None` before the first.
     pub fn rtt(&self) -> Option<Duration> {
         match self.shared.rtt_nanos.load(Ordering::Relaxed) {
@@ -712,18 +752,7 @@ where
     let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
     let (control_tx, control_rx) = control::control_lane();
     let (closed_tx, closed_rx) = watch::channel(None);
-    let shared = Arc::new(Shared {
-        requests: Requests::default(),
-        envelopes_sent: AtomicU64::new(0),
-        writes: AtomicU64::new(0),
-        envelopes_received: AtomicU64::new(0),
-        rtt_nanos: AtomicU64::new(0),
-        epoch: Instant::now(),
-        close: Notify::new(),
-        closed: closed_rx,
-        peer: negotiated.clone(),
-        send_flows: negotiated.peer_flow.clone().map(SendFlows::new),
-    });
+    let shared = Arc::new(Shared::new(&negotiated, closed_rx));
     tracing::info!(
         peer = %negotiated.peer,
         peer_launch_id = negotiated.peer_launch_id,
@@ -768,6 +797,8 @@ where
     Ok(handle)
 }
 
+pub(crate) use inproc::{End, inproc_pair};
+
 /// Ends the connection when the first of its tasks ends, and tells everyone why.
 async fn supervise(
     mut reader: tokio::task::JoinHandle<ConnectionError>,
@@ -778,6 +809,18 @@ async fn supervise(
     let reason = tokio::select! {
         ended = &mut reader => ended.unwrap_or_else(task_failed),
         ended = &mut writer => match ended {
+            Ok(Ok(())) if shared.draining.load(Ordering::Acquire) => {
+                // Our side is written out; what the peer still sends is read until its
+                // end of stream, which the idle timeout bounds.
+                tokio::select! {
+                    ended = &mut reader => match ended {
+                        Ok(ConnectionError::PeerClosed) => ConnectionError::ClosedLocally,
+                        Ok(error) => error,
+                        Err(error) => task_failed(error),
+                    },
+                    () = shared.close.notified() => ConnectionError::ClosedLocally,
+                }
+            }
             Ok(Ok(())) => ConnectionError::ClosedLocally,
             Ok(Err(error)) => error,
             Err(error) => task_failed(error),

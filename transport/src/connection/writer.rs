@@ -48,6 +48,11 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     Some(envelope) => envelope,
                     None => break,
                 },
+                () = self.shared.drain.notified() => {
+                    // Refuse new sends; `recv` then yields what is queued, then `None`.
+                    self.queue.close();
+                    continue;
+                }
                 _ = ping.tick() => {
                     if let Some(flows) = &self.shared.send_flows {
                         // Bounds the table to the flows in use; see `SendFlows::forget_idle`.

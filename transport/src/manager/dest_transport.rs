@@ -47,6 +47,11 @@ pub struct DestTransport {
     /// owner hears of the loss exactly once.
     lost: AtomicBool,
     owner: Option<Arc<dyn TransportOwner>>,
+    /// Whether this side dialed the connections (rather than adopting one the peer
+    /// dialed), for the simultaneous-dial rule.
+    dialed: bool,
+    /// Set by `retire`: the connections drain instead of closing on drop.
+    retired: AtomicBool,
     /// This transport, weakly, for the watchers it starts.
     me: Weak<DestTransport>,
     /// Pair hash → the fallback wire the pair moved to.
@@ -119,6 +124,7 @@ impl DestTransport {
         dest: Dest,
         connections: Vec<ConnectionHandle>,
         owner: Option<Arc<dyn TransportOwner>>,
+        dialed: bool,
     ) -> Arc<Self> {
         let wires: Vec<_> = connections
             .into_iter()
@@ -137,6 +143,8 @@ impl DestTransport {
             wires,
             lost: AtomicBool::new(false),
             owner,
+            dialed,
+            retired: AtomicBool::new(false),
             me: me.clone(),
             pins: Mutex::new(HashMap::new()),
             pinned: AtomicBool::new(false),
@@ -197,15 +205,27 @@ impl DestTransport {
     ///
     /// Cancel safe: if the future is dropped before it completes, the envelope was not
     /// queued.
-    pub async fn send(&self, mut envelope: NetworkEnvelope) -> Result<(), TransportError> {
+    pub async fn send(&self, envelope: NetworkEnvelope) -> Result<(), TransportError> {
+        self.send_or_return(envelope)
+            .await
+            .map_err(|(error, _)| error)
+    }
+
+    /// [`send`](Self::send), handing the envelope back when no wire is healthy, so the
+    /// caller may try the destination's newer transport.
+    pub(crate) async fn send_or_return(
+        &self,
+        mut envelope: NetworkEnvelope,
+    ) -> Result<(), (TransportError, Option<NetworkEnvelope>)> {
         while let Some(slot) = self.pick(&envelope) {
             match slot.connection().send(envelope).await {
                 Ok(()) => return Ok(()),
                 Err(SendError::Flow { error, .. }) => {
-                    return Err(TransportError::Flow {
+                    let error = TransportError::Flow {
                         dest: self.dest.clone(),
                         source: error,
-                    });
+                    };
+                    return Err((error, None));
                 }
                 Err(refused) => {
                     slot.mark_failed(&self.dest, &"send found the connection closed");
@@ -213,9 +233,10 @@ impl DestTransport {
                 }
             }
         }
-        Err(TransportError::NoHealthyWire {
+        let error = TransportError::NoHealthyWire {
             dest: self.dest.clone(),
-        })
+        };
+        Err((error, Some(envelope)))
     }
 
     /// Sends `envelope` as a request on its pair's wire and waits at most `timeout` for
@@ -261,6 +282,39 @@ impl DestTransport {
         }
         tracing::debug!(dest = %self.dest, "destination transport closed");
         self.declare_lost();
+    }
+
+    /// Whether this side dialed the transport's connections; `false` for one adopted
+    /// from a connection the peer dialed.
+    pub fn is_dialed(&self) -> bool {
+        self.dialed
+    }
+
+    /// The peer's identity (proc and launch id) on the first wire, as its handshake said.
+    pub(crate) fn peer_identity(&self) -> Option<(plexus_core::ProcId, u64)> {
+        let slot = self.wires.first()?;
+        let connection = slot.locked();
+        let peer = connection.peer();
+        Some((peer.peer.clone(), peer.peer_launch_id))
+    }
+
+    /// Retires the transport without reporting a loss (another transport took its
+    /// place): every connection closes gracefully, writing out what is queued.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.lost.store(true, Ordering::Release);
+        for slot in &self.wires {
+            slot.healthy.store(false, Ordering::Release);
+            slot.connection().close_gracefully();
+        }
+        tracing::debug!(dest = %self.dest, "destination transport retired");
+    }
+
+    /// Lets go of the connections without closing them (they are about to be wrapped
+    /// again): dropping the transport then neither closes them nor reports a loss.
+    pub(crate) fn disown(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.lost.store(true, Ordering::Release);
     }
 
     /// Whether the transport is lost: closed, or every wire failed.
@@ -347,6 +401,10 @@ impl DestTransport {
 
 impl Drop for DestTransport {
     fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire) {
+            // Its connections are draining and end by themselves.
+            return;
+        }
         // The watchers hold connection handles, so the connections would outlive the
         // transport otherwise.
         for slot in &self.wires {

@@ -26,6 +26,7 @@
 
 mod dest_transport;
 mod health;
+mod inproc;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,15 +35,17 @@ use plexus_codec::{NetworkEnvelope, Skipped};
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
+use crate::connect_once::Adopted;
 use crate::{
     ConnectError, ConnectOnce, ConnectOnceConfig, ConnectionConfig, ConnectionConfigError,
     ConnectionHandle, Dest, FlowConfig, FlowError, FlowTarget, HandshakeError, Hello, Inbound,
-    RequestError, Wire, WireBuilder, WireError, perform_handshake, spawn_connection,
-    spawn_connection_with_flow,
+    RequestError, Wire, WireBuilder, WireError, perform_handshake, prefer_connection,
+    spawn_connection, spawn_connection_with_flow,
 };
 
 pub use dest_transport::DestTransport;
 use dest_transport::TransportOwner;
+pub use inproc::{InprocBindError, InprocHub, InprocTransportManager};
 
 /// How many destination events a subscriber may fall behind before it misses some (and
 /// its next `recv` reports `Lagged`). Events are rare: one per dial and one per loss.
@@ -69,22 +72,57 @@ impl DestEvent {
     }
 }
 
+/// What [`OutprocTransportManager::adopt`] did with a connection the peer dialed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Adoption {
+    /// It is now the transport of `dest`.
+    Adopted {
+        /// The peer's advertised destination.
+        dest: Dest,
+        /// The connection.
+        connection: ConnectionHandle,
+    },
+    /// The transport already stored for `dest` won the simultaneous-dial rule; this
+    /// connection is closing gracefully.
+    Retired {
+        /// The peer's advertised destination.
+        dest: Dest,
+        /// The connection, closing.
+        connection: ConnectionHandle,
+    },
+    /// The peer advertised no location (or kept redialing): the connection runs, but is
+    /// no destination's transport.
+    Unkeyed(ConnectionHandle),
+}
+
+impl Adoption {
+    /// The connection, whatever became of it.
+    pub fn connection(&self) -> &ConnectionHandle {
+        match self {
+            Adoption::Adopted { connection, .. }
+            | Adoption::Retired { connection, .. }
+            | Adoption::Unkeyed(connection) => connection,
+        }
+    }
+}
+
 /// The senders of the manager's destination events.
 #[derive(Debug)]
-struct Events {
-    all: broadcast::Sender<DestEvent>,
-    lost: broadcast::Sender<Dest>,
+pub(crate) struct Events {
+    pub(crate) all: broadcast::Sender<DestEvent>,
+    pub(crate) lost: broadcast::Sender<Dest>,
 }
 
 impl Events {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Events {
             all: broadcast::channel(EVENT_CAPACITY).0,
             lost: broadcast::channel(EVENT_CAPACITY).0,
         }
     }
 
-    fn publish(&self, event: DestEvent) {
+    pub(crate) fn publish(&self, event: DestEvent) {
         if let DestEvent::Lost(dest) = &event {
             // No subscriber is not an error: nobody asked.
             let _ = self.lost.send(dest.clone());
@@ -378,14 +416,22 @@ impl OutprocTransportManager {
     /// Cancel safe: a dropped send queued nothing; a dial it started goes on for others.
     pub async fn send(&self, dest: &Dest, envelope: NetworkEnvelope) -> Result<(), TransportError> {
         let transport = self.healthy_transport(dest).await?;
-        match transport.send(envelope).await {
-            Err(TransportError::NoHealthyWire { .. }) => {
+        match transport.send_or_return(envelope).await {
+            Ok(()) => Ok(()),
+            Err((TransportError::NoHealthyWire { .. }, Some(envelope))) => {
+                if let Some(newer) = self.inner.table.get(dest)
+                    && !Arc::ptr_eq(&newer, &transport)
+                {
+                    // Another transport took this one's place meanwhile (an adopted
+                    // connection): the envelope goes on it.
+                    return newer.send(envelope).await;
+                }
                 // The last wire failed between the check and the send: the envelope is
                 // gone with it, as a tell on a dying connection is.
                 self.inner.remove_if_current(dest, &transport);
                 Err(TransportError::NoHealthyWire { dest: dest.clone() })
             }
-            other => other,
+            Err((error, _)) => Err(error),
         }
     }
 
@@ -446,6 +492,103 @@ impl OutprocTransportManager {
     /// [`subscribe`](Self::subscribe) alone.
     pub fn subscribe_lost(&self) -> broadcast::Receiver<Dest> {
         self.inner.events.lost.subscribe()
+    }
+
+    /// Handshakes `wire`, a connection a listener accepted, and runs it like the
+    /// manager's own (same inbound handler, same flow control), then
+    /// [`adopt`](Self::adopt)s it. Fails when the handshake fails or times out.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping it mid-handshake drops the wire.
+    pub async fn accept(&self, mut wire: Wire) -> Result<Adoption, DialError> {
+        let peer = wire.peer().to_owned();
+        let negotiated = perform_handshake(
+            &mut wire,
+            self.inner.hello.clone(),
+            self.inner.config.handshake_timeout,
+        )
+        .await
+        .map_err(|source| DialError::Handshake {
+            wire: 0,
+            peer,
+            source,
+        })?;
+        let inbound = SharedInbound(Arc::clone(&self.inner.inbound));
+        let connection = (self.inner.spawner)(
+            wire,
+            negotiated,
+            self.inner.config.connection.clone(),
+            inbound,
+        )?;
+        Ok(self.adopt(connection).await)
+    }
+
+    /// Offers `connection`, which the peer dialed, as the transport of the destination the
+    /// peer advertised in its hello ([`Hello::with_location`]), so that two procs that
+    /// dial each other end up with one connection:
+    ///
+    /// - nothing stored for that destination: the connection becomes its transport and
+    ///   [`DestEvent::Connected`] is published;
+    /// - a dial under way: waits for it (within the connect timeout), then decides;
+    /// - a transport stored: the one [`prefer_connection`] picks survives, the same one
+    ///   on both ends (a failed stored transport, one to an earlier launch of the peer, or
+    ///   one the peer dialed earlier is always replaced). The other is retired with
+    ///   [`ConnectionHandle::close_gracefully`], so what was queued on it still arrives.
+    ///
+    /// A replacement publishes no event: the destination stays connected. Tells of one
+    /// (sender, recipient) pair that were still in flight on the retired connection when
+    /// the kept one took over may arrive out of order with the first ones sent on the
+    /// kept connection (the two are read by two readers); none is lost. A peer that
+    /// advertised no location is left alone ([`Adoption::Unkeyed`]): the connection runs
+    /// but sends never choose it.
+    pub async fn adopt(&self, connection: ConnectionHandle) -> Adoption {
+        let Some(location) = connection.peer().peer_location.clone() else {
+            return Adoption::Unkeyed(connection);
+        };
+        let dest = Dest::new(location);
+        // A dial in progress is waited for at most twice: a third would mean the peer
+        // keeps vanishing, and the accepted connection is then simply kept.
+        for _ in 0..3 {
+            let owner: Arc<dyn TransportOwner> = Arc::new(Owner {
+                inner: Arc::downgrade(&self.inner),
+                events: Arc::clone(&self.inner.events),
+            });
+            let transport =
+                DestTransport::new(dest.clone(), vec![connection.clone()], Some(owner), false);
+            let adopted = self
+                .inner
+                .table
+                .adopt(&dest, Arc::clone(&transport), |current| {
+                    self.inner.prefers_accepted(current, &connection)
+                });
+            match adopted {
+                Adopted::Inserted => {
+                    tracing::info!(%dest, "accepted connection adopted");
+                    self.inner
+                        .events
+                        .publish(DestEvent::Connected(dest.clone()));
+                    return Adoption::Adopted { dest, connection };
+                }
+                Adopted::Replaced(old) => {
+                    tracing::info!(%dest, "accepted connection replaces the stored transport");
+                    old.retire();
+                    return Adoption::Adopted { dest, connection };
+                }
+                Adopted::Kept(offered) => {
+                    tracing::info!(%dest, "stored transport kept, accepted connection retired");
+                    offered.retire();
+                    return Adoption::Retired { dest, connection };
+                }
+                Adopted::Connecting(offered) => {
+                    offered.disown();
+                    // Joins the attempt; its outcome only matters through the table.
+                    let _ = self.inner.connect(&dest).await;
+                }
+            }
+        }
+        tracing::warn!(%dest, "destination kept dialing; accepted connection left unkeyed");
+        Adoption::Unkeyed(connection)
     }
 
     /// The transport of `dest`, if it is connected. Never dials.
@@ -547,9 +690,33 @@ impl Inner {
             inner: self.me.clone(),
             events: Arc::clone(&self.events),
         });
-        let transport = DestTransport::new(dest.clone(), connections, Some(owner));
+        let transport = DestTransport::new(dest.clone(), connections, Some(owner), true);
         self.events.publish(DestEvent::Connected(dest));
         transport
+    }
+
+    /// Whether `accepted`, a connection the peer dialed, should take the place of
+    /// `current`, the transport stored for the same destination.
+    fn prefers_accepted(&self, current: &DestTransport, accepted: &ConnectionHandle) -> bool {
+        let peer = accepted.peer();
+        if !current.is_healthy() || current.is_lost() {
+            return true;
+        }
+        if current.peer_identity() != Some((peer.peer.clone(), peer.peer_launch_id)) {
+            // The peer restarted (or another proc answers there now): the new one wins.
+            return true;
+        }
+        if !current.is_dialed() {
+            // The peer dialed again while its earlier connection still looked healthy:
+            // its newest one is the one it uses.
+            return true;
+        }
+        // Both sides dialed: keep the one `prefer_connection` picks, as the peer does.
+        prefer_connection(
+            (&self.hello.proc, self.hello.launch_id),
+            (&peer.peer, peer.peer_launch_id),
+            false,
+        )
     }
 
     /// Removes `transport` from the table if it is still the one stored for `dest`, and

@@ -5,8 +5,10 @@
 
 mod connect_once;
 mod disconnect;
+mod duplicate;
 mod events;
 mod health;
+mod inproc;
 mod slow_fast;
 mod table;
 
