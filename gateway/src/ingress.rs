@@ -1,11 +1,12 @@
 //! Delivery to attached procs without waiting: envelopes go straight to
-//! [`Proc::deliver_remote`]; an actor whose mailbox is full gets a queue and a pusher task,
-//! and every later envelope for it waits in that queue, so its order is kept and the
-//! caller (a connection reader) never waits.
+//! [`Proc::deliver_remote_to`] (by full actor id, so an envelope for an earlier actor of a
+//! name never reaches the one that has the name now); an actor whose mailbox is full gets a
+//! queue and a pusher task, and every later envelope for it waits in that queue, so its
+//! order is kept and the caller (a connection reader) never waits.
 //!
 //! ```text
 //! deliver ─ pusher for the actor? ─ yes ─▶ park behind it (bounded; beyond: Overloaded)
-//!           no ─▶ deliver_remote ─ Full ─▶ start a pusher with the pending delivery
+//!           no ─▶ deliver_remote_to ─ Full ─▶ start a pusher with the pending delivery
 //!                                 ─ Ok / error ─▶ returned
 //! pusher: drain the queue, waiting for room per message; when empty (checked under the
 //!         table lock) remove itself, and the direct path resumes
@@ -82,7 +83,7 @@ impl Ingress {
                 Err(_) => return Ok(()),
             }
         }
-        match proc.deliver_remote(actor.name(), name, payload, reply) {
+        match proc.deliver_remote_to(actor, name, payload, reply) {
             Ok(()) => Ok(()),
             Err(DeliveryError::Full { pending }) => self.park_pending(proc, actor, *pending),
             Err(source) => {
@@ -232,7 +233,7 @@ async fn push(
                 name,
                 payload,
                 reply,
-            } => match proc.deliver_remote(actor.name(), &name, &payload, reply) {
+            } => match proc.deliver_remote_to(&actor, &name, &payload, reply) {
                 Err(DeliveryError::Full { pending }) => pending.deliver().await,
                 other => other,
             },

@@ -258,3 +258,71 @@ async fn peer_loss_fails_asks_and_fires_watches() {
     assert!(counter.is_alive());
     drop(proc);
 }
+
+/// Remote refs between two procs attached to one networked gateway reach each other
+/// through it with no network traffic: nothing forwarded, nothing dialed.
+#[tokio::test]
+async fn remote_refs_between_procs_of_one_gateway_skip_the_network() {
+    let network = InprocNetwork::new();
+    let gateway = networked(&network);
+    let server = gateway.serve(any_tcp()).await.unwrap();
+    let (left, right) = (
+        Proc::new(ProcId::unique("left")),
+        Proc::new(ProcId::unique("right")),
+    );
+    let _left = gateway.attach(&left).unwrap();
+    let _right = gateway.attach(&right).unwrap();
+    let counter = right.spawn("counter", Counter(0)).unwrap();
+    right.expose_remote(&counter).unwrap();
+
+    let addr = ProcAddr::new(right.id().clone(), server.location().clone());
+    let remote: ActorRef<Counter> = left.lookup_remote(&addr, "counter").await.unwrap();
+    assert!(remote.is_remote());
+    for n in 0..10 {
+        remote.tell(Add(n)).await.unwrap();
+    }
+    assert_eq!(timeout(WAIT, remote.ask(Get)).await.unwrap().unwrap(), 45);
+    assert_eq!(gateway.stats().forwarded, 0);
+    assert_eq!(gateway.transport().unwrap().dest_count(), 0);
+    assert_eq!(server.connection_count(), 0);
+}
+
+/// The process-wide gateway is built once and shared by every caller.
+#[tokio::test]
+async fn global_gateway_is_built_once() {
+    let first = Gateway::global().unwrap();
+    let second = Gateway::global().unwrap();
+    let proc = Proc::new(ProcId::unique("global-user"));
+    let _attached = first.attach(&proc).unwrap();
+    assert!(second.is_attached(proc.id()));
+}
+
+/// A gateway serves and dials `unix://` locations.
+#[cfg(all(unix, feature = "unix"))]
+#[tokio::test]
+async fn unix_locations_carry_remote_refs() {
+    let dir = tempfile::tempdir().unwrap();
+    let location: plexus_core::Location =
+        format!("unix://{}", dir.path().join("gateway.sock").display())
+            .parse()
+            .unwrap();
+    let network = InprocNetwork::new();
+    let (near, far) = (networked(&network), networked(&network));
+    let server = far.serve(location.clone()).await.unwrap();
+    assert_eq!(server.location(), &location);
+    let (here, there) = (
+        Proc::new(ProcId::unique("near")),
+        Proc::new(ProcId::unique("far")),
+    );
+    let _here = near.attach(&here).unwrap();
+    let _there = far.attach(&there).unwrap();
+    let counter = there.spawn("counter", Counter(0)).unwrap();
+    there.expose_remote(&counter).unwrap();
+
+    let remote: ActorRef<Counter> = here
+        .lookup_remote(&ProcAddr::new(there.id().clone(), location), "counter")
+        .await
+        .unwrap();
+    remote.tell(Add(7)).await.unwrap();
+    assert_eq!(timeout(WAIT, remote.ask(Get)).await.unwrap().unwrap(), 7);
+}
