@@ -4,7 +4,7 @@ use std::time::Duration;
 
 #[cfg(all(unix, feature = "unix"))]
 use plexus_transport::UnixConfig;
-use plexus_transport::{InprocNetwork, ManagerConfig, TcpConfig};
+use plexus_transport::{FlowConfig, InprocNetwork, ManagerConfig, TcpConfig};
 
 /// Settings of a [`Gateway`](crate::Gateway) built with [`Gateway::new`](crate::Gateway::new).
 ///
@@ -47,6 +47,13 @@ pub struct GatewayConfig {
     /// ones are refused with [`PostError::Overloaded`](crate::PostError::Overloaded).
     /// Default 65 536; 0 acts as 1.
     pub ingress_queue_capacity: usize,
+    /// The credit window this gateway grants each flow (one sender → one recipient) on
+    /// its connections (design 3.4): a peer sends at most this much to one actor before
+    /// that actor consumes some, so a slow actor makes its senders wait for credit
+    /// instead of growing queues here. Default [`FlowConfig::default`] (256 envelopes,
+    /// 32 MiB); `None` runs no flow control, and envelopes for a full mailbox then wait
+    /// in the gateway's per-actor queue up to `ingress_queue_capacity`.
+    pub flow: Option<FlowConfig>,
     /// The bound on a request this gateway relays to a proxied proc, and on a request made
     /// without a timeout of its own. Default 30 s.
     pub request_timeout: Duration,
@@ -62,6 +69,7 @@ impl Default for GatewayConfig {
             inproc: None,
             dest_queue_capacity: 4096,
             ingress_queue_capacity: 65_536,
+            flow: Some(FlowConfig::default()),
             request_timeout: Duration::from_secs(30),
         }
     }

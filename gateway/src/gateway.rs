@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use crate::config::GatewayConfig;
 use crate::egress::{NetworkEgress, flush_queues, header_of};
 use crate::error::{AttachError, GatewayError, PostError, RemoteRequestError};
+use crate::flow::GatewayTarget;
 use crate::ingress::Ingress;
 use crate::link::{Link, ReplyPath, reply_on};
 use crate::location::{LocationStack, LocationToken};
@@ -157,7 +158,7 @@ enum Here {
 }
 
 /// Where an envelope for an attached proc goes.
-enum Target {
+pub(crate) enum Target {
     Local(Arc<Attached>),
     Proxy(Arc<Link>),
 }
@@ -535,14 +536,25 @@ fn network_egress(
     config: &GatewayConfig,
     hello: &Hello,
 ) -> Result<NetworkEgress, GatewayError> {
-    let manager = OutprocTransportManager::new(
-        SchemeWireBuilder::new(config),
-        hello.clone(),
-        config.manager.clone(),
-        ManagerInbound {
-            gateway: weak.clone(),
-        },
-    )?;
+    let inbound = ManagerInbound {
+        gateway: weak.clone(),
+    };
+    let builder = SchemeWireBuilder::new(config);
+    let manager = match &config.flow {
+        Some(flow) => OutprocTransportManager::with_flow_control(
+            builder,
+            hello.clone(),
+            config.manager.clone(),
+            inbound,
+            flow.clone(),
+            Arc::new(GatewayTarget {
+                gateway: weak.clone(),
+            }),
+        )?,
+        None => {
+            OutprocTransportManager::new(builder, hello.clone(), config.manager.clone(), inbound)?
+        }
+    };
     let bouncer = weak.clone();
     let bounce: crate::egress::Bounce = Arc::new(move |envelope, reason| {
         if let Some(inner) = bouncer.upgrade() {
@@ -600,7 +612,10 @@ impl Inner {
         let identity = ProcId::unique("gateway");
         // The random instance doubles as the launch id: both only need to differ between
         // launches.
-        let hello = Hello::new(identity.clone(), identity.instance());
+        let mut hello = Hello::new(identity.clone(), identity.instance());
+        if let Some(flow) = &config.flow {
+            hello = hello.with_flow(flow.clone());
+        }
         Inner {
             procs: RwLock::new(HashMap::new()),
             locations: Mutex::new(LocationStack::new(reserved)),
@@ -674,7 +689,7 @@ impl Inner {
     }
 
     /// The live entry for this proc, cleaning it if it is dead.
-    fn target(&self, id: &ProcId) -> Option<Target> {
+    pub(crate) fn target(&self, id: &ProcId) -> Option<Target> {
         let target = match self.read_procs().get(id)? {
             Entry::Local(weak) => weak.upgrade().map(Target::Local),
             Entry::Proxy(link) => link.is_open().then(|| Target::Proxy(Arc::clone(link))),
@@ -803,22 +818,82 @@ impl Inner {
                 }
             }
             Some(Target::Proxy(link)) => {
-                self.forwarded.fetch_add(1, Ordering::Relaxed);
-                let timeout = self.config.request_timeout;
-                tokio::spawn(async move {
-                    let outcome = relay(&link, envelope, timeout).await;
-                    reply(
-                        outcome
-                            .map(|bytes| bytes.to_vec())
-                            .map_err(remote_ask_error),
-                    );
-                });
+                // Answered by the relay instead.
+                drop(reply);
+                self.relay_request(link, envelope, id, replies.clone());
             }
             None => {
                 tracing::debug!(%actor, "request for a proc not attached here");
                 reply(Err(RemoteAskError::Unroutable {
                     reason: format!("proc {} is not attached to this gateway", actor.proc()),
                 }));
+            }
+        }
+    }
+
+    /// Counts an envelope handed to an attached proc.
+    pub(crate) fn count_delivered(&self) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Passes request `id` on to a proxied proc over `link`, answering on `replies`.
+    pub(crate) fn relay_request(
+        &self,
+        link: Arc<Link>,
+        envelope: NetworkEnvelope,
+        id: u64,
+        replies: ReplyPath,
+    ) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        let reply = reply_on(&replies, &envelope, id);
+        let timeout = self.config.request_timeout;
+        tokio::spawn(async move {
+            let outcome = relay(&link, envelope, timeout).await;
+            reply(
+                outcome
+                    .map(|bytes| bytes.to_vec())
+                    .map_err(remote_ask_error),
+            );
+        });
+    }
+
+    /// Queues a tell on the link of a proxied proc; hands it back when the link's queue
+    /// is full. Anything else that goes wrong is bounced.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value to be queued again"
+    )]
+    pub(crate) fn forward_to_link(
+        &self,
+        link: &Link,
+        mut envelope: NetworkEnvelope,
+    ) -> Result<(), NetworkEnvelope> {
+        if let Err(error) = spend_hop(&mut envelope) {
+            self.bounce(envelope, error);
+            return Ok(());
+        }
+        match link
+            .tells
+            .try_send(crate::egress::Outgoing::Envelope(envelope))
+        {
+            Ok(()) => {
+                self.forwarded.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Full(outgoing)) => match outgoing {
+                crate::egress::Outgoing::Envelope(mut envelope) => {
+                    // Given back whole: the hop is spent again on the retry.
+                    envelope.hop_limit = envelope.hop_limit.saturating_add(1);
+                    Err(envelope)
+                }
+                _ => Ok(()),
+            },
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(outgoing)) => {
+                if let crate::egress::Outgoing::Envelope(envelope) = outgoing {
+                    let recipient = envelope.recipient.clone();
+                    self.bounce(envelope, PostError::BrokenLink { recipient });
+                }
+                Ok(())
             }
         }
     }

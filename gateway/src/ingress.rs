@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use plexus_codec::MessageName;
 use plexus_core::{ActorId, DeliveryError, PendingDelivery, Proc, RemoteReply};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::PostError;
 
@@ -33,6 +33,9 @@ struct Pusher {
     tx: mpsc::UnboundedSender<Parked>,
     /// Messages parked and not yet pushed; the bound is checked against it.
     queued: AtomicUsize,
+    /// Set once the queue is drained and the pusher gone: the actor takes envelopes
+    /// directly again. A watch, so a waiter that subscribes late still sees it.
+    drained: watch::Sender<bool>,
 }
 
 enum Parked {
@@ -142,7 +145,31 @@ impl Ingress {
         }
     }
 
-    fn park_pending(
+    /// Whether envelopes for `actor` wait behind a full mailbox now.
+    pub(crate) fn is_waiting(&self, actor: &ActorId) -> bool {
+        self.pushers().contains_key(actor)
+    }
+
+    /// Resolves once nothing waits for `actor` in this gateway any more (at once when
+    /// nothing does now).
+    pub(crate) fn drained(
+        &self,
+        actor: &ActorId,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut drained = self
+            .pushers()
+            .get(actor)
+            .map(|pusher| pusher.drained.subscribe());
+        async move {
+            if let Some(drained) = drained.as_mut() {
+                // An error means the pusher is gone, which is drained too.
+                let _ = drained.wait_for(|done| *done).await;
+            }
+        }
+    }
+
+    /// Parks a delivery that found `actor`'s mailbox full, starting its pusher.
+    pub(crate) fn park_pending(
         self: &Arc<Self>,
         proc: &Proc,
         actor: &ActorId,
@@ -169,6 +196,7 @@ impl Ingress {
         let pusher = Arc::new(Pusher {
             tx,
             queued: AtomicUsize::new(1),
+            drained: watch::Sender::new(false),
         });
         if pusher.tx.send(Parked::Pending(pending)).is_err() {
             return Err(PostError::Overloaded {
@@ -217,6 +245,7 @@ async fn push(
                         {
                             pushers.remove(&actor);
                         }
+                        pusher.drained.send_replace(true);
                         tracing::debug!(%actor, "ingress queue drained");
                         return;
                     }

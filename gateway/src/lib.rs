@@ -29,6 +29,7 @@
 mod config;
 mod egress;
 mod error;
+mod flow;
 mod gateway;
 mod ingress;
 mod link;

@@ -14,7 +14,7 @@ use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
 use plexus_core::{ProcId, RemoteAskError, RemoteReply};
 use plexus_transport::{
     ConnectionConfig, ConnectionConfigError, ConnectionHandle, ConnectionRef, Inbound, Negotiated,
-    SendError, TrySendError, Wire, spawn_connection,
+    SendError, TrySendError, Wire, spawn_connection, spawn_connection_with_flow,
 };
 use tokio::sync::mpsc;
 
@@ -48,7 +48,14 @@ impl Link {
             tells: tells.clone(),
             accepts_proxies,
         };
-        let connection = spawn_connection(wire, negotiated, config, inbound)?;
+        let connection = if negotiated.local_flow.is_some() {
+            let target = Arc::new(crate::flow::GatewayTarget {
+                gateway: gateway.clone(),
+            });
+            spawn_connection_with_flow(wire, negotiated, config, inbound, target)?
+        } else {
+            spawn_connection(wire, negotiated, config, inbound)?
+        };
         let link = Arc::new(Link {
             connection: connection.clone(),
             tells,

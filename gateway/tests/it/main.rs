@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attach;
+mod flow;
 mod flush;
 mod locations;
 mod net;
