@@ -238,7 +238,8 @@ impl Proc {
             }),
         });
         // The actor's id rides with its task, so remote sends from it name their sender.
-        let run = CURRENT_ACTOR.scope(myself.id().clone(), runner.run(actor));
+        let current: Arc<dyn ErasedCell> = cell.clone();
+        let run = CURRENT_ACTOR.scope(current, runner.run(actor));
         match probe {
             None => drop(runtime.spawn(run)),
             Some(probe) => drop(runtime.spawn(CURRENT_PROBE.scope(probe, run))),

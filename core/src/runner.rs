@@ -30,13 +30,15 @@ use crate::signal::{ChildExit, Decision, Signal};
 use crate::supervision::{Factory, Verdict};
 
 tokio::task_local! {
-    /// The id of the actor whose task is running: the sender of its remote messages.
-    pub(crate) static CURRENT_ACTOR: ActorId;
+    /// The cell of the actor whose task is running: its id is the sender of the remote
+    /// messages the task sends. A cell pointer rather than the id: it rides in every
+    /// actor's task, and is two words where an id is six.
+    pub(crate) static CURRENT_ACTOR: Arc<dyn ErasedCell>;
 }
 
 /// The actor whose task is running, if any.
 pub(crate) fn current_actor() -> Option<ActorId> {
-    CURRENT_ACTOR.try_with(ActorId::clone).ok()
+    CURRENT_ACTOR.try_with(|cell| cell.core().id.clone()).ok()
 }
 
 /// Everything the actor's task owns besides the actor value.
@@ -97,7 +99,9 @@ impl<A: Actor> Runner<A> {
             Ok(()) => self.handle_until_stop(actor).await,
             Err(exit) => exit,
         };
-        self.end(actor, exit).await
+        // Boxed: it runs once per incarnation, and inline its state (a stop reason and
+        // the hooks' futures) would sit in every idle actor's task.
+        Box::pin(self.end(actor, exit)).await
     }
 
     async fn start(&mut self, actor: &mut A) -> Result<(), Exit> {

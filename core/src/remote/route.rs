@@ -118,6 +118,11 @@ pub enum RouteError {
 /// any other envelope; they never find a full mailbox. A route may call the receiving
 /// proc's delivery synchronously from `try_tell` (as one gateway serving both procs does).
 ///
+/// Core calls `try_tell` from places that must not wait: an actor's final stop (the
+/// `Stopped` notices of its remote watchers) and inside `deliver_remote` itself (a watch
+/// on an unknown actor is answered at once). So a route must not hold, across a call to
+/// a proc's delivery, a lock that its own `try_tell` takes.
+///
 /// ```
 /// use futures::future::BoxFuture;
 /// use plexus_core::{Location, Outbound, RemoteAskError, RemoteRoute, RouteError};

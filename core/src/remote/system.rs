@@ -342,20 +342,21 @@ impl Proc {
             });
             return;
         };
-        if kind == LinkKind::Link {
+        let signal = Signal::Watch {
+            watcher: remote.clone(),
+            kind,
+        };
+        let registered = cell.core().signal(signal).is_ok();
+        if registered && kind == LinkKind::Link {
             // The other half of the link: the target learns of the watcher's stop, or of
-            // the loss of its proc.
+            // the loss of its proc. Not for a target that has already stopped.
             self.inner.watches.insert(WatchEntry {
                 target: watcher,
                 kind: LinkKind::Link,
                 notify: WatchNotify::Actor(cell.clone().as_watcher()),
             });
         }
-        let signal = Signal::Watch {
-            watcher: remote.clone(),
-            kind,
-        };
-        if cell.core().signal(signal).is_err() {
+        if !registered {
             // Its signal queue closes only after its reason is set: never lost.
             let reason = cell
                 .core()

@@ -167,3 +167,67 @@ impl RemoteWatches {
         self.lock().len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::ProcId;
+
+    fn entry(waiter: oneshot::Sender<StopReason>) -> WatchEntry {
+        WatchEntry {
+            target: RemoteAddr {
+                actor: ActorId::new(ProcId::new("far", 1), "target", 0),
+                location: Location::Local(2),
+            },
+            kind: LinkKind::Watch,
+            notify: WatchNotify::Waiter(waiter),
+        }
+    }
+
+    /// A stop notice and a lost peer racing on two threads fire a watch exactly once.
+    #[test]
+    fn a_notice_racing_a_lost_peer_fires_once() {
+        let watches = Arc::new(RemoteWatches::default());
+        let target = ActorId::new(ProcId::new("far", 1), "target", 0);
+        for _ in 0..200 {
+            let (waiter, mut fired) = oneshot::channel();
+            let id = watches.insert(entry(waiter));
+            let notice = std::thread::spawn({
+                let watches = watches.clone();
+                let target = target.clone();
+                move || usize::from(watches.fire_for(id, &target, StopReason::Stopped))
+            });
+            let lost = watches.fire_location(&Location::Local(2), &StopReason::Disconnected);
+            let fired_by_notice = notice.join().unwrap_or(0);
+            assert_eq!(lost + fired_by_notice, 1);
+            let reason = fired.try_recv().ok();
+            assert!(
+                matches!(
+                    reason,
+                    Some(StopReason::Stopped) | Some(StopReason::Disconnected)
+                ),
+                "{reason:?}"
+            );
+            assert_eq!(watches.len(), 0);
+        }
+    }
+
+    /// A notice that names another actor than the watch's target fires nothing.
+    #[test]
+    fn a_notice_for_another_target_fires_nothing() {
+        let watches = RemoteWatches::default();
+        let (waiter, _fired) = oneshot::channel();
+        let id = watches.insert(entry(waiter));
+        let other = ActorId::new(ProcId::new("far", 1), "other", 0);
+        assert!(!watches.fire_for(id, &other, StopReason::Stopped));
+        assert_eq!(watches.len(), 1);
+        assert_eq!(
+            watches.fire_location(&Location::Local(3), &StopReason::Disconnected),
+            0
+        );
+        assert_eq!(
+            watches.fire_location(&Location::Local(2), &StopReason::Disconnected),
+            1
+        );
+    }
+}

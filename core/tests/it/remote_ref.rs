@@ -28,6 +28,8 @@ use crate::common::within;
 struct Net {
     procs: Mutex<HashMap<Location, Proc>>,
     down: Mutex<HashSet<Location>>,
+    /// The wire name and sender of every message routed, in order.
+    sent: Mutex<Vec<(&'static str, Option<ActorId>)>>,
 }
 
 impl Net {
@@ -57,6 +59,10 @@ impl Net {
 
     /// The proc an outbound message is for, or why it cannot be reached.
     fn destination(&self, message: &Outbound) -> Result<Proc, RouteError> {
+        self.sent
+            .lock()
+            .unwrap()
+            .push((message.name, message.sender.clone()));
         let location = &message.recipient.location;
         if self.down.lock().unwrap().contains(location) {
             return Err(RouteError::Disconnected {
@@ -252,6 +258,19 @@ impl Handler<Hello> for Counter {
     }
 }
 
+/// Answers with the ref it was given: a ref inside a reply.
+#[derive(Serialize, Deserialize)]
+struct Echo(ActorRef<Collector>);
+impl RemoteMessage for Echo {
+    const NAME: &'static str = "test.Echo";
+}
+impl Handler<Echo> for Counter {
+    type Reply = ActorRef<Collector>;
+    async fn handle(&mut self, Echo(collector): Echo, _ctx: &mut Context<Self>) -> Self::Reply {
+        collector
+    }
+}
+
 /// Handled locally, never registered as remote.
 struct Secret;
 impl Handler<Secret> for Counter {
@@ -278,6 +297,7 @@ impl RemoteActor for Counter {
             .ask::<Stall>()
             .tell::<Fail>()
             .tell::<Hello>()
+            .ask::<Echo>()
     }
 }
 
@@ -625,6 +645,20 @@ async fn ref_inside_a_message_is_usable_by_the_receiver() {
             via_remote: true,
         }]
     );
+    // The greeting was sent from the counter's handler, and says so; the hello was not.
+    let sent = p.net.sent.lock().unwrap().clone();
+    assert!(
+        sent.contains(&("test.Greeting", Some(p.counter.id().clone()))),
+        "{sent:?}"
+    );
+    assert!(sent.contains(&("test.Hello", None)), "{sent:?}");
+
+    // A ref inside a reply resolves against the proc that asked: here, its own actor.
+    let echoed = within("echo", p.remote.ask(Echo(collector.clone())))
+        .await
+        .unwrap();
+    assert!(!echoed.is_remote());
+    assert_eq!(echoed, collector);
 }
 
 /// A ref that points at the receiving proc itself resolves to the local actor, with no
