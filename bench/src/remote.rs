@@ -95,7 +95,10 @@ impl FlowTarget for ProcTarget {
         let Recipient::Actor(actor) = &envelope.recipient else {
             return Err(Refused::Gone(envelope));
         };
-        let reply = envelope.kind.request_id().map(|id| answer(id, &envelope, from));
+        let reply = envelope
+            .kind
+            .request_id()
+            .map(|id| answer(id, &envelope, from));
         match self
             .proc
             .deliver_remote(actor.name(), &envelope.name, &envelope.payload, reply)
@@ -120,7 +123,10 @@ impl FlowTarget for ProcTarget {
             if gauge.is_closed() {
                 return Room::Gone;
             }
-            if gauge.capacity().is_none_or(|capacity| gauge.depth() < capacity) {
+            if gauge
+                .capacity()
+                .is_none_or(|capacity| gauge.depth() < capacity)
+            {
                 return Room::Available;
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
@@ -129,11 +135,7 @@ impl FlowTarget for ProcTarget {
 }
 
 /// The reply callback of ask `id`: a response on the connection it came from.
-fn answer(
-    id: u64,
-    request: &NetworkEnvelope,
-    from: &ConnectionRef,
-) -> plexus_core::RemoteReply {
+fn answer(id: u64, request: &NetworkEnvelope, from: &ConnectionRef) -> plexus_core::RemoteReply {
     let from = from.clone();
     let recipient = request
         .sender
@@ -196,7 +198,12 @@ async fn tcp_pair() -> (TcpStream, TcpStream) {
 /// keep it open), the proc and the done signal.
 async fn connected_peer(
     expect: u64,
-) -> (ConnectionHandle, ConnectionHandle, Proc, oneshot::Receiver<u64>) {
+) -> (
+    ConnectionHandle,
+    ConnectionHandle,
+    Proc,
+    oneshot::Receiver<u64>,
+) {
     let proc = Proc::new(ProcId::unique("bench-server"));
     let (done_tx, done) = oneshot::channel();
     let summer = proc
@@ -248,8 +255,13 @@ async fn connected_peer(
 }
 
 fn tell_envelope(from: &ActorId, to: &ActorId, n: u64, kind: EnvelopeKind) -> NetworkEnvelope {
-    NetworkEnvelope::message(Some(from.clone()), Recipient::Actor(to.clone()), kind, &Add(n))
-        .expect("encode")
+    NetworkEnvelope::message(
+        Some(from.clone()),
+        Recipient::Actor(to.clone()),
+        kind,
+        &Add(n),
+    )
+    .expect("encode")
 }
 
 fn remote_tell(runtime: &Runtime, tells: u64) -> Report {
@@ -285,8 +297,7 @@ fn remote_tell(runtime: &Runtime, tells: u64) -> Report {
                 let mut writer = BufWriter::with_capacity(64 * 1024, client);
                 let mut frame = [0u8; 32];
                 for n in 0..tells {
-                    let body =
-                        postcard::to_slice(&(7u64, n), &mut frame[4..]).expect("encode");
+                    let body = postcard::to_slice(&(7u64, n), &mut frame[4..]).expect("encode");
                     let len = body.len();
                     frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
                     writer.write_all(&frame[..4 + len]).await.expect("write");
@@ -322,8 +333,7 @@ async fn read_frames(stream: TcpStream, count: u64) -> u64 {
             .read_exact(&mut body[..len])
             .await
             .expect("frame body");
-        let (_recipient, payload): (u64, u64) =
-            postcard::from_bytes(&body[..len]).expect("decode");
+        let (_recipient, payload): (u64, u64) = postcard::from_bytes(&body[..len]).expect("decode");
         sum = sum.wrapping_add(payload);
     }
     sum
@@ -364,7 +374,9 @@ fn remote_ask(runtime: &Runtime, asks: u64) -> Report {
                 let mut frame = [0u8; 16];
                 let mut body = [0u8; 16];
                 for n in 0..asks {
-                    let len = postcard::to_slice(&n, &mut frame[4..]).expect("encode").len();
+                    let len = postcard::to_slice(&n, &mut frame[4..])
+                        .expect("encode")
+                        .len();
                     frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
                     write.write_all(&frame[..4 + len]).await.expect("write");
                     let len = read.read_u32_le().await.expect("length") as usize;
@@ -398,9 +410,7 @@ async fn echo_frames(stream: TcpStream, count: u64) {
     for _ in 0..count {
         let len = read.read_u32_le().await.expect("length") as usize;
         frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        read.read_exact(&mut frame[4..4 + len])
-            .await
-            .expect("body");
+        read.read_exact(&mut frame[4..4 + len]).await.expect("body");
         write.write_all(&frame[..4 + len]).await.expect("write");
     }
 }
