@@ -82,7 +82,8 @@ pub(crate) struct Requests {
 #[derive(Debug, Default)]
 struct Table {
     next_id: u64,
-    pending: HashMap<u64, Slot>,
+    /// Request ids are this side's own counter, so a fast hash is safe.
+    pending: HashMap<u64, Slot, foldhash::fast::FixedState>,
     /// Set once the connection ended; from then on every registration fails.
     disconnected: bool,
 }

@@ -302,6 +302,14 @@ struct Spent {
 }
 
 impl Spent {
+    /// No credit spent: the envelope is not flow controlled here.
+    fn nothing() -> Self {
+        Spent {
+            window: None,
+            bytes: 0,
+        }
+    }
+
     /// The envelope was queued: the credit stays spent.
     fn keep(mut self) {
         self.window = None;
@@ -450,17 +458,21 @@ impl ConnectionHandle {
     /// Cancel-safe: if the future is dropped before it completes, the envelope was not
     /// queued.
     pub async fn send(&self, envelope: NetworkEnvelope) -> Result<(), SendError> {
-        let Some(spent) = self.spend(&envelope).await? else {
-            return self
-                .queue
-                .send(envelope)
-                .await
-                .map_err(|e| SendError::Closed(e.0));
-        };
         // Dropping `spent` unqueued (a cancelled send, a closed queue) gives the credit
         // back, so a cancelled send never shrinks its flow's window.
-        let queued = self.queue.send(envelope).await;
-        match queued {
+        let spent = self.spend(&envelope).await?;
+        // The common case, credit and room both there, takes no await at all.
+        let envelope = match self.queue.try_send(envelope) {
+            Ok(()) => {
+                spent.keep();
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Full(envelope)) => envelope,
+            Err(mpsc::error::TrySendError::Closed(envelope)) => {
+                return Err(SendError::Closed(envelope));
+            }
+        };
+        match self.queue.send(envelope).await {
             Ok(()) => {
                 spent.keep();
                 Ok(())
@@ -472,20 +484,24 @@ impl ConnectionHandle {
     /// Spends the credit `envelope` costs when the peer runs flow control and the
     /// envelope is flow controlled (a tell or a request to an actor or a group), waiting
     /// for a grant while there is none. Responses and control envelopes never wait.
-    async fn spend(&self, envelope: &NetworkEnvelope) -> Result<Option<Spent>, SendError> {
+    async fn spend(&self, envelope: &NetworkEnvelope) -> Result<Spent, SendError> {
         let Some(flows) = &self.shared.send_flows else {
-            return Ok(None);
+            return Ok(Spent::nothing());
         };
         let Some(flow) = flow_of(envelope) else {
-            return Ok(None);
+            return Ok(Spent::nothing());
         };
         let window = flows.window(&flow);
         let bytes = envelope_bytes(envelope);
-        match window.acquire(bytes).await {
-            Ok(()) => Ok(Some(Spent {
+        let acquired = match window.try_acquire(bytes) {
+            Err(FlowError::NoCredit { .. }) => window.acquire(bytes).await,
+            other => other,
+        };
+        match acquired {
+            Ok(()) => Ok(Spent {
                 window: Some(window),
                 bytes,
-            })),
+            }),
             Err(error) => Err(self.refused(envelope.clone(), error)),
         }
     }
@@ -521,18 +537,16 @@ impl ConnectionHandle {
                         }
                     });
                 }
-                Some(Spent {
+                Spent {
                     window: Some(window),
                     bytes,
-                })
+                }
             }
-            _ => None,
+            _ => Spent::nothing(),
         };
         match self.queue.try_send(envelope) {
             Ok(()) => {
-                if let Some(spent) = spent {
-                    spent.keep();
-                }
+                spent.keep();
                 Ok(())
             }
             // `spent` is dropped here, which gives the credit back.

@@ -2,14 +2,13 @@
 //! flow's credit, delivers them without ever waiting, queues them per flow when the
 //! recipient is full, and runs one pusher per blocked flow.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use plexus_codec::{Flow, NetworkEnvelope, Recipient};
 use tokio::runtime::Handle;
 
-use super::{FlowConfig, FlowError, RecvFlow, envelope_bytes, flow_of};
+use super::{FlowConfig, FlowError, FlowMap, RecvFlow, envelope_bytes, flow_of};
 
 /// The local recipients of flow-controlled envelopes, as the receiver sees them; the
 /// gateway implements it over its procs' mailboxes.
@@ -155,7 +154,7 @@ struct Inner<T, E> {
     target: T,
     events: E,
     runtime: Handle,
-    flows: Mutex<HashMap<Flow, Arc<Mutex<Slot>>>>,
+    flows: Mutex<FlowMap<Arc<Mutex<Slot>>>>,
 }
 
 /// One flow's state plus the facts that decide who delivers: whether a pusher owns the
@@ -190,7 +189,7 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
                 target,
                 events,
                 runtime,
-                flows: Mutex::new(HashMap::new()),
+                flows: Mutex::new(FlowMap::default()),
             }),
         }
     }
@@ -479,7 +478,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
     use std::time::Duration;
 
     use plexus_codec::{EnvelopeKind, Outcome};

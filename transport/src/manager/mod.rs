@@ -449,7 +449,17 @@ impl OutprocTransportManager {
         timeout: Duration,
     ) -> Result<NetworkEnvelope, TransportError> {
         let transport = self.healthy_transport(dest).await?;
-        transport.request(envelope, timeout).await
+        match transport.request(envelope.clone(), timeout).await {
+            Err(TransportError::NoHealthyWire { .. }) => match self.inner.table.get(dest) {
+                // Replaced by an adopted connection meanwhile: the request was never
+                // sent, so it goes on the newer transport.
+                Some(newer) if !Arc::ptr_eq(&newer, &transport) => {
+                    newer.request(envelope, timeout).await
+                }
+                _ => Err(TransportError::NoHealthyWire { dest: dest.clone() }),
+            },
+            outcome => outcome,
+        }
     }
 
     /// Subscribes to the destinations that are connected and lost from now on.

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
+use plexus_codec::{EnvelopeKind, NetworkEnvelope, Outcome, Recipient};
 use plexus_core::{
     Actor, ActorId, Context, DeliveryError, Handler, Location, Mailbox, MailboxGauge, Proc, ProcId,
     RemoteHandlers, RemoteMessage,
 };
 use plexus_transport::{
-    ConnectionConfig, ConnectionHandle, Dest, FlowConfig, FlowTarget, Hello, Refused, Room,
-    TcpConfig, TcpWireBuilder, TcpWireListener, WireListener, perform_handshake,
+    ConnectionConfig, ConnectionHandle, ConnectionRef, Dest, FlowConfig, FlowTarget, Hello,
+    Refused, Room, TcpConfig, TcpWireBuilder, TcpWireListener, WireListener, perform_handshake,
     spawn_connection_with_flow,
 };
 use serde::{Deserialize, Serialize};
@@ -77,22 +77,15 @@ impl ProcTarget {
 
 impl FlowTarget for ProcTarget {
     fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
-        let Recipient::Actor(actor) = &envelope.recipient else {
-            return Err(Refused::Gone(envelope));
-        };
-        match self
-            .proc
-            .deliver_remote(actor.name(), &envelope.name, &envelope.payload, None)
-        {
-            Ok(()) => Ok(()),
-            // A tell's pending delivery holds only the decoded message: dropping it and
-            // queueing the envelope loses nothing.
-            Err(DeliveryError::Full { .. }) => Err(Refused::Full(envelope)),
-            Err(DeliveryError::NotFound { .. } | DeliveryError::Closed { .. }) => {
-                Err(Refused::Gone(envelope))
-            }
-            Err(other) => panic!("unexpected delivery error {other}"),
-        }
+        self.deliver(envelope, None)
+    }
+
+    fn try_deliver_from(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &ConnectionRef,
+    ) -> Result<(), Refused> {
+        self.deliver(envelope, Some(from))
     }
 
     async fn wait_for_room(&self, recipient: &Recipient) -> Room {
@@ -113,6 +106,77 @@ impl FlowTarget for ProcTarget {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+}
+
+impl ProcTarget {
+    /// Delivers a tell, or an ask whose reply goes back on `from`.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value, as FlowTarget requires"
+    )]
+    fn deliver(
+        &self,
+        envelope: NetworkEnvelope,
+        from: Option<&ConnectionRef>,
+    ) -> Result<(), Refused> {
+        let Recipient::Actor(actor) = &envelope.recipient else {
+            return Err(Refused::Gone(envelope));
+        };
+        if envelope.kind.request_id().is_some() {
+            // An ask's pending delivery holds its reply: look before delivering, so a
+            // full mailbox never swallows one (the test's asks go to a roomy mailbox).
+            let gauge = self.gauge(&envelope.recipient);
+            if gauge.is_some_and(|g| g.capacity().is_some_and(|c| g.depth() >= c)) {
+                return Err(Refused::Full(envelope));
+            }
+        }
+        let reply = match (envelope.kind.request_id(), from) {
+            (Some(id), Some(from)) => Some(answer(id, &envelope, from)),
+            _ => None,
+        };
+        match self
+            .proc
+            .deliver_remote(actor.name(), &envelope.name, &envelope.payload, reply)
+        {
+            Ok(()) => Ok(()),
+            // A tell's pending delivery holds only the decoded message: dropping it and
+            // queueing the envelope loses nothing.
+            Err(DeliveryError::Full { .. }) => Err(Refused::Full(envelope)),
+            Err(DeliveryError::NotFound { .. } | DeliveryError::Closed { .. }) => {
+                Err(Refused::Gone(envelope))
+            }
+            Err(other) => panic!("unexpected delivery error {other}"),
+        }
+    }
+}
+
+/// The reply callback of ask `id`: an `Ok` response carrying the reply, on the
+/// connection the ask came from.
+fn answer(id: u64, request: &NetworkEnvelope, from: &ConnectionRef) -> plexus_core::RemoteReply {
+    let from = from.clone();
+    let recipient = request
+        .sender
+        .clone()
+        .map_or(Recipient::Transport, Recipient::Actor);
+    Box::new(move |outcome| {
+        let mut response = NetworkEnvelope::control(EnvelopeKind::Response {
+            id,
+            outcome: if outcome.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            },
+            is_last: true,
+        });
+        response.recipient = recipient;
+        response.payload = outcome.unwrap_or_default().into();
+        if let Err(full) = from.try_send(response) {
+            let response = full.into_envelope();
+            tokio::spawn(async move {
+                let _ = from.send(response).await;
+            });
+        }
+    })
 }
 
 /// A peer proc `peer` behind a TCP listener, serving one connection with flow control
@@ -259,4 +323,125 @@ async fn a_slow_recipient_does_not_delay_a_fast_one_on_the_same_connection() {
          (its sender finished at {slow_sent:?})"
     );
     let _connection = server.await.unwrap();
+}
+
+/// Answers every ask with its tick, at once.
+struct Echo;
+
+impl Actor for Echo {}
+
+impl Handler<Tick> for Echo {
+    type Reply = u64;
+    async fn handle(&mut self, Tick(n): Tick, _ctx: &mut Context<Self>) -> u64 {
+        n
+    }
+}
+
+/// Handles each tick slowly: sleeps `pause` first.
+struct Sleepy {
+    pause: Duration,
+    handled: mpsc::UnboundedSender<u64>,
+}
+
+impl Actor for Sleepy {}
+
+impl Handler<Tick> for Sleepy {
+    type Reply = ();
+    async fn handle(&mut self, Tick(n): Tick, _ctx: &mut Context<Self>) {
+        tokio::time::sleep(self.pause).await;
+        let _ = self.handled.send(n);
+    }
+}
+
+/// Scenario R9, scaled down: actor `a` sleeps 20 ms per tick and is sent 2,000 tells,
+/// actor `b` answers asks at once; 1,000 sequential asks to `b` on the same TCP
+/// connection are all answered while `a` is still working through its first tells, and
+/// `a`'s sender meets a spent window (`try_send` refuses with no credit) instead of
+/// growing a queue: what `a` holds (mailbox plus flow queue) never exceeds its mailbox
+/// plus one window. Prints the ask latencies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r9_asks_to_a_fast_actor_are_not_held_behind_a_slow_one() {
+    const TELLS: u64 = 2_000;
+    const ASKS: u64 = 1_000;
+    const WINDOW: u32 = 64;
+    let proc = Proc::new(ProcId::new("peer", 1));
+    let (handled_tx, mut handled) = mpsc::unbounded_channel();
+    let a = proc
+        .spawn_with(
+            "a",
+            Sleepy {
+                pause: Duration::from_millis(20),
+                handled: handled_tx,
+            },
+            Mailbox::Bounded(16),
+        )
+        .unwrap();
+    let b = proc.spawn("b", Echo).unwrap();
+    proc.expose(&a, RemoteHandlers::new().tell::<Tick>())
+        .unwrap();
+    proc.expose(&b, RemoteHandlers::new().ask::<Tick>())
+        .unwrap();
+    let gauges = HashMap::from([("a".to_owned(), a.mailbox()), ("b".to_owned(), b.mailbox())]);
+    let window = FlowConfig {
+        window_messages: WINDOW,
+        ..FlowConfig::default()
+    };
+    let (location, server) = serve(proc.clone(), gauges, window).await;
+    let manager = Arc::new(manager(
+        TcpWireBuilder::new(TcpConfig::default()),
+        config(2_000, 60_000),
+    ));
+    let dest = Dest::new(location);
+    // Connects first.
+    manager.send(&dest, tick("warm", "b", 0)).await.unwrap();
+
+    // `a`'s sender: `send` waits for credit once the window is spent.
+    let tells = {
+        let (manager, dest) = (manager.clone(), dest.clone());
+        tokio::spawn(async move {
+            for n in 0..TELLS {
+                manager.send(&dest, tick("sender", "a", n)).await.unwrap();
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!tells.is_finished(), "a's sender must wait for credit");
+
+    let mut latencies = Vec::with_capacity(ASKS as usize);
+    within(Duration::from_secs(30), "every ask answered", async {
+        for n in 0..ASKS {
+            let asked = Instant::now();
+            let response = manager
+                .request(&dest, tick("asker", "b", n), Duration::from_secs(5))
+                .await
+                .unwrap();
+            latencies.push(asked.elapsed());
+            assert_eq!(postcard::from_bytes::<u64>(&response.payload).unwrap(), n);
+        }
+    })
+    .await;
+    let mut done = 0;
+    while handled.try_recv().is_ok() {
+        done += 1;
+    }
+    assert!(
+        done < TELLS / 2,
+        "a handled {done} tells: it was not slow enough to matter"
+    );
+    assert!(
+        !tells.is_finished(),
+        "a's sender is still held back by credit"
+    );
+    // The window bounds what `a` holds: its mailbox, plus at most one window of tells
+    // queued in its flow or in flight.
+    assert!(a.mailbox().depth() <= 16);
+
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let p99 = latencies[latencies.len() * 99 / 100];
+    println!(
+        "R9: {ASKS} asks to b answered (p50 {p50:?}, p99 {p99:?}) while a handled {done} of {TELLS} tells"
+    );
+    tells.abort();
+    let _server = server.await.unwrap();
 }
