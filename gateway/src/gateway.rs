@@ -289,6 +289,19 @@ impl Gateway {
     /// The first call must run inside a tokio runtime, whose tasks then carry the
     /// gateway's network traffic: use it from one long-lived runtime. A first call outside
     /// any runtime fails with [`GatewayError::NoRuntime`] and builds nothing.
+    ///
+    /// ```
+    /// use plexus_core::{Proc, ProcId};
+    /// use plexus_gateway::Gateway;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let proc = Proc::new(ProcId::unique("app"));
+    /// let _attachment = Gateway::global()?.attach(&proc)?;
+    /// // Every caller gets the same gateway.
+    /// assert!(Gateway::global()?.is_attached(proc.id()));
+    /// # Ok(()) }
+    /// ```
     pub fn global() -> Result<Gateway, GatewayError> {
         if let Some(gateway) = GLOBAL.get() {
             return Ok(gateway.clone());
@@ -847,7 +860,21 @@ impl Inner {
         self.forwarded.fetch_add(1, Ordering::Relaxed);
         let reply = reply_on(&replies, &envelope, id);
         let timeout = self.config.request_timeout;
+        // The request leaves after the tells already queued on the link, so a tell then an
+        // ask of one sender reach the proxied proc in that order. The marker is queued
+        // now, behind exactly those tells.
+        let (sent, tells_sent) = oneshot::channel();
+        let waiting_marker = match link.tells.try_send(crate::egress::Outgoing::Flush(sent)) {
+            Ok(()) => None,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(marker)) => Some(marker),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => None,
+        };
         tokio::spawn(async move {
+            if let Some(marker) = waiting_marker {
+                let _ = link.tells.send(marker).await;
+            }
+            // An error means the link's sender is gone; the request then fails below.
+            let _ = tells_sent.await;
             let outcome = relay(&link, envelope, timeout).await;
             reply(
                 outcome

@@ -326,3 +326,30 @@ async fn unix_locations_carry_remote_refs() {
     remote.tell(Add(7)).await.unwrap();
     assert_eq!(timeout(WAIT, remote.ask(Get)).await.unwrap().unwrap(), 7);
 }
+
+/// A proc attached through a proxy advertises the proxy's location in its refs, and a
+/// remote ref found at that location reaches it: tells and asks relayed by the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_proc_is_reached_by_remote_refs_at_the_proxy() {
+    let network = InprocNetwork::new();
+    let (front, home) = (networked(&network), networked(&network));
+    let front_server = front.serve(any_tcp()).await.unwrap();
+    let via = front_server.location().clone();
+    let roaming = Proc::new(ProcId::unique("roaming"));
+    let counter = roaming.spawn("counter", Counter(0)).unwrap();
+    roaming.expose_remote(&counter).unwrap();
+    let _attachment = home.attach_through(&roaming, via.clone()).await.unwrap();
+    assert_eq!(roaming.local_location(), Some(via.clone()));
+
+    let client = side(&network, "client").await;
+    let addr = ProcAddr::new(roaming.id().clone(), via);
+    let remote: ActorRef<Counter> = client.proc.lookup_remote(&addr, "counter").await.unwrap();
+    remote.tell(Add(20)).await.unwrap();
+    remote.tell(Add(22)).await.unwrap();
+    assert_eq!(timeout(WAIT, remote.ask(Get)).await.unwrap().unwrap(), 42);
+    assert!(
+        front.stats().forwarded >= 4,
+        "front relayed {:?}",
+        front.stats()
+    );
+}
