@@ -121,6 +121,8 @@ pub(crate) struct Inner {
     /// Every link opened by this gateway (accepted or dialed for a proxy attach), so
     /// that dropping the gateway closes them and the peers' requests fail at once.
     links: Mutex<Vec<Weak<Link>>>,
+    /// Dropped with the gateway: its servers see their receivers close and end.
+    shutdown: tokio::sync::watch::Sender<()>,
     delivered: AtomicU64,
     forwarded: AtomicU64,
     bounced: AtomicU64,
@@ -637,6 +639,7 @@ impl Inner {
             config,
             hello,
             links: Mutex::new(Vec::new()),
+            shutdown: tokio::sync::watch::Sender::new(()),
             delivered: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             bounced: AtomicU64::new(0),
@@ -647,6 +650,11 @@ impl Inner {
         self.locations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Resolves (with an error) once the gateway is dropped.
+    pub(crate) fn on_shutdown(&self) -> tokio::sync::watch::Receiver<()> {
+        self.shutdown.subscribe()
     }
 
     /// Remembers `link` so that dropping the gateway closes it.

@@ -70,6 +70,7 @@ impl Gateway {
         let task = tokio::spawn(accept_loop(
             listener,
             Arc::downgrade(&self.inner),
+            self.inner.on_shutdown(),
             Arc::clone(&links),
         ));
         Ok(ServeHandle {
@@ -99,8 +100,8 @@ impl ServeHandle {
     /// Stops serving now; the same as dropping the handle.
     pub fn stop(self) {}
 
-    /// Waits until the server ends by itself (its listener failed for good, or the
-    /// gateway is gone). The location stays recorded until the handle is dropped.
+    /// Waits until the server ends by itself: its listener failed for good, or the
+    /// gateway was dropped (which also closes every connection it accepted).
     ///
     /// # Cancel safety
     ///
@@ -146,11 +147,19 @@ impl std::fmt::Debug for ServeHandle {
 async fn accept_loop(
     mut listener: Box<dyn WireListener>,
     gateway: Weak<Inner>,
+    mut shutdown: tokio::sync::watch::Receiver<()>,
     links: Arc<Mutex<Vec<Weak<Link>>>>,
 ) {
     let location = listener.location().clone();
     loop {
-        let wire = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => {
+                tracing::info!(%location, "gateway gone, server ends");
+                return;
+            }
+        };
+        let wire = match accepted {
             Ok(wire) => wire,
             Err(WireError::Accept { source, .. }) if is_transient(&source) => {
                 // Out of descriptors or a connection reset before accept: retry shortly.

@@ -169,3 +169,33 @@ async fn procs_sharing_a_gateway_play_without_the_network() {
     assert_eq!(gateway.transport().unwrap().dest_count(), 0);
     assert_eq!(server.connection_count(), 0);
 }
+
+/// A server's handle resolves `wait` once its gateway is dropped, and the connections it
+/// accepted are closed.
+#[tokio::test]
+async fn server_ends_when_its_gateway_is_dropped() {
+    let network = InprocNetwork::new();
+    let (client, gateway) = (networked(&network), networked(&network));
+    let mut server = gateway.serve(any_tcp()).await.unwrap();
+    let proc = Proc::new(ProcId::unique("served"));
+    let attached = gateway.attach(&proc).unwrap();
+    let echo = spawn_echoer(&proc);
+    client
+        .request_to(server.location(), ask(echo, &Echo(1)), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(server.connection_count(), 1);
+
+    drop((attached, gateway));
+    timeout(WAIT, server.wait())
+        .await
+        .expect("the server did not end with its gateway")
+        .unwrap();
+    timeout(WAIT, async {
+        while server.connection_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("an accepted connection outlived its gateway");
+}
