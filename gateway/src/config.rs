@@ -38,10 +38,10 @@ pub struct GatewayConfig {
     /// (the default) refuses `local:` destinations. Gateways of one process that should
     /// reach each other at `local:` locations share one network (clones share it).
     pub inproc: Option<InprocNetwork>,
-    /// How many tells may wait for one destination's connection before
-    /// [`Gateway::post_to`](crate::Gateway::post_to) refuses with
+    /// How many tells of one lane (destination, sender, recipient) may wait to be handed
+    /// to a connection before [`Gateway::post_to`](crate::Gateway::post_to) refuses with
     /// [`PostError::Full`](crate::PostError::Full); an awaited tell waits for room instead.
-    /// Default 4096; 0 acts as 1.
+    /// Also the bound of the tell queue of each proxy link. Default 4096; 0 acts as 1.
     pub dest_queue_capacity: usize,
     /// How many envelopes may wait for one actor whose mailbox is full before further
     /// ones are refused with [`PostError::Overloaded`](crate::PostError::Overloaded).

@@ -70,8 +70,9 @@ pub enum PostError {
         /// The recipient.
         actor: ActorId,
     },
-    /// The queue towards this destination is full; an awaited tell would wait for room.
-    #[error("the queue towards {dest} is full")]
+    /// The queue of this lane towards the destination is full; an awaited tell would wait
+    /// for room.
+    #[error("the queue towards {dest} is full for this sender and recipient")]
     Full {
         /// The destination.
         dest: Location,

@@ -424,9 +424,11 @@ impl Gateway {
     ///
     /// First the queues of attached actors whose mailboxes were full are drained into
     /// their mailboxes (or refused), then the queues of proxy links, then the forwarder's
-    /// per-destination queues; an envelope "handed to a wire" sits in its connection's
-    /// send queue and is written by the connection's writer in order. Envelopes posted
-    /// while `flush` runs may or may not be covered.
+    /// lane queues; an envelope "handed to a wire" sits in its connection's send queue and
+    /// is written by the connection's writer in order. Envelopes posted while `flush`
+    /// runs may or may not be covered. A lane whose recipient grants no credit (it is
+    /// full) holds `flush` until the recipient consumes: bound it with a timeout where
+    /// that matters.
     ///
     /// # Cancel safety
     ///

@@ -6,13 +6,19 @@
 //!   [`OutprocTransportManager`](plexus_transport::OutprocTransportManager) dialing by
 //!   location scheme; [`Gateway::isolated`] has none; [`Gateway::global`] is the
 //!   process-wide one.
-//! - [`Gateway::attach`] registers a [`Proc`](plexus_core::Proc); a second live proc with
-//!   the same id is refused, an entry whose [`Attachment`] was dropped is replaced.
+//! - [`Gateway::attach`] registers a [`Proc`](plexus_core::Proc) and installs the gateway
+//!   as its [`RemoteRoute`](plexus_core::RemoteRoute), so its remote `ActorRef`s tell and
+//!   ask through it; a second live proc with the same id is refused, an entry whose
+//!   [`Attachment`] was dropped is replaced. Destinations the transport loses become
+//!   [`Proc::peer_lost`](plexus_core::Proc::peer_lost) on every attached proc.
 //! - [`Gateway::post`] / [`Gateway::post_to`] deliver an envelope for an attached proc's
 //!   actor directly (no serialization between procs of one process, no network) and send
 //!   every other one towards its destination without waiting; [`Gateway::request_to`]
 //!   does the same for asks; [`Gateway::flush`] waits until everything posted before has
 //!   been delivered, handed to a wire, or bounced.
+//! - Connections run flow control ([`GatewayConfig::flow`]): a full actor makes its
+//!   remote senders wait for credit, and each (destination, sender, recipient) lane is
+//!   sent from its own task, so one slow actor never holds up another.
 //! - [`Gateway::serve`] listens on a location ([`ServeHandle`]); the last location still
 //!   served is the [`default_location`](Gateway::default_location), falling back in any
 //!   stop order to the location reserved at construction (see [`LocationStack`]).
