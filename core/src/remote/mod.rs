@@ -54,13 +54,25 @@ impl Proc {
     /// removes it (`None`, on detach). Remote refs read the route at every send, so a
     /// route installed later serves refs made earlier; without one, remote sends fail
     /// with `Unroutable`.
+    ///
+    /// Removing the route fires every remote watch and link of this proc with
+    /// [`StopReason::Disconnected`]: no notice can reach it any more.
     pub fn set_route(&self, route: Option<Arc<dyn RemoteRoute>>) {
-        let mut slot = self
-            .inner
-            .route
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        *slot = route;
+        let detached = route.is_none();
+        {
+            let mut slot = self
+                .inner
+                .route
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            *slot = route;
+        }
+        if detached {
+            let fired = self.inner.watches.fire_all(&StopReason::Disconnected);
+            if fired > 0 {
+                tracing::info!(proc = %self.id(), fired, "remote watches fired on detach");
+            }
+        }
     }
 
     /// The installed route, if any.

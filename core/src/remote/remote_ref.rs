@@ -211,7 +211,7 @@ impl RemoteTarget {
         let reply = route
             .ask(outbound, timeout)
             .await
-            .map_err(|error| self.ask_error(error))?;
+            .map_err(|error| ask_error(self.recipient(), error))?;
         // Refs inside the reply resolve against the proc that asked.
         let reply = proc
             .decoding(|| decode(&reply))
@@ -228,29 +228,6 @@ impl RemoteTarget {
                     std::any::type_name::<A::Reply>()
                 ),
             }),
-        }
-    }
-
-    pub(crate) fn ask_error(&self, error: RemoteAskError) -> AskError {
-        let recipient = self.recipient();
-        match error {
-            RemoteAskError::NotFound { .. } => AskError::NotFound { recipient },
-            RemoteAskError::NotExposed { .. } => AskError::NotExposed { recipient },
-            RemoteAskError::UnknownMessage { message, .. } => {
-                AskError::Unhandled { recipient, message }
-            }
-            RemoteAskError::Decode { reason, .. } => AskError::Decode { recipient, reason },
-            RemoteAskError::Encode { reason, .. } => AskError::Encode { recipient, reason },
-            RemoteAskError::Closed { .. } | RemoteAskError::Abandoned => {
-                AskError::Closed { recipient }
-            }
-            RemoteAskError::Panicked { message, .. } => AskError::Panicked { recipient, message },
-            RemoteAskError::Timeout { timeout_ms } => AskError::Timeout {
-                recipient,
-                timeout_ms,
-            },
-            RemoteAskError::Disconnected { .. } => AskError::Disconnected { recipient },
-            RemoteAskError::Unroutable { reason } => AskError::Unroutable { recipient, reason },
         }
     }
 
@@ -292,5 +269,26 @@ impl RemoteTarget {
         let _guard = watch;
         drop(proc);
         stopped.await.unwrap_or(StopReason::Disconnected)
+    }
+}
+
+/// The local form of a remote ask's failure, for the ref to `recipient`.
+pub(crate) fn ask_error(recipient: ActorId, error: RemoteAskError) -> AskError {
+    match error {
+        RemoteAskError::NotFound { .. } => AskError::NotFound { recipient },
+        RemoteAskError::NotExposed { .. } => AskError::NotExposed { recipient },
+        RemoteAskError::UnknownMessage { message, .. } => {
+            AskError::Unhandled { recipient, message }
+        }
+        RemoteAskError::Decode { reason, .. } => AskError::Decode { recipient, reason },
+        RemoteAskError::Encode { reason, .. } => AskError::Encode { recipient, reason },
+        RemoteAskError::Closed { .. } | RemoteAskError::Abandoned => AskError::Closed { recipient },
+        RemoteAskError::Panicked { message, .. } => AskError::Panicked { recipient, message },
+        RemoteAskError::Timeout { timeout_ms } => AskError::Timeout {
+            recipient,
+            timeout_ms,
+        },
+        RemoteAskError::Disconnected { .. } => AskError::Disconnected { recipient },
+        RemoteAskError::Unroutable { reason } => AskError::Unroutable { recipient, reason },
     }
 }

@@ -22,7 +22,7 @@ use crate::error::AskError;
 use crate::id::{ActorId, ProcAddr};
 use crate::proc::{Proc, ProcInner};
 use crate::remote::codecs::{RemoteActor, codecs_of};
-use crate::remote::remote_ref::RemoteTarget;
+use crate::remote::remote_ref::{RemoteTarget, ask_error};
 use crate::remote::system::{LOOKUP, LookupActor};
 use crate::remote::{Outbound, RemoteAddr, UNBOUNDED_ASK};
 
@@ -135,17 +135,10 @@ impl Proc {
             name: LOOKUP,
             payload,
         };
-        let reply = route.ask(outbound, UNBOUNDED_ASK).await.map_err(|error| {
-            let target = RemoteTarget {
-                addr: RemoteAddr {
-                    actor: provisional.clone(),
-                    location: proc.location.clone(),
-                },
-                proc: Weak::new(),
-                codecs: codecs_of::<A>(),
-            };
-            target.ask_error(error)
-        })?;
+        let reply = route
+            .ask(outbound, UNBOUNDED_ASK)
+            .await
+            .map_err(|error| ask_error(provisional.clone(), error))?;
         let actor: ActorId = postcard::from_bytes(&reply).map_err(|error| AskError::Decode {
             recipient: provisional.clone(),
             reason: error.to_string(),

@@ -162,6 +162,16 @@ impl RemoteWatches {
         count
     }
 
+    /// Fires every watch; returns how many fired.
+    pub(crate) fn fire_all(&self, reason: &StopReason) -> usize {
+        let all: Vec<WatchEntry> = self.lock().drain().map(|(_, entry)| entry).collect();
+        let count = all.len();
+        for entry in all {
+            entry.fire(reason.clone());
+        }
+        count
+    }
+
     /// How many watches wait for a notice.
     pub(crate) fn len(&self) -> usize {
         self.lock().len()

@@ -966,3 +966,22 @@ async fn without_a_route_remote_watches_fire_disconnected() {
     assert!(matches!(error, AskError::Unroutable { .. }), "{error:?}");
     assert_eq!(proc.remote_watch_count(), 0);
 }
+
+/// Detaching a proc from its route fires its remote watches with `Disconnected`: no
+/// notice can reach it any more.
+#[tokio::test]
+async fn detaching_fires_remote_watches() {
+    let p = pair(Mailbox::default()).await;
+    let died = Arc::new(Mutex::new(Vec::new()));
+    let watcher =
+        p.a.spawn("watcher", Watcher { died: died.clone() })
+            .unwrap();
+    watcher.tell(WatchIt(p.remote.clone())).await.unwrap();
+    eventually("the watch to register", || p.a.remote_watch_count() == 1).await;
+    p.a.set_route(None);
+    eventually("the notice", || !died.lock().unwrap().is_empty()).await;
+    assert_eq!(died.lock().unwrap()[0].reason, StopReason::Disconnected);
+    assert_eq!(p.a.remote_watch_count(), 0);
+    let error = within("ask", p.remote.ask(Add(1))).await.unwrap_err();
+    assert!(matches!(error, AskError::Unroutable { .. }), "{error:?}");
+}
