@@ -413,6 +413,20 @@ impl ConnectionRef {
         self.upgrade().is_none()
     }
 
+    /// Waits until the connection has ended and returns why, without keeping it open
+    /// meanwhile; `None` when its state is already gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only observes.
+    pub async fn closed(&self) -> Option<ConnectionError> {
+        let mut closed = self.shared.upgrade()?.closed.clone();
+        match closed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        }
+    }
+
     /// Whether `self` and `other` refer to the same connection.
     pub fn same_connection(&self, other: &ConnectionRef) -> bool {
         std::sync::Weak::ptr_eq(&self.shared, &other.shared)
