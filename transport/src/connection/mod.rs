@@ -413,6 +413,20 @@ impl ConnectionRef {
         self.upgrade().is_none()
     }
 
+    /// Waits until the connection has ended and returns why, without keeping it open
+    /// meanwhile; `None` when its state is already gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only observes.
+    pub async fn closed(&self) -> Option<ConnectionError> {
+        let mut closed = self.shared.upgrade()?.closed.clone();
+        match closed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        }
+    }
+
     /// Whether `self` and `other` refer to the same connection.
     pub fn same_connection(&self, other: &ConnectionRef) -> bool {
         std::sync::Weak::ptr_eq(&self.shared, &other.shared)
@@ -717,6 +731,68 @@ where
 ///
 /// [`FlowReceiver`]: crate::FlowReceiver
 /// [`Hello::with_flow`]: crate::Hello::with_flow
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
+/// use plexus_core::{ActorId, ProcId};
+/// use plexus_transport::{
+///     ConnectionConfig, FlowConfig, FlowTarget, Hello, Refused, Room, perform_handshake,
+///     spawn_connection, spawn_connection_with_flow,
+/// };
+/// use tokio::sync::mpsc;
+///
+/// /// One local recipient with a bounded mailbox.
+/// struct Mailbox(mpsc::Sender<NetworkEnvelope>);
+///
+/// impl FlowTarget for Mailbox {
+///     fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
+///         self.0.try_send(envelope).map_err(|error| match error {
+///             mpsc::error::TrySendError::Full(envelope) => Refused::Full(envelope),
+///             mpsc::error::TrySendError::Closed(envelope) => Refused::Gone(envelope),
+///         })
+///     }
+///
+///     async fn wait_for_room(&self, _recipient: &Recipient) -> Room {
+///         match self.0.reserve().await {
+///             Ok(_permit) => Room::Available,
+///             Err(_) => Room::Gone,
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+/// let limit = Duration::from_secs(5);
+/// let window = FlowConfig { window_messages: 4, ..FlowConfig::default() };
+/// let (na, nb) = tokio::join!(
+///     perform_handshake(&mut a, Hello::new(ProcId::new("a", 1), 1), limit),
+///     perform_handshake(&mut b, Hello::new(ProcId::new("b", 1), 2).with_flow(window), limit),
+/// );
+/// let a = spawn_connection(a, na?, ConnectionConfig::default(), |_| {})?;
+/// let (mailbox, mut taken) = mpsc::channel(1);
+/// let _b = spawn_connection_with_flow(
+///     b, nb?, ConnectionConfig::default(), |_| {}, Arc::new(Mailbox(mailbox)),
+/// )?;
+///
+/// // Nobody reads the mailbox: four tells use up the window, the fifth finds no credit.
+/// let to = Recipient::Actor(ActorId::new(ProcId::new("b", 1), "sink", 0));
+/// let tell = NetworkEnvelope { recipient: to, ..NetworkEnvelope::control(EnvelopeKind::Regular) };
+/// for _ in 0..4 {
+///     a.try_send(tell.clone())?;
+/// }
+/// assert!(a.try_send(tell.clone()).unwrap_err().is_no_credit());
+/// // Taking them grants the credit back.
+/// for _ in 0..4 {
+///     taken.recv().await;
+/// }
+/// a.send(tell).await?;
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Panics
 ///

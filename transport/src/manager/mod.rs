@@ -28,7 +28,7 @@ mod dest_transport;
 mod health;
 mod inproc;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use plexus_codec::{NetworkEnvelope, Skipped};
@@ -91,8 +91,9 @@ pub enum Adoption {
         /// The connection, closing.
         connection: ConnectionHandle,
     },
-    /// The peer advertised no location (or kept redialing): the connection runs, but is
-    /// no destination's transport.
+    /// The peer advertised no location (or kept redialing): the connection runs, held by
+    /// the manager until it ends or [`close_all`](OutprocTransportManager::close_all),
+    /// but is no destination's transport.
     Unkeyed(ConnectionHandle),
 }
 
@@ -314,6 +315,9 @@ struct Inner {
     spawner: Spawner,
     table: ConnectOnce<Arc<DestTransport>, DialError>,
     events: Arc<Events>,
+    /// Accepted connections that are no destination's transport (their peer advertised
+    /// no location): held here so they run until they end or the manager goes.
+    unkeyed: std::sync::Mutex<Vec<ConnectionHandle>>,
     /// This manager, weakly, for the transports it makes.
     me: std::sync::Weak<Inner>,
 }
@@ -398,6 +402,7 @@ impl OutprocTransportManager {
             inbound,
             spawner,
             events: Arc::new(Events::new()),
+            unkeyed: std::sync::Mutex::new(Vec::new()),
             me: me.clone(),
         });
         let health = health::spawn(&inner);
@@ -551,9 +556,10 @@ impl OutprocTransportManager {
     /// the kept one took over may arrive out of order with the first ones sent on the
     /// kept connection (the two are read by two readers); none is lost. A peer that
     /// advertised no location is left alone ([`Adoption::Unkeyed`]): the connection runs
-    /// but sends never choose it.
+    /// (the manager holds it) but sends never choose it.
     pub async fn adopt(&self, connection: ConnectionHandle) -> Adoption {
         let Some(location) = connection.peer().peer_location.clone() else {
+            self.inner.keep_unkeyed(&connection);
             return Adoption::Unkeyed(connection);
         };
         let dest = Dest::new(location);
@@ -598,6 +604,7 @@ impl OutprocTransportManager {
             }
         }
         tracing::warn!(%dest, "destination kept dialing; accepted connection left unkeyed");
+        self.inner.keep_unkeyed(&connection);
         Adoption::Unkeyed(connection)
     }
 
@@ -619,9 +626,17 @@ impl OutprocTransportManager {
         had
     }
 
-    /// Closes every transport and cancels every dial. The manager stays usable: a later
-    /// send dials again.
+    /// Closes every transport (and every accepted connection that is none), and cancels
+    /// every dial. The manager stays usable: a later send dials again.
     pub fn close_all(&self) {
+        let unkeyed: Vec<_> = std::mem::take(
+            &mut *self
+                .inner
+                .unkeyed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        unkeyed.iter().for_each(ConnectionHandle::close);
         for dest in self.list_dests() {
             self.close_transport(&dest);
         }
@@ -703,6 +718,27 @@ impl Inner {
         let transport = DestTransport::new(dest.clone(), connections, Some(owner), true);
         self.events.publish(DestEvent::Connected(dest));
         transport
+    }
+
+    /// Holds `connection` until it ends, so an unkeyed accepted connection is not closed
+    /// by its caller dropping the handle.
+    fn keep_unkeyed(&self, connection: &ConnectionHandle) {
+        let mut unkeyed = self.unkeyed.lock().unwrap_or_else(PoisonError::into_inner);
+        unkeyed.retain(|kept| kept.close_reason().is_none());
+        unkeyed.push(connection.clone());
+        drop(unkeyed);
+        let watched = connection.downgrade();
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            watched.closed().await;
+            if let Some(inner) = me.upgrade() {
+                inner
+                    .unkeyed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|kept| !kept.downgrade().same_connection(&watched));
+            }
+        });
     }
 
     /// Whether `accepted`, a connection the peer dialed, should take the place of

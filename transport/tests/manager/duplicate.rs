@@ -176,3 +176,105 @@ async fn a_connection_the_peer_dialed_serves_sends_to_it() {
     );
     assert_eq!(b.dest_count(), 1);
 }
+
+/// A manager built with flow control accepts a dialed connection and runs its flow
+/// receiver over the target: tells reach the target, the dialer spends and regains
+/// credit, and a tell to a recipient the target does not know closes its flow, so the
+/// dialer's later sends to it fail with `TransportError::Flow`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepting_manager_runs_flow_control_over_its_target() {
+    use plexus_codec::Recipient;
+    use plexus_transport::{FlowConfig, FlowError, FlowTarget, Refused, Room, TransportError};
+
+    /// Takes tells for recipient index 2 only.
+    struct Only2(mpsc::UnboundedSender<NetworkEnvelope>);
+
+    impl FlowTarget for Only2 {
+        fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
+            match &envelope.recipient {
+                Recipient::Actor(actor) if actor.index() == 2 => {
+                    let _ = self.0.send(envelope);
+                    Ok(())
+                }
+                _ => Err(Refused::Gone(envelope)),
+            }
+        }
+
+        async fn wait_for_room(&self, _recipient: &Recipient) -> Room {
+            Room::Available
+        }
+    }
+
+    let mut listener = TcpWireListener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let location = listener.location().clone();
+    let (tx, mut delivered) = mpsc::unbounded_channel();
+    let window = FlowConfig {
+        window_messages: 8,
+        ..FlowConfig::default()
+    };
+    let server = Arc::new(
+        OutprocTransportManager::with_flow_control(
+            TcpWireBuilder::new(TcpConfig::default()),
+            Hello::new(ProcId::new("server", 1), 1).with_location(location.clone()),
+            config(2_000, 60_000),
+            |_: NetworkEnvelope| {},
+            window,
+            Arc::new(Only2(tx)),
+        )
+        .unwrap(),
+    );
+    let acceptor = server.clone();
+    tokio::spawn(async move {
+        while let Ok(wire) = listener.accept().await {
+            let _ = acceptor.accept(wire).await;
+        }
+    });
+    let client = OutprocTransportManager::new(
+        TcpWireBuilder::new(TcpConfig::default()),
+        Hello::new(ProcId::new("client", 1), 1),
+        config(2_000, 60_000),
+        |_: NetworkEnvelope| {},
+    )
+    .unwrap();
+    let dest = Dest::new(location);
+
+    // Far more than the window of 8: credit must come back for these to pass.
+    for n in 0..200 {
+        client.send(&dest, tell(1, 2, n)).await.unwrap();
+    }
+    for n in 0..200 {
+        let envelope = within(
+            Duration::from_secs(5),
+            "a tell at the target",
+            delivered.recv(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(pair_and_seq(&envelope), (1, 2, n));
+    }
+
+    client.send(&dest, tell(1, 3, 0)).await.unwrap();
+    let refused = within(Duration::from_secs(5), "the flow to 3 closing", async {
+        loop {
+            match client.send(&dest, tell(1, 3, 1)).await {
+                Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(error) => return error,
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(
+            refused,
+            TransportError::Flow {
+                source: FlowError::Closed { .. },
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    // The flow to 2 is unaffected.
+    client.send(&dest, tell(1, 2, 200)).await.unwrap();
+}
