@@ -1,5 +1,6 @@
 //! The plexus benchmark binary: every workload measured against its baseline in the same
-//! run. Usage: `plexus-bench [--json] [workload-name-substring...]`.
+//! run. Usage: `plexus-bench [--json] [--quick] [workload-name-substring...]` (`--quick`
+//! shrinks the remote workloads tenfold).
 
 #![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)]
 
@@ -7,6 +8,7 @@ mod alloc;
 mod codec;
 mod local;
 mod monitor;
+mod remote;
 mod report;
 
 #[global_allocator]
@@ -14,14 +16,16 @@ static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 fn main() {
     let mut json = false;
+    let mut quick = false;
     let mut patterns = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--json" => json = true,
+            "--quick" => quick = true,
             "-h" | "--help" => {
-                println!("usage: plexus-bench [--json] [workload-name-substring...]");
+                println!("usage: plexus-bench [--json] [--quick] [workload-name-substring...]");
                 println!(
-                    "workloads: local_tell local_ask local_fan_in spawn monitor_overhead codec_encode codec_decode"
+                    "workloads: local_tell local_ask local_fan_in spawn monitor_overhead codec_encode codec_decode remote_tell remote_ask"
                 );
                 return;
             }
@@ -39,6 +43,7 @@ fn main() {
 
     let mut reports = Vec::new();
     reports.extend(local::run(&runtime, &filter));
+    reports.extend(remote::run(&runtime, &filter, quick));
     drop(runtime);
     reports.extend(monitor::run(&filter));
     reports.extend(codec::run(&filter));

@@ -1,33 +1,61 @@
-//! The gateway itself: attached procs, the forwarder, served locations and posting.
+//! The gateway itself: attached procs, the way out, served locations, posting and
+//! flushing.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
-use plexus_core::{Location, Proc, ProcId};
+use plexus_core::{Location, Proc, ProcId, RemoteAskError};
+use plexus_transport::{Hello, OutprocTransportManager};
+use tokio::sync::oneshot;
 
-use crate::error::{AttachError, PostError};
+use crate::config::GatewayConfig;
+use crate::egress::{NetworkEgress, flush_queues, header_of};
+use crate::error::{AttachError, GatewayError, PostError, RemoteRequestError};
+use crate::flow::GatewayTarget;
+use crate::ingress::Ingress;
+use crate::link::{Link, ReplyPath, reply_on};
 use crate::location::{LocationStack, LocationToken};
+use crate::protocol;
+use crate::route::GatewayRoute;
+use crate::wires::SchemeWireBuilder;
 
 /// Where a gateway sends every envelope that is not for one of its attached procs: in a
-/// running system, the outproc transport manager, which dials the recipient's location.
+/// networked gateway, the outproc transport manager, which dials the destination.
 ///
-/// `forward` is called on the posting thread and must not block or wait: it queues the
-/// envelope or fails at once.
+/// `forward` is called on the posting thread (often a connection reader) and must not
+/// block or wait: it queues the envelope or fails at once.
 pub trait Forwarder: Send + Sync + 'static {
-    /// Takes an envelope for a proc this gateway does not hold.
-    fn forward(&self, envelope: NetworkEnvelope) -> Result<(), PostError>;
+    /// Takes an envelope for a proc this gateway does not hold, to be sent to the gateway
+    /// at `dest`.
+    fn forward(&self, dest: &Location, envelope: NetworkEnvelope) -> Result<(), PostError>;
+
+    /// Resolves once every envelope forwarded before the call has been handed to a wire
+    /// or bounced. The default is for forwarders that queue nothing.
+    fn flush(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The connectivity boundary of one or more procs (design section 7).
 ///
-/// Procs [`attach`](Gateway::attach) to it; [`post`](Gateway::post) hands an envelope
+/// Procs [`attach`](Gateway::attach) to it. [`post`](Gateway::post) hands an envelope
 /// for an actor of an attached, live proc straight to that proc's
 /// [`deliver_remote`](Proc::deliver_remote), with no serialization beyond the payload
-/// already in the envelope, and everything else to the [`Forwarder`], or bounces it as
+/// already in the envelope; [`post_to`](Gateway::post_to) does the same and hands every
+/// other envelope to the way out (the outproc transport manager of a gateway built with
+/// [`Gateway::new`], or a custom [`Forwarder`]), or bounces it as
 /// [`PostError::Unroutable`] when the gateway is isolated. Cloning is cheap: clones share
 /// one gateway.
+///
+/// **Routing invariant:** an envelope is delivered to an attached proc only when its
+/// recipient's [`ProcId`] is that proc's id; an envelope for a proc that is not attached
+/// never reaches an attached proc, whatever its actor name.
 ///
 /// ```
 /// use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
@@ -52,12 +80,13 @@ pub trait Forwarder: Send + Sync + 'static {
 ///     name: "app.Work".to_owned().into(),
 ///     payload: Default::default(),
 /// };
-/// assert!(matches!(gateway.post(envelope), Err(PostError::Unroutable { .. })));
+/// let elsewhere: Location = "tcp://127.0.0.1:7000".parse()?;
+/// assert!(matches!(gateway.post_to(&elsewhere, envelope), Err(PostError::Unroutable { .. })));
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct Gateway {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// A handle that does not keep its gateway alive; see [`Gateway::downgrade`].
@@ -66,17 +95,101 @@ pub struct WeakGateway {
     inner: Weak<Inner>,
 }
 
-struct Inner {
-    /// Attached procs by id. The gateway holds only weak handles: the [`Attachment`]
-    /// owns the proc handle, so a dropped attachment leaves a dead entry here.
-    procs: RwLock<HashMap<ProcId, Weak<Attached>>>,
+/// Counters of a gateway, for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GatewayStats {
+    /// Envelopes handed to an attached proc of this gateway (tells and requests).
+    pub delivered: u64,
+    /// Envelopes handed to the way out: the forwarder, or the link of a proxied proc.
+    pub forwarded: u64,
+    /// Tells that could not be delivered or sent, logged and reported.
+    pub bounced: u64,
+}
+
+pub(crate) struct Inner {
+    /// Attached procs by id: local ones weakly (the [`Attachment`] owns the handle, so a
+    /// dropped attachment leaves a dead entry), proxied ones by the link they are reached
+    /// through (dead once it closes).
+    procs: RwLock<HashMap<ProcId, Entry>>,
     locations: Mutex<LocationStack>,
-    forwarder: Option<Arc<dyn Forwarder>>,
+    egress: Egress,
+    pub(crate) ingress: Arc<Ingress>,
+    pub(crate) config: GatewayConfig,
+    /// What this gateway announces in every handshake.
+    pub(crate) hello: Hello,
+    /// Every link opened by this gateway (accepted or dialed for a proxy attach), so
+    /// that dropping the gateway closes them and the peers' requests fail at once.
+    links: Mutex<Vec<Weak<Link>>>,
+    /// Dropped with the gateway: its servers see their receivers close and end.
+    shutdown: tokio::sync::watch::Sender<()>,
+    delivered: AtomicU64,
+    forwarded: AtomicU64,
+    bounced: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let links = std::mem::take(self.links.get_mut().unwrap_or_else(PoisonError::into_inner));
+        for link in links.iter().filter_map(Weak::upgrade) {
+            link.connection.close();
+        }
+    }
+}
+
+enum Entry {
+    Local(Weak<Attached>),
+    Proxy(Arc<Link>),
+}
+
+impl Entry {
+    fn is_live(&self) -> bool {
+        match self {
+            Entry::Local(entry) => entry.strong_count() > 0,
+            Entry::Proxy(link) => link.is_open(),
+        }
+    }
+}
+
+/// What `post_here` did with an envelope.
+enum Here {
+    /// Delivered here, or bounced.
+    Done(Result<(), PostError>),
+    /// To leave towards its destination.
+    Leave(NetworkEnvelope),
+}
+
+/// Where an envelope for an attached proc goes.
+pub(crate) enum Target {
+    Local(Arc<Attached>),
+    Proxy(Arc<Link>),
+}
+
+pub(crate) enum Egress {
+    Isolated,
+    Custom(Arc<dyn Forwarder>),
+    Network(Arc<NetworkEgress>),
 }
 
 /// What an attachment shares with the gateway's table.
-struct Attached {
-    proc: Proc,
+pub(crate) struct Attached {
+    pub(crate) proc: Proc,
+    /// The location of the remote gateway the proc is attached through, if any: its refs
+    /// advertise that location rather than this gateway's.
+    pub(crate) advertised: OnceLock<Location>,
+    /// The route installed on the proc, removed again at detach.
+    route: OnceLock<Arc<GatewayRoute>>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let (Some(route), Some(installed)) = (self.route.get(), self.proc.route()) {
+            // A later attachment elsewhere may have installed its own route: keep that.
+            if crate::route::is_same(&installed, route) {
+                self.proc.set_route(None);
+            }
+        }
+    }
 }
 
 /// Keeps a proc attached to a gateway; dropping it (or calling
@@ -87,8 +200,9 @@ pub struct Attachment {
     entry: Arc<Attached>,
 }
 
-/// Keeps a location served; dropping it (or calling [`stop`](ServeGuard::stop)) removes
-/// the location from the gateway's advertised-location stack.
+/// Keeps a location recorded as served; dropping it (or calling
+/// [`stop`](ServeGuard::stop)) removes the location from the gateway's advertised-location
+/// stack.
 #[must_use = "the location stops being served when the guard is dropped"]
 pub struct ServeGuard {
     gateway: Weak<Inner>,
@@ -96,75 +210,252 @@ pub struct ServeGuard {
     location: Location,
 }
 
+static GLOBAL: OnceLock<Gateway> = OnceLock::new();
+
 impl Gateway {
-    /// A gateway with no forwarder: envelopes for procs that are not attached bounce with
+    /// A gateway with no way out: envelopes for procs that are not attached bounce with
     /// [`PostError::Unroutable`]. `reserved` is advertised while no location is served.
     pub fn isolated(reserved: Location) -> Self {
-        Gateway::build(reserved, None)
+        Gateway {
+            inner: Arc::new(Inner::new(
+                reserved,
+                GatewayConfig::default(),
+                Egress::Isolated,
+            )),
+        }
     }
 
     /// A gateway that hands envelopes for procs that are not attached to `forwarder`.
-    /// `reserved` is advertised while no location is served.
+    /// `reserved` is advertised while no location is served. It serves `local:` locations
+    /// only with an in-process network, and requests to other gateways fail with
+    /// [`RemoteRequestError::Unroutable`]; it is meant for tests and custom routing.
     pub fn with_forwarder(reserved: Location, forwarder: Arc<dyn Forwarder>) -> Self {
-        Gateway::build(reserved, Some(forwarder))
+        Gateway {
+            inner: Arc::new(Inner::new(
+                reserved,
+                GatewayConfig::default(),
+                Egress::Custom(forwarder),
+            )),
+        }
     }
 
-    fn build(reserved: Location, forwarder: Option<Arc<dyn Forwarder>>) -> Self {
-        Gateway {
-            inner: Arc::new(Inner {
-                procs: RwLock::new(HashMap::new()),
-                locations: Mutex::new(LocationStack::new(reserved)),
-                forwarder,
-            }),
+    /// A networked gateway: envelopes for procs that are not attached go to the gateway at
+    /// their destination's location through an [`OutprocTransportManager`] that dials by
+    /// scheme (`tcp://`, `unix://` with the `unix` feature, `local:N` over
+    /// `config.inproc`). `reserved` is advertised while no location is served.
+    ///
+    /// Must be called inside a tokio runtime (the manager runs a health checker); fails
+    /// with [`GatewayError::NoRuntime`] otherwise, and with [`GatewayError::Config`] when
+    /// the transport settings are out of bounds.
+    ///
+    /// ```
+    /// use plexus_core::Location;
+    /// use plexus_gateway::{Gateway, GatewayConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let gateway = Gateway::new(Location::Local(0), GatewayConfig::default())?;
+    /// let server = gateway.serve("tcp://127.0.0.1:0".parse()?).await?;
+    /// // Port 0 was replaced by the port actually bound.
+    /// assert_ne!(server.location().to_string(), "tcp://127.0.0.1:0");
+    /// assert_eq!(&gateway.default_location(), server.location());
+    /// server.stop();
+    /// assert_eq!(gateway.default_location(), Location::Local(0));
+    /// # Ok(()) }
+    /// ```
+    pub fn new(reserved: Location, config: GatewayConfig) -> Result<Self, GatewayError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(GatewayError::NoRuntime);
         }
+        let mut failure = None;
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let mut inner = Inner::new(reserved, config, Egress::Isolated);
+            match network_egress(weak, &inner.config, &inner.hello) {
+                Ok(egress) => inner.egress = Egress::Network(Arc::new(egress)),
+                Err(error) => failure = Some(error),
+            }
+            inner
+        });
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        if let Egress::Network(network) = &inner.egress {
+            watch_lost(&inner, network.manager().subscribe_lost());
+        }
+        Ok(Gateway { inner })
+    }
+
+    /// The process-wide gateway, built on first use with [`GatewayConfig::default`] and
+    /// the reserved location `local:0`; later calls return clones of it.
+    ///
+    /// The first call must run inside a tokio runtime, whose tasks then carry the
+    /// gateway's network traffic: use it from one long-lived runtime. A first call outside
+    /// any runtime fails with [`GatewayError::NoRuntime`] and builds nothing.
+    ///
+    /// ```
+    /// use plexus_core::{Proc, ProcId};
+    /// use plexus_gateway::Gateway;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let proc = Proc::new(ProcId::unique("app"));
+    /// let _attachment = Gateway::global()?.attach(&proc)?;
+    /// // Every caller gets the same gateway.
+    /// assert!(Gateway::global()?.is_attached(proc.id()));
+    /// # Ok(()) }
+    /// ```
+    pub fn global() -> Result<Gateway, GatewayError> {
+        if let Some(gateway) = GLOBAL.get() {
+            return Ok(gateway.clone());
+        }
+        let built = Gateway::new(Location::Local(0), GatewayConfig::default())?;
+        // Two first calls may race; the loser's gateway is dropped unused.
+        Ok(GLOBAL.get_or_init(|| built).clone())
     }
 
     /// Attaches `proc`: from now on envelopes for its actors are delivered to it directly.
     ///
     /// Fails with [`AttachError::AlreadyAttached`] while another proc with the same id is
-    /// attached; an entry whose attachment was dropped is replaced silently.
+    /// attached (directly or through a proxy); a dead entry is replaced silently.
+    ///
+    /// The proc gets this gateway as its [`RemoteRoute`](plexus_core::RemoteRoute)
+    /// (removed again when the attachment is dropped), so its remote refs send through
+    /// it; its local location is the gateway's [`default_location`](Gateway::default_location).
     pub fn attach(&self, proc: &Proc) -> Result<Attachment, AttachError> {
-        let mut procs = self
-            .inner
-            .procs
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = procs.get(proc.id()) {
-            if existing.strong_count() > 0 {
-                return Err(AttachError::AlreadyAttached {
-                    proc: proc.id().clone(),
-                });
-            }
-            tracing::debug!(proc = %proc.id(), "replacing a dead gateway entry");
-        }
-        let entry = Arc::new(Attached { proc: proc.clone() });
-        procs.insert(proc.id().clone(), Arc::downgrade(&entry));
+        let entry = Arc::new(Attached {
+            proc: proc.clone(),
+            advertised: OnceLock::new(),
+            route: OnceLock::new(),
+        });
+        self.inner
+            .insert(proc.id().clone(), Entry::Local(Arc::downgrade(&entry)))?;
+        let route = Arc::new(GatewayRoute {
+            gateway: Arc::downgrade(&self.inner),
+            entry: Arc::downgrade(&entry),
+            fallback: self.default_location(),
+        });
+        let _ = entry.route.set(Arc::clone(&route));
+        proc.set_route(Some(route));
         tracing::debug!(proc = %proc.id(), "proc attached to gateway");
         Ok(Attachment { entry })
     }
 
-    /// Whether a live proc with this id is attached.
+    /// Whether a live proc with this id is attached, directly or through a proxy.
     pub fn is_attached(&self, proc: &ProcId) -> bool {
-        self.inner.attached(proc).is_some()
+        self.inner.target(proc).is_some()
     }
 
-    /// Routes one envelope without waiting; see the type's documentation.
+    /// Delivers one envelope to an attached proc without waiting; see the type's
+    /// documentation.
     ///
-    /// An envelope for an actor of an attached proc goes to its
-    /// [`deliver_remote`](Proc::deliver_remote), and a refusal comes back as
-    /// [`PostError::Delivery`]. Only tells (`regular` envelopes) are delivered to attached
-    /// procs for now; other kinds bounce with [`PostError::UnsupportedKind`]. Everything
-    /// else goes to the forwarder, or bounces as [`PostError::Unroutable`] /
-    /// [`PostError::Unaddressed`] when the gateway is isolated.
+    /// An envelope for an actor of a proc attached here goes to its
+    /// [`deliver_remote`](Proc::deliver_remote) (a refusal comes back as
+    /// [`PostError::Delivery`]); one for a proc attached through a proxy goes to the
+    /// connection it is reached through. Only tells (`regular` envelopes) are taken here;
+    /// requests go through [`request_to`](Gateway::request_to). Without a location there
+    /// is no way on: any other envelope bounces as [`PostError::Unroutable`] or
+    /// [`PostError::Unaddressed`]; use [`post_to`](Gateway::post_to) to route it.
     pub fn post(&self, envelope: NetworkEnvelope) -> Result<(), PostError> {
-        self.inner.post(envelope)
+        self.inner.post(None, envelope)
+    }
+
+    /// Routes one envelope towards the gateway at `dest` without waiting.
+    ///
+    /// An envelope for an attached proc is delivered here as by [`post`](Gateway::post),
+    /// whatever `dest` says (no network between procs of one gateway). Any other goes to
+    /// the way out (spending one hop), unless `dest` is one of this gateway's own
+    /// locations or the gateway is isolated: then it bounces as
+    /// [`PostError::Unroutable`]. A networked gateway queues it for `dest` and fails with
+    /// [`PostError::Full`] when that queue is full; a send that fails later is bounced
+    /// (logged, counted in [`GatewayStats::bounced`]).
+    pub fn post_to(&self, dest: &Location, envelope: NetworkEnvelope) -> Result<(), PostError> {
+        self.inner.post(Some(dest), envelope)
+    }
+
+    /// Routes one tell towards the gateway at `dest` like [`post_to`](Gateway::post_to),
+    /// but waits for room in the destination's queue instead of failing with
+    /// [`PostError::Full`] (design 3.3: an awaited tell waits for transport room).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dropped call queued nothing.
+    pub async fn send_to(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+    ) -> Result<(), PostError> {
+        let network = match &self.inner.egress {
+            Egress::Network(network) => Arc::clone(network),
+            _ => return self.inner.post(Some(dest), envelope),
+        };
+        let mut envelope = match self.inner.post_here(Some(dest), envelope) {
+            Here::Done(outcome) => return outcome,
+            Here::Leave(envelope) => envelope,
+        };
+        spend_hop(&mut envelope)?;
+        self.inner.forwarded.fetch_add(1, Ordering::Relaxed);
+        network.send(dest, envelope).await
+    }
+
+    /// Sends `envelope` as a request for an actor of a proc reached at `dest` and waits at
+    /// most `timeout` for the postcard bytes of the reply.
+    ///
+    /// A proc attached here answers directly; a proc attached through a proxy over the
+    /// connection it is reached through; any other through the transport manager, whose
+    /// responses are routed by request id. When the connection carrying the request is
+    /// lost, fails at once with [`RemoteRequestError::Disconnected`], not at the timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future forgets the request; it may or may not have been delivered.
+    pub async fn request_to(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        timeout: Duration,
+    ) -> Result<Bytes, RemoteRequestError> {
+        Arc::clone(&self.inner)
+            .request(Some(dest.clone()), envelope, timeout)
+            .await
+    }
+
+    /// Waits until everything posted before the call has been delivered, handed to a
+    /// wire, or bounced.
+    ///
+    /// First the queues of attached actors whose mailboxes were full are drained into
+    /// their mailboxes (or refused), then the queues of proxy links, then the forwarder's
+    /// lane queues; an envelope "handed to a wire" sits in its connection's send queue and
+    /// is written by the connection's writer in order. Envelopes posted while `flush`
+    /// runs may or may not be covered. A lane whose recipient grants no credit (it is
+    /// full) holds `flush` until the recipient consumes: bound it with a timeout where
+    /// that matters.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only observes.
+    pub async fn flush(&self) {
+        self.inner.ingress.flush().await;
+        let links: Vec<_> = self
+            .inner
+            .read_procs()
+            .values()
+            .filter_map(|entry| match entry {
+                Entry::Proxy(link) => Some(link.tells.clone()),
+                Entry::Local(_) => None,
+            })
+            .collect();
+        flush_queues(links).await;
+        match &self.inner.egress {
+            Egress::Isolated => {}
+            Egress::Custom(forwarder) => forwarder.flush().await,
+            Egress::Network(network) => network.flush().await,
+        }
     }
 
     /// Records `location` as served, making it the default advertised location until it
-    /// stops or a later one starts.
-    ///
-    /// This slice only records the location: listening on it comes with the transport
-    /// wiring, which will start the listener here and stop it with the guard.
+    /// stops or a later one starts. Nothing listens: use it for a location served by
+    /// something else (a proxy in front of this process); [`serve`](Gateway::serve)
+    /// listens and records.
     pub fn serve_location(&self, location: Location) -> ServeGuard {
         let token = self.inner.locations().push(location.clone());
         tracing::info!(%location, "gateway serves location");
@@ -181,6 +472,24 @@ impl Gateway {
         self.inner.locations().current().clone()
     }
 
+    /// The counters of this gateway.
+    pub fn stats(&self) -> GatewayStats {
+        GatewayStats {
+            delivered: self.inner.delivered.load(Ordering::Relaxed),
+            forwarded: self.inner.forwarded.load(Ordering::Relaxed),
+            bounced: self.inner.bounced.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The transport manager of a networked gateway, for inspection (destinations,
+    /// health); `None` for isolated gateways and custom forwarders.
+    pub fn transport(&self) -> Option<&OutprocTransportManager> {
+        match &self.inner.egress {
+            Egress::Network(network) => Some(network.manager()),
+            _ => None,
+        }
+    }
+
     /// A handle that does not keep the gateway alive.
     pub fn downgrade(&self) -> WeakGateway {
         WeakGateway {
@@ -193,109 +502,601 @@ impl fmt::Debug for Gateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let attached = self
             .inner
-            .procs
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+            .read_procs()
             .values()
-            .filter(|entry| entry.strong_count() > 0)
+            .filter(|entry| entry.is_live())
             .count();
+        let egress = match &self.inner.egress {
+            Egress::Isolated => "isolated",
+            Egress::Custom(_) => "forwarder",
+            Egress::Network(_) => "network",
+        };
         f.debug_struct("Gateway")
+            .field("id", &self.inner.hello.proc)
             .field("attached", &attached)
             .field("default_location", &self.default_location())
-            .field("isolated", &self.inner.forwarder.is_none())
+            .field("egress", &egress)
             .finish_non_exhaustive()
     }
 }
 
+/// Tells every attached proc about each destination the transport loses, until the
+/// gateway is gone.
+fn watch_lost(
+    inner: &Arc<Inner>,
+    mut lost: tokio::sync::broadcast::Receiver<plexus_transport::Dest>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let gateway = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        loop {
+            match lost.recv().await {
+                Ok(dest) => match gateway.upgrade() {
+                    Some(inner) => inner.peer_lost(dest.location()),
+                    None => return,
+                },
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "missed destination losses; their watches fire late or not at all"
+                    );
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// The network egress of a gateway under construction.
+fn network_egress(
+    weak: &Weak<Inner>,
+    config: &GatewayConfig,
+    hello: &Hello,
+) -> Result<NetworkEgress, GatewayError> {
+    let inbound = ManagerInbound {
+        gateway: weak.clone(),
+    };
+    let builder = SchemeWireBuilder::new(config);
+    let manager = match &config.flow {
+        Some(flow) => OutprocTransportManager::with_flow_control(
+            builder,
+            hello.clone(),
+            config.manager.clone(),
+            inbound,
+            flow.clone(),
+            Arc::new(GatewayTarget {
+                gateway: weak.clone(),
+            }),
+        )?,
+        None => {
+            OutprocTransportManager::new(builder, hello.clone(), config.manager.clone(), inbound)?
+        }
+    };
+    let bouncer = weak.clone();
+    let bounce: crate::egress::Bounce = Arc::new(move |envelope, reason| {
+        if let Some(inner) = bouncer.upgrade() {
+            inner.bounce(envelope, reason);
+        }
+    });
+    Ok(NetworkEgress::new(
+        manager,
+        config.dest_queue_capacity,
+        bounce,
+    ))
+}
+
+/// What peers send on connections this gateway dialed, other than responses to its
+/// requests: tells are posted, requests answered on the connection they came on.
+struct ManagerInbound {
+    gateway: Weak<Inner>,
+}
+
+impl plexus_transport::Inbound for ManagerInbound {
+    fn deliver(&self, envelope: NetworkEnvelope) {
+        // The reader calls `deliver_from`; this path has no connection to answer on.
+        match envelope.kind {
+            EnvelopeKind::Regular => {
+                if let Some(inner) = self.gateway.upgrade() {
+                    inner.receive_tell(envelope);
+                }
+            }
+            _ => tracing::warn!(kind = %envelope.kind, "envelope without its connection dropped"),
+        }
+    }
+
+    fn deliver_from(&self, envelope: NetworkEnvelope, from: &plexus_transport::ConnectionRef) {
+        let Some(inner) = self.gateway.upgrade() else {
+            return;
+        };
+        match envelope.kind {
+            EnvelopeKind::Regular => inner.receive_tell(envelope),
+            EnvelopeKind::Request { id } if !protocol::is_for_gateway(&envelope) => {
+                inner.receive_request(envelope, id, &ReplyPath::Connection(from.clone()));
+            }
+            _ => {
+                tracing::debug!(
+                    kind = %envelope.kind,
+                    recipient = %envelope.recipient,
+                    "unexpected envelope on a dialed connection, dropped"
+                );
+            }
+        }
+    }
+}
+
 impl Inner {
-    fn locations(&self) -> MutexGuard<'_, LocationStack> {
+    fn new(reserved: Location, config: GatewayConfig, egress: Egress) -> Self {
+        let identity = ProcId::unique("gateway");
+        // The random instance doubles as the launch id: both only need to differ between
+        // launches.
+        let mut hello = Hello::new(identity.clone(), identity.instance());
+        if let Some(flow) = &config.flow {
+            hello = hello.with_flow(flow.clone());
+        }
+        Inner {
+            procs: RwLock::new(HashMap::new()),
+            locations: Mutex::new(LocationStack::new(reserved)),
+            egress,
+            ingress: Arc::new(Ingress::new(config.ingress_queue_capacity)),
+            config,
+            hello,
+            links: Mutex::new(Vec::new()),
+            shutdown: tokio::sync::watch::Sender::new(()),
+            delivered: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            bounced: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn locations(&self) -> MutexGuard<'_, LocationStack> {
         self.locations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The live attached proc with this id, cleaning its entry if it is dead.
-    fn attached(&self, id: &ProcId) -> Option<Arc<Attached>> {
-        let weak = self
-            .procs
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned()?;
-        if let Some(entry) = weak.upgrade() {
-            return Some(entry);
+    /// Resolves (with an error) once the gateway is dropped.
+    pub(crate) fn on_shutdown(&self) -> tokio::sync::watch::Receiver<()> {
+        self.shutdown.subscribe()
+    }
+
+    /// Remembers `link` so that dropping the gateway closes it.
+    pub(crate) fn track(&self, link: &Arc<Link>) {
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        links.retain(|link| link.upgrade().is_some_and(|link| link.is_open()));
+        links.push(Arc::downgrade(link));
+    }
+
+    fn read_procs(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ProcId, Entry>> {
+        // Every statement leaves the map consistent, so a poisoned lock is still valid.
+        self.procs.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_procs(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ProcId, Entry>> {
+        self.procs.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, id: ProcId, entry: Entry) -> Result<(), AttachError> {
+        let mut procs = self.write_procs();
+        if let Some(existing) = procs.get(&id) {
+            if existing.is_live() {
+                return Err(AttachError::AlreadyAttached { proc: id });
+            }
+            tracing::debug!(proc = %id, "replacing a dead gateway entry");
         }
-        let mut procs = self.procs.write().unwrap_or_else(PoisonError::into_inner);
+        procs.insert(id, entry);
+        Ok(())
+    }
+
+    /// Registers `proc` as reached through `link`, until the link closes.
+    pub(crate) fn attach_proxy(
+        self: &Arc<Self>,
+        proc: ProcId,
+        link: Arc<Link>,
+    ) -> Result<(), AttachError> {
+        self.insert(proc.clone(), Entry::Proxy(Arc::clone(&link)))?;
+        tracing::info!(%proc, peer = %link.connection.peer().peer, "proc attached through a proxy link");
+        let gateway = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let reason = link.connection.closed().await;
+            let Some(inner) = gateway.upgrade() else {
+                return;
+            };
+            let mut procs = inner.write_procs();
+            if matches!(procs.get(&proc), Some(Entry::Proxy(current)) if Arc::ptr_eq(current, &link))
+            {
+                procs.remove(&proc);
+                tracing::info!(%proc, %reason, "proxied proc detached: its link closed");
+            }
+        });
+        Ok(())
+    }
+
+    /// The live entry for this proc, cleaning it if it is dead.
+    pub(crate) fn target(&self, id: &ProcId) -> Option<Target> {
+        let target = match self.read_procs().get(id)? {
+            Entry::Local(weak) => weak.upgrade().map(Target::Local),
+            Entry::Proxy(link) => link.is_open().then(|| Target::Proxy(Arc::clone(link))),
+        };
+        if target.is_some() {
+            return target;
+        }
+        let mut procs = self.write_procs();
         // Another attach may have replaced the dead entry meanwhile; keep a live one.
-        if procs.get(id).is_some_and(|entry| entry.strong_count() == 0) {
+        if procs.get(id).is_some_and(|entry| !entry.is_live()) {
             procs.remove(id);
             tracing::debug!(proc = %id, "removed a dead gateway entry");
         }
         None
     }
 
-    fn post(&self, mut envelope: NetworkEnvelope) -> Result<(), PostError> {
-        let proc = match &envelope.recipient {
-            Recipient::Actor(actor) => Some(actor.proc()),
-            Recipient::Group(_) | Recipient::Transport => None,
+    /// Whether `location` is one this gateway is reached at.
+    fn is_own(&self, location: &Location) -> bool {
+        let locations = self.locations();
+        locations.reserved() == location || locations.active().any(|own| own == location)
+    }
+
+    fn post(&self, dest: Option<&Location>, envelope: NetworkEnvelope) -> Result<(), PostError> {
+        let mut envelope = match self.post_here(dest, envelope) {
+            Here::Done(outcome) => return outcome,
+            Here::Leave(envelope) => envelope,
         };
-        if let Some(entry) = proc.and_then(|proc| self.attached(proc)) {
-            return deliver(&entry.proc, &envelope);
-        }
-        match (&self.forwarder, proc) {
-            (Some(forwarder), _) => {
-                // Every gateway that passes an envelope on spends one hop, so a loop
-                // through proxies ends with an error instead of spinning.
-                if envelope.hop_limit == 0 {
-                    tracing::warn!(recipient = %envelope.recipient, "hop limit spent, envelope dropped");
-                    return Err(PostError::TtlExpired {
-                        recipient: envelope.recipient,
-                    });
-                }
-                envelope.hop_limit -= 1;
-                forwarder.forward(envelope)
-            }
-            (None, Some(proc)) => {
-                tracing::debug!(%proc, name = &*envelope.name, "unroutable envelope bounced");
-                Err(PostError::Unroutable { proc: proc.clone() })
-            }
-            (None, None) => Err(PostError::Unaddressed {
+        spend_hop(&mut envelope)?;
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        match (&self.egress, dest) {
+            (Egress::Custom(forwarder), Some(dest)) => forwarder.forward(dest, envelope),
+            (Egress::Network(network), Some(dest)) => network.forward(dest, envelope),
+            // `post_here` hands back only envelopes with a way out.
+            _ => Err(PostError::Unaddressed {
                 recipient: envelope.recipient,
             }),
         }
     }
-}
 
-/// Hands a tell to an attached proc.
-fn deliver(proc: &Proc, envelope: &NetworkEnvelope) -> Result<(), PostError> {
-    let Recipient::Actor(actor) = &envelope.recipient else {
-        // `post` only calls this for actor recipients.
-        return Err(PostError::Unaddressed {
-            recipient: envelope.recipient.clone(),
-        });
-    };
-    if envelope.kind != EnvelopeKind::Regular {
-        return Err(PostError::UnsupportedKind {
-            kind: envelope.kind.as_str(),
-            proc: proc.id().clone(),
+    /// Takes an envelope for an attached proc, or bounces one that has no way out; hands
+    /// back an envelope that is to leave towards `dest`.
+    fn post_here(&self, dest: Option<&Location>, envelope: NetworkEnvelope) -> Here {
+        if envelope.kind != EnvelopeKind::Regular {
+            return Here::Done(Err(PostError::NotATell {
+                kind: envelope.kind.as_str(),
+            }));
+        }
+        let proc = match &envelope.recipient {
+            Recipient::Actor(actor) => Some(actor.proc().clone()),
+            Recipient::Group(_) | Recipient::Transport => None,
+        };
+        if let Some(target) = proc.as_ref().and_then(|proc| self.target(proc)) {
+            return Here::Done(self.deliver_tell(target, envelope));
+        }
+        let has_way_out =
+            !matches!(self.egress, Egress::Isolated) && dest.is_some_and(|dest| !self.is_own(dest));
+        if has_way_out {
+            return Here::Leave(envelope);
+        }
+        Here::Done(match proc {
+            Some(proc) => {
+                tracing::debug!(%proc, name = &*envelope.name, "unroutable envelope bounced");
+                Err(PostError::Unroutable { proc })
+            }
+            None => Err(PostError::Unaddressed {
+                recipient: envelope.recipient,
+            }),
+        })
+    }
+
+    /// Hands a tell to an attached proc or to the link of a proxied one.
+    fn deliver_tell(&self, target: Target, mut envelope: NetworkEnvelope) -> Result<(), PostError> {
+        let Recipient::Actor(actor) = &envelope.recipient else {
+            return Err(PostError::Unaddressed {
+                recipient: envelope.recipient,
+            });
+        };
+        match target {
+            Target::Local(entry) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                self.ingress
+                    .deliver(&entry.proc, actor, &envelope.name, &envelope.payload, None)
+            }
+            Target::Proxy(link) => {
+                spend_hop(&mut envelope)?;
+                self.forwarded.fetch_add(1, Ordering::Relaxed);
+                link.forward(envelope)
+            }
+        }
+    }
+
+    /// A tell that arrived on a connection: delivered here or bounced.
+    pub(crate) fn receive_tell(&self, envelope: NetworkEnvelope) {
+        let header = header_of(&envelope);
+        if let Err(reason) = self.post(None, envelope) {
+            self.bounce(header, reason);
+        }
+    }
+
+    /// A request that arrived on a connection: answered on `replies` exactly once.
+    pub(crate) fn receive_request(
+        self: &Arc<Self>,
+        envelope: NetworkEnvelope,
+        id: u64,
+        replies: &ReplyPath,
+    ) {
+        let reply = reply_on(replies, &envelope, id);
+        let Recipient::Actor(actor) = &envelope.recipient else {
+            reply(Err(RemoteAskError::Unroutable {
+                reason: format!("{} names no actor", envelope.recipient),
+            }));
+            return;
+        };
+        match self.target(actor.proc()) {
+            Some(Target::Local(entry)) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                // On every error the reply has been answered with the matching error.
+                if let Err(error) = self.ingress.deliver(
+                    &entry.proc,
+                    actor,
+                    &envelope.name,
+                    &envelope.payload,
+                    Some(reply),
+                ) {
+                    tracing::debug!(%actor, %error, "request refused");
+                }
+            }
+            Some(Target::Proxy(link)) => {
+                // Answered by the relay instead.
+                drop(reply);
+                self.relay_request(link, envelope, id, replies.clone());
+            }
+            None => {
+                tracing::debug!(%actor, "request for a proc not attached here");
+                reply(Err(RemoteAskError::Unroutable {
+                    reason: format!("proc {} is not attached to this gateway", actor.proc()),
+                }));
+            }
+        }
+    }
+
+    /// Counts an envelope handed to an attached proc.
+    pub(crate) fn count_delivered(&self) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Passes request `id` on to a proxied proc over `link`, answering on `replies`.
+    pub(crate) fn relay_request(
+        &self,
+        link: Arc<Link>,
+        envelope: NetworkEnvelope,
+        id: u64,
+        replies: ReplyPath,
+    ) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        let reply = reply_on(&replies, &envelope, id);
+        let timeout = self.config.request_timeout;
+        // The request leaves after the tells already queued on the link, so a tell then an
+        // ask of one sender reach the proxied proc in that order. The marker is queued
+        // now, behind exactly those tells.
+        let (sent, tells_sent) = oneshot::channel();
+        let waiting_marker = match link.tells.try_send(crate::egress::Outgoing::Flush(sent)) {
+            Ok(()) => None,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(marker)) => Some(marker),
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => None,
+        };
+        tokio::spawn(async move {
+            if let Some(marker) = waiting_marker {
+                let _ = link.tells.send(marker).await;
+            }
+            // An error means the link's sender is gone; the request then fails below.
+            let _ = tells_sent.await;
+            let outcome = relay(&link, envelope, timeout).await;
+            reply(
+                outcome
+                    .map(|bytes| bytes.to_vec())
+                    .map_err(remote_ask_error),
+            );
         });
     }
-    proc.deliver_remote(actor.name(), &envelope.name, &envelope.payload, None)
-        .map_err(|source| {
-            tracing::debug!(%actor, name = &*envelope.name, error = %source, "attached proc refused envelope");
-            PostError::Delivery {
-                proc: proc.id().clone(),
-                source,
+
+    /// Queues a tell on the link of a proxied proc; hands it back when the link's queue
+    /// is full. Anything else that goes wrong is bounced.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value to be queued again"
+    )]
+    pub(crate) fn forward_to_link(
+        &self,
+        link: &Link,
+        mut envelope: NetworkEnvelope,
+    ) -> Result<(), NetworkEnvelope> {
+        if let Err(error) = spend_hop(&mut envelope) {
+            self.bounce(envelope, error);
+            return Ok(());
+        }
+        match link
+            .tells
+            .try_send(crate::egress::Outgoing::Envelope(envelope))
+        {
+            Ok(()) => {
+                self.forwarded.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             }
-        })
+            Err(tokio::sync::mpsc::error::TrySendError::Full(outgoing)) => match outgoing {
+                crate::egress::Outgoing::Envelope(mut envelope) => {
+                    // Given back whole: the hop is spent again on the retry.
+                    envelope.hop_limit = envelope.hop_limit.saturating_add(1);
+                    Err(envelope)
+                }
+                _ => Ok(()),
+            },
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(outgoing)) => {
+                if let crate::egress::Outgoing::Envelope(envelope) = outgoing {
+                    let recipient = envelope.recipient.clone();
+                    self.bounce(envelope, PostError::BrokenLink { recipient });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A request from this process, answered by an attached proc, a proxy link or the
+    /// transport.
+    async fn request(
+        self: Arc<Self>,
+        dest: Option<Location>,
+        mut envelope: NetworkEnvelope,
+        timeout: Duration,
+    ) -> Result<Bytes, RemoteRequestError> {
+        let Recipient::Actor(actor) = envelope.recipient.clone() else {
+            return Err(RemoteRequestError::Unroutable {
+                proc: ProcId::new("", 0),
+            });
+        };
+        envelope.kind = EnvelopeKind::Request { id: 0 };
+        match self.target(actor.proc()) {
+            Some(Target::Local(entry)) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = oneshot::channel();
+                let reply: plexus_core::RemoteReply = Box::new(move |outcome| {
+                    let _ = tx.send(outcome);
+                });
+                let _ = self.ingress.deliver(
+                    &entry.proc,
+                    &actor,
+                    &envelope.name,
+                    &envelope.payload,
+                    Some(reply),
+                );
+                drop(entry);
+                match tokio::time::timeout(timeout, rx).await {
+                    Ok(Ok(Ok(reply))) => Ok(Bytes::from(reply)),
+                    Ok(Ok(Err(error))) => Err(RemoteRequestError::Remote(error)),
+                    Ok(Err(_)) => Err(RemoteRequestError::Remote(RemoteAskError::Abandoned)),
+                    Err(_) => Err(RemoteRequestError::Timeout { after: timeout }),
+                }
+            }
+            Some(Target::Proxy(link)) => {
+                self.forwarded.fetch_add(1, Ordering::Relaxed);
+                relay(&link, envelope, timeout).await
+            }
+            None => {
+                let dest = dest.filter(|dest| !self.is_own(dest));
+                match (&self.egress, dest) {
+                    (Egress::Network(network), Some(dest)) => {
+                        spend_hop(&mut envelope).map_err(|_| RemoteRequestError::Unroutable {
+                            proc: actor.proc().clone(),
+                        })?;
+                        self.forwarded.fetch_add(1, Ordering::Relaxed);
+                        let network = Arc::clone(network);
+                        drop(self);
+                        network.request(&dest, envelope, timeout).await
+                    }
+                    _ => Err(RemoteRequestError::Unroutable {
+                        proc: actor.proc().clone(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Tells every proc attached here that the gateway at `location` is lost, so their
+    /// remote watches and links on actors there fire with `Disconnected`.
+    pub(crate) fn peer_lost(&self, location: &Location) {
+        let procs: Vec<Proc> = self
+            .read_procs()
+            .values()
+            .filter_map(|entry| match entry {
+                Entry::Local(weak) => weak.upgrade().map(|entry| entry.proc.clone()),
+                Entry::Proxy(_) => None,
+            })
+            .collect();
+        let fired: usize = procs.iter().map(|proc| proc.peer_lost(location)).sum();
+        tracing::info!(%location, procs = procs.len(), fired, "peer lost");
+    }
+
+    /// Logs, counts and reports a tell that could not be delivered or sent.
+    pub(crate) fn bounce(&self, envelope: NetworkEnvelope, reason: PostError) {
+        self.bounced.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            sender = ?envelope.sender,
+            recipient = %envelope.recipient,
+            name = %envelope.name,
+            kind = %envelope.kind,
+            error = %reason,
+            "envelope bounced"
+        );
+    }
+}
+
+/// Spends one hop of an envelope that is about to be passed on, so a routing loop
+/// through proxies ends with [`PostError::TtlExpired`] instead of spinning.
+fn spend_hop(envelope: &mut NetworkEnvelope) -> Result<(), PostError> {
+    if envelope.hop_limit == 0 {
+        tracing::warn!(recipient = %envelope.recipient, "hop limit spent, envelope dropped");
+        return Err(PostError::TtlExpired {
+            recipient: envelope.recipient.clone(),
+        });
+    }
+    envelope.hop_limit -= 1;
+    Ok(())
+}
+
+/// Passes a request on over a proxy link and reads its answer.
+async fn relay(
+    link: &Link,
+    mut envelope: NetworkEnvelope,
+    timeout: Duration,
+) -> Result<Bytes, RemoteRequestError> {
+    if spend_hop(&mut envelope).is_err() {
+        return Err(RemoteRequestError::Failed);
+    }
+    match link.connection.request(envelope, timeout).await {
+        Ok(response) => protocol::read_response(&response),
+        Err(plexus_transport::RequestError::Timeout { after, .. }) => {
+            Err(RemoteRequestError::Timeout { after })
+        }
+        Err(plexus_transport::RequestError::Disconnected { .. }) => {
+            Err(RemoteRequestError::BrokenLink)
+        }
+        Err(plexus_transport::RequestError::Ignored { .. }) => Err(RemoteRequestError::Ignored),
+        Err(_) => Err(RemoteRequestError::Failed),
+    }
+}
+
+/// The answer a relaying gateway sends back for a request that failed further on.
+fn remote_ask_error(error: RemoteRequestError) -> RemoteAskError {
+    tracing::debug!(%error, "relayed request failed");
+    match error {
+        RemoteRequestError::Remote(error) => error,
+        RemoteRequestError::Timeout { after } => RemoteAskError::Timeout {
+            timeout_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+        },
+        RemoteRequestError::Disconnected { dest }
+        | RemoteRequestError::Unreachable { dest, .. } => {
+            RemoteAskError::Disconnected { location: dest }
+        }
+        other => RemoteAskError::Unroutable {
+            reason: other.to_string(),
+        },
+    }
 }
 
 impl WeakGateway {
     /// Posts through the gateway if it still exists, like [`Gateway::post`]; once it is
     /// gone, the envelope bounces with [`PostError::BrokenLink`].
     pub fn post(&self, envelope: NetworkEnvelope) -> Result<(), PostError> {
+        self.post_inner(None, envelope)
+    }
+
+    /// Routes through the gateway if it still exists, like [`Gateway::post_to`]; once it
+    /// is gone, the envelope bounces with [`PostError::BrokenLink`].
+    pub fn post_to(&self, dest: &Location, envelope: NetworkEnvelope) -> Result<(), PostError> {
+        self.post_inner(Some(dest), envelope)
+    }
+
+    fn post_inner(
+        &self,
+        dest: Option<&Location>,
+        envelope: NetworkEnvelope,
+    ) -> Result<(), PostError> {
         match self.inner.upgrade() {
-            Some(inner) => inner.post(envelope),
+            Some(inner) => inner.post(dest, envelope),
             None => {
                 tracing::debug!(recipient = %envelope.recipient, "gateway gone, envelope bounced");
                 Err(PostError::BrokenLink {
@@ -320,6 +1121,12 @@ impl fmt::Debug for WeakGateway {
 }
 
 impl Attachment {
+    /// Makes the proc advertise `location` (the gateway it is attached through) in its
+    /// refs.
+    pub(crate) fn advertise(&self, location: Location) {
+        let _ = self.entry.advertised.set(location);
+    }
+
     /// The id of the attached proc.
     pub fn proc_id(&self) -> &ProcId {
         self.entry.proc.id()
@@ -338,6 +1145,15 @@ impl fmt::Debug for Attachment {
 }
 
 impl ServeGuard {
+    pub(crate) fn record(gateway: &Arc<Inner>, location: Location) -> ServeGuard {
+        let token = gateway.locations().push(location.clone());
+        ServeGuard {
+            gateway: Arc::downgrade(gateway),
+            token,
+            location,
+        }
+    }
+
     /// The served location.
     pub fn location(&self) -> &Location {
         &self.location
@@ -373,12 +1189,7 @@ mod tests {
     use super::*;
 
     fn entries(gateway: &Gateway) -> usize {
-        gateway
-            .inner
-            .procs
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        gateway.inner.read_procs().len()
     }
 
     fn tell_to(proc: &ProcId) -> NetworkEnvelope {
@@ -416,5 +1227,26 @@ mod tests {
             Err(PostError::Unroutable { .. })
         ));
         assert_eq!(entries(&gateway), 1);
+    }
+
+    /// An envelope routed to one of the gateway's own locations for a proc that is not
+    /// attached bounces instead of being sent to itself.
+    #[test]
+    fn own_location_is_not_forwarded() {
+        struct Never;
+        impl Forwarder for Never {
+            fn forward(&self, dest: &Location, _: NetworkEnvelope) -> Result<(), PostError> {
+                panic!("forwarded to {dest}");
+            }
+        }
+        let gateway = Gateway::with_forwarder(Location::Local(5), Arc::new(Never));
+        let _served = gateway.serve_location(Location::Local(6));
+        let stranger = ProcId::new("stranger", 1);
+        for own in [Location::Local(5), Location::Local(6)] {
+            assert!(matches!(
+                gateway.post_to(&own, tell_to(&stranger)),
+                Err(PostError::Unroutable { .. })
+            ));
+        }
     }
 }

@@ -1,25 +1,54 @@
 //! The proc-multiplexing gateway of plexus: procs attach, ingress is demultiplexed by
-//! proc id, everything else goes to the forwarder (design section 7).
+//! proc id, everything else goes out through the transport (design section 7).
 //!
 //! A [`Gateway`] is the connectivity boundary of one or more procs in a process:
-//! - [`Gateway::attach`] registers a [`Proc`](plexus_core::Proc); a second live proc with
-//!   the same id is refused, an entry whose [`Attachment`] was dropped is replaced.
-//! - [`Gateway::post`] delivers an envelope for an attached proc's actor directly, with
-//!   no serialization between procs of one process, and hands every other envelope to
-//!   the [`Forwarder`], or bounces it as [`PostError::Unroutable`] when isolated.
-//! - [`Gateway::serve_location`] records a served location; the last one still served is
-//!   the [`default_location`](Gateway::default_location), falling back in any stop order
-//!   to the location reserved at construction (see [`LocationStack`]).
+//! - [`Gateway::new`] builds a networked gateway whose way out is an
+//!   [`OutprocTransportManager`](plexus_transport::OutprocTransportManager) dialing by
+//!   location scheme; [`Gateway::isolated`] has none; [`Gateway::global`] is the
+//!   process-wide one.
+//! - [`Gateway::attach`] registers a [`Proc`](plexus_core::Proc) and installs the gateway
+//!   as its [`RemoteRoute`](plexus_core::RemoteRoute), so its remote `ActorRef`s tell and
+//!   ask through it; a second live proc with the same id is refused, an entry whose
+//!   [`Attachment`] was dropped is replaced. Destinations the transport loses become
+//!   [`Proc::peer_lost`](plexus_core::Proc::peer_lost) on every attached proc.
+//! - [`Gateway::post`] / [`Gateway::post_to`] deliver an envelope for an attached proc's
+//!   actor directly (no serialization between procs of one process, no network) and send
+//!   every other one towards its destination without waiting; [`Gateway::request_to`]
+//!   does the same for asks; [`Gateway::flush`] waits until everything posted before has
+//!   been delivered, handed to a wire, or bounced.
+//! - Connections run flow control ([`GatewayConfig::flow`]): a full actor makes its
+//!   remote senders wait for credit, and each (destination, sender, recipient) lane is
+//!   sent from its own task, so one slow actor never holds up another.
+//! - [`Gateway::serve`] listens on a location ([`ServeHandle`]); the last location still
+//!   served is the [`default_location`](Gateway::default_location), falling back in any
+//!   stop order to the location reserved at construction (see [`LocationStack`]).
+//! - [`Gateway::attach_through`] attaches a proc through a remote gateway, where it is
+//!   then reached under its own id ([`ProxyAttachment`]).
 //! - A [`WeakGateway`] bounces envelopes with [`PostError::BrokenLink`] once the gateway
 //!   is gone.
 //!
-//! Listening on served locations, proxy attach and `flush` come with the transport
-//! wiring.
+//! # Feature flags
+//!
+//! - `unix`: serve and dial `unix://` locations.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod config;
+mod egress;
 mod error;
+mod flow;
 mod gateway;
+mod ingress;
+mod link;
 mod location;
+pub mod protocol;
+mod proxy;
+mod route;
+mod serve;
+mod wires;
 
-pub use error::{AttachError, PostError};
-pub use gateway::{Attachment, Forwarder, Gateway, ServeGuard, WeakGateway};
+pub use config::GatewayConfig;
+pub use error::{AttachError, GatewayError, PostError, ProxyError, RemoteRequestError, ServeError};
+pub use gateway::{Attachment, Forwarder, Gateway, GatewayStats, ServeGuard, WeakGateway};
 pub use location::{LocationStack, LocationToken};
+pub use proxy::ProxyAttachment;
+pub use serve::ServeHandle;

@@ -162,6 +162,19 @@ impl<E: std::error::Error + 'static> ConnectError<E> {
     }
 }
 
+/// What [`ConnectOnce::adopt`] did with the value offered.
+#[derive(Debug)]
+pub enum Adopted<V> {
+    /// The destination was absent; the value is stored.
+    Inserted,
+    /// The value replaced this one, which is no longer stored.
+    Replaced(V),
+    /// The stored value stays; the offered one is handed back.
+    Kept(V),
+    /// An attempt is under way; the offered one is handed back.
+    Connecting(V),
+}
+
 /// Where a destination stands, as reported by [`ConnectOnce::phase`] and
 /// [`ConnectOnce::list`]. An absent destination has no phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -405,6 +418,36 @@ where
                 }
                 tracing::debug!(%dest, attempt = attempt.id, "connecting entry removed");
                 None
+            }
+        }
+    }
+
+    /// Offers `value`, made elsewhere (a connection the peer dialed), for `dest`, in one
+    /// step under the table's lock:
+    ///
+    /// - absent: stored as `Connected` (any backoff is cleared), [`Adopted::Inserted`];
+    /// - `Connected(current)`: replaced when `replace(&current)` says so
+    ///   ([`Adopted::Replaced`] with `current`), else [`Adopted::Kept`] with `value` back;
+    /// - `Connecting`: left alone, [`Adopted::Connecting`] with `value` back, so the
+    ///   caller can wait for the attempt and offer again.
+    pub fn adopt(&self, dest: &Dest, value: V, replace: impl FnOnce(&V) -> bool) -> Adopted<V> {
+        let mut tables = self.inner.tables();
+        match tables.states.get_mut(dest) {
+            None => {
+                tables.failures.remove(dest);
+                tables.states.insert(dest.clone(), State::Connected(value));
+                tracing::debug!(%dest, "adopted into an empty entry");
+                Adopted::Inserted
+            }
+            Some(State::Connecting(_)) => Adopted::Connecting(value),
+            Some(State::Connected(current)) => {
+                if replace(current) {
+                    let old = std::mem::replace(current, value);
+                    tracing::debug!(%dest, "adopted in place of the connected entry");
+                    Adopted::Replaced(old)
+                } else {
+                    Adopted::Kept(value)
+                }
             }
         }
     }

@@ -38,13 +38,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 use plexus_codec::{
     Capabilities, CodecConfig, DEFAULT_MAX_FRAME_SIZE, SUPPORTED_VERSIONS, VersionRange,
 };
-use plexus_core::ProcId;
+use plexus_core::{Location, ProcId};
 use serde::{Deserialize, Serialize};
+
+use crate::{FlowConfig, FlowConfigError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The first bytes of every plexus hello: `PLEXUS`, a zero byte and the handshake format
-/// number (1).
-pub const MAGIC: [u8; 8] = *b"PLEXUS\x00\x01";
+/// number (2: format 1 lacked the advertised location and flow window). A peer speaking
+/// another format is refused with [`HandshakeError::BadMagic`] naming both.
+pub const MAGIC: [u8; 8] = *b"PLEXUS\x00\x02";
 
 /// The largest hello body accepted, in bytes. A hello holds a proc label and a few numbers,
 /// so this leaves room for labels of several hundred bytes.
@@ -75,6 +78,14 @@ pub struct Hello {
     pub launch_id: u64,
     /// The largest frame this side accepts, in bytes.
     pub max_frame_size: u32,
+    /// Where this side accepts connections, if it does: the peer keys a connection this
+    /// side dialed under this location, so two procs that dial each other can keep one
+    /// connection (see [`prefer_connection`]).
+    pub location: Option<Location>,
+    /// The window this side's flow receiver grants each flow, if it runs one. The peer
+    /// then spends credit against exactly this window on every flow-controlled envelope;
+    /// without it the peer sends without credit.
+    pub flow: Option<FlowConfig>,
 }
 
 impl Hello {
@@ -88,7 +99,21 @@ impl Hello {
             proc,
             launch_id,
             max_frame_size: u32::try_from(DEFAULT_MAX_FRAME_SIZE).unwrap_or(u32::MAX),
+            location: None,
+            flow: None,
         }
+    }
+
+    /// This hello advertising `location` as where this side accepts connections.
+    pub fn with_location(mut self, location: Location) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    /// This hello announcing a flow receiver with window `flow` (see [`Hello::flow`]).
+    pub fn with_flow(mut self, flow: FlowConfig) -> Self {
+        self.flow = Some(flow);
+        self
     }
 
     /// The hello with its length prefix, as sent on the wire.
@@ -121,6 +146,13 @@ pub struct Negotiated {
     pub peer_launch_id: u64,
     /// The largest frame the peer accepts: the encoder of this connection must stay under it.
     pub peer_max_frame_size: u32,
+    /// Where the peer accepts connections, if it advertised it.
+    pub peer_location: Option<Location>,
+    /// The window of the peer's flow receiver: this side must spend credit against it.
+    /// `None` when the peer runs no flow control.
+    pub peer_flow: Option<FlowConfig>,
+    /// The window this side advertised: this side must run a flow receiver with it.
+    pub local_flow: Option<FlowConfig>,
 }
 
 impl Negotiated {
@@ -177,6 +209,9 @@ pub enum HandshakeError {
         /// The minimum.
         min: u32,
     },
+    /// The peer advertised a flow window outside the bounds of [`FlowConfig::validate`].
+    #[error("peer advertised an invalid flow window: {0}")]
+    BadFlowWindow(#[source] FlowConfigError),
     /// The handshake did not finish in time.
     #[error("handshake did not finish within {after:?}")]
     Timeout {
@@ -335,12 +370,18 @@ impl Handshake {
                         min: MIN_FRAME_SIZE,
                     });
                 }
+                if let Some(flow) = &remote.flow {
+                    flow.validate().map_err(HandshakeError::BadFlowWindow)?;
+                }
                 self.state = State::Done(Negotiated {
                     version,
                     capabilities: self.local.capabilities.intersect(remote.capabilities),
                     peer: remote.proc,
                     peer_launch_id: remote.launch_id,
                     peer_max_frame_size: remote.max_frame_size,
+                    peer_location: remote.location,
+                    peer_flow: remote.flow,
+                    local_flow: self.local.flow.clone(),
                 });
                 Ok(())
             }
@@ -577,6 +618,133 @@ mod tests {
                 assert_eq!(keep_2, prefer_connection(y, x, true), "ends disagree");
                 assert!(keep_1 ^ keep_2, "exactly one survives");
                 assert_eq!(keep_1, x < y);
+            }
+        }
+    }
+
+    /// The advertised location and flow window reach the peer, each side learns the
+    /// other's window and keeps its own, and a hello without them negotiates neither.
+    #[test]
+    fn location_and_flow_window_are_exchanged() {
+        let location: Location = "tcp://127.0.0.1:4000".parse().unwrap();
+        let flow = FlowConfig {
+            window_messages: 64,
+            ..FlowConfig::default()
+        };
+        let mut a = Handshake::new(
+            hello("a", 1)
+                .with_location(location.clone())
+                .with_flow(flow.clone()),
+        )
+        .unwrap();
+        let mut b = Handshake::new(hello("b", 2)).unwrap();
+        let (to_b, to_a) = (a.transmit(), b.transmit());
+        a.feed(&to_a).unwrap();
+        b.feed(&to_b).unwrap();
+        let (at_a, at_b) = (a.outcome().unwrap(), b.outcome().unwrap());
+        assert_eq!(at_b.peer_location, Some(location));
+        assert_eq!(at_b.peer_flow, Some(flow.clone()));
+        assert_eq!(at_b.local_flow, None);
+        assert_eq!(at_a.peer_location, None);
+        assert_eq!(at_a.peer_flow, None);
+        assert_eq!(at_a.local_flow, Some(flow));
+    }
+
+    /// A peer advertising a window outside its bounds is refused: this side could not
+    /// spend credit against it.
+    #[test]
+    fn an_invalid_flow_window_is_refused() {
+        let mut bad = hello("b", 1);
+        bad.flow = Some(FlowConfig {
+            window_messages: 0,
+            ..FlowConfig::default()
+        });
+        let mut a = Handshake::new(hello("a", 1)).unwrap();
+        let error = a
+            .feed(&Handshake::new(bad).unwrap().transmit())
+            .unwrap_err();
+        assert!(
+            matches!(error, HandshakeError::BadFlowWindow(_)),
+            "{error:?}"
+        );
+    }
+
+    /// A hello of the previous format (magic ending in 1) is refused with both magics.
+    #[test]
+    fn the_previous_format_is_refused_by_its_magic() {
+        let mut old = Handshake::new(hello("b", 1)).unwrap().transmit().to_vec();
+        old[LEN_PREFIX + MAGIC.len() - 1] = 1;
+        let mut a = Handshake::new(hello("a", 1)).unwrap();
+        let error = a.feed(&old).unwrap_err();
+        assert!(
+            matches!(error, HandshakeError::BadMagic { found, .. } if found[7] == 1),
+            "{error:?}"
+        );
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn location() -> impl Strategy<Value = Option<Location>> {
+            prop_oneof![
+                Just(None),
+                any::<u64>().prop_map(|n| Some(Location::Local(n))),
+                (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| Some(Location::Tcp(
+                    std::net::SocketAddr::from((ip, port))
+                ))),
+                "[a-z/]{1,200}".prop_map(|path| Some(Location::Unix(path.into()))),
+            ]
+        }
+
+        fn flow() -> impl Strategy<Value = Option<FlowConfig>> {
+            prop_oneof![
+                Just(None),
+                (1u32..=u32::MAX, 1u8..=99).prop_map(|(window_messages, update_percent)| {
+                    Some(FlowConfig {
+                        window_messages,
+                        update_percent,
+                        ..FlowConfig::default()
+                    })
+                }),
+            ]
+        }
+
+        proptest! {
+            /// Any hello with a label, location and window of bounded size stays within
+            /// the hello limit and arrives intact, fed in chunks of any size.
+            #[test]
+            fn any_bounded_hello_round_trips(
+                label in "[a-z]{1,200}",
+                launch in any::<u64>(),
+                location in location(),
+                flow in flow(),
+                chunk in 1usize..64,
+            ) {
+                let mut sent = Hello::new(ProcId::new(label.as_str(), 1), launch);
+                sent.location = location.clone();
+                sent.flow = flow.clone();
+                let bytes = Handshake::new(sent).unwrap().transmit();
+                prop_assert!(bytes.len() <= LEN_PREFIX + MAX_HELLO_SIZE);
+                let mut a = Handshake::new(hello("a", 1)).unwrap();
+                for part in bytes.chunks(chunk) {
+                    a.feed(part).unwrap();
+                }
+                let outcome = a.outcome().unwrap();
+                prop_assert_eq!(outcome.peer_launch_id, launch);
+                prop_assert_eq!(&outcome.peer_location, &location);
+                prop_assert_eq!(&outcome.peer_flow, &flow);
+            }
+
+            /// Arbitrary bytes after a valid header never panic the machine.
+            #[test]
+            fn garbage_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let mut input = ((MAGIC.len() + body.len()) as u16).to_le_bytes().to_vec();
+                input.extend_from_slice(&MAGIC);
+                input.extend_from_slice(&body);
+                let mut a = Handshake::new(hello("a", 1)).unwrap();
+                let _ = a.feed(&input);
             }
         }
     }

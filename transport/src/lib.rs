@@ -10,18 +10,26 @@
 //! - [`ConnectOnce`]: one connection attempt per destination however many callers want
 //!   it at once, with bounded waits, a drop guard for cancelled attempts and backoff.
 //! - [`handshake`]: the sans-IO hello exchange (magic, version ranges, capabilities,
-//!   identities and launch ids, frame limits) and [`perform_handshake`] over a stream.
+//!   identities and launch ids, frame limits, the advertised location and flow window)
+//!   and [`perform_handshake`] over a stream; [`prefer_connection`] settles simultaneous
+//!   dials.
 //! - [`connection`]: the worker over one stream after the handshake: a batching writer, a
-//!   reader that never awaits a recipient, ping/pong with RTT, the idle timeout, and
-//!   requests that all fail with `Disconnected` the moment the connection ends.
+//!   reader that never awaits a recipient, ping/pong with RTT, the idle timeout, requests
+//!   that all fail with `Disconnected` the moment the connection ends, a control lane
+//!   that never drops flow credit, and flow control on both ends
+//!   ([`spawn_connection_with_flow`]); inbound handlers learn the [`ConnectionRef`] an
+//!   envelope came on, to answer on it.
 //! - [`manager`]: the [`OutprocTransportManager`] that dials each destination once into a
-//!   [`DestTransport`] (a connection per wire, per-pair FIFO, health) and keeps it healthy.
+//!   [`DestTransport`] (a connection per wire, per-pair FIFO, health), keeps it healthy,
+//!   publishes [`DestEvent`]s (connected, lost), adopts connections peers dial, and
+//!   optionally runs flow control over a [`FlowTarget`]; the [`InprocTransportManager`]
+//!   with the same interface for procs of one process, over channels.
 //! - [`flow`]: the flow-control kernel: per-flow credit windows at the sender
 //!   ([`SendFlows`]), and at the receiver a state machine per flow with a queue and a
 //!   pusher ([`FlowReceiver`]) so that a full recipient stalls only its own senders.
 //!
-//! Next: flow control wired into the connection worker, the in-process manager, and the
-//! gateway on top.
+//! Next: the gateway implements [`FlowTarget`] over `Proc::deliver_remote` and accepts
+//! connections through [`OutprocTransportManager::accept`]; then TLS wires.
 //!
 //! # Feature flags
 //!
@@ -40,10 +48,11 @@ mod requests;
 pub mod wire;
 
 pub use backoff::{Backoff, BackoffConfig};
-pub use connect_once::{ConnectError, ConnectOnce, ConnectOnceConfig, Phase};
+pub use connect_once::{Adopted, ConnectError, ConnectOnce, ConnectOnceConfig, Phase};
 pub use connection::{
-    ConnectionConfig, ConnectionConfigError, ConnectionError, ConnectionHandle, ConnectionStats,
-    Inbound, SendError, spawn_connection,
+    ConnectionConfig, ConnectionConfigError, ConnectionError, ConnectionHandle, ConnectionRef,
+    ConnectionStats, Inbound, SendError, TrySendError, spawn_connection,
+    spawn_connection_with_flow,
 };
 pub use dest::Dest;
 pub use flow::{
@@ -55,7 +64,8 @@ pub use handshake::{
     perform_handshake, prefer_connection,
 };
 pub use manager::{
-    DestTransport, DialError, ManagerConfig, OutprocTransportManager, TransportError,
+    Adoption, DestEvent, DestTransport, DialError, InprocBindError, InprocHub,
+    InprocTransportManager, ManagerConfig, OutprocTransportManager, TransportError,
 };
 pub use requests::RequestError;
 pub use wire::{

@@ -52,6 +52,15 @@ pub enum RequestError {
         /// The request's id.
         id: u64,
     },
+    /// Flow control refused the request for good (its recipient is gone, or it is larger
+    /// than a window admits), so it was never sent.
+    #[error("request {id} refused by flow control: {error}")]
+    Flow {
+        /// The request's id.
+        id: u64,
+        /// Why.
+        error: crate::FlowError,
+    },
     /// The request could not be encoded, so it was never sent.
     #[error("request {id} could not be encoded: {reason}")]
     Encode {
@@ -73,7 +82,8 @@ pub(crate) struct Requests {
 #[derive(Debug, Default)]
 struct Table {
     next_id: u64,
-    pending: HashMap<u64, Slot>,
+    /// Request ids are this side's own counter, so a fast hash is safe.
+    pending: HashMap<u64, Slot, foldhash::fast::FixedState>,
     /// Set once the connection ended; from then on every registration fails.
     disconnected: bool,
 }
@@ -194,8 +204,12 @@ impl ConnectionHandle {
         let _forget = Forget { requests, id };
         envelope.kind = EnvelopeKind::Request { id };
         let exchange = async {
-            if self.send(envelope).await.is_err() {
-                return Err(RequestError::Disconnected { id });
+            match self.send(envelope).await {
+                Ok(()) => {}
+                Err(crate::SendError::Flow { error, .. }) => {
+                    return Err(RequestError::Flow { id, error });
+                }
+                Err(_) => return Err(RequestError::Disconnected { id }),
             }
             match rx.await {
                 Ok(result) => result,

@@ -5,7 +5,7 @@ use plexus_gateway::{AttachError, Gateway, PostError};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use crate::support::{CountingForwarder, WAIT, ping, spawn_recorder};
+use crate::support::{CountingForwarder, WAIT, elsewhere, ping, spawn_recorder};
 
 /// A second live proc with the same id is refused; once the first proc's attachment is
 /// dropped, a proc with that id attaches again and receives the envelopes.
@@ -49,7 +49,9 @@ async fn detached_proc_is_routed_like_an_unknown_one() {
     let recorder = spawn_recorder(&proc, "gone", seen_tx);
 
     attachment.detach();
-    gateway.post(ping(recorder.clone(), 1)).unwrap();
+    gateway
+        .post_to(&elsewhere(), ping(recorder.clone(), 1))
+        .unwrap();
     assert_eq!(forwarder.count(), 1);
     assert!(
         timeout(std::time::Duration::from_millis(200), seen.recv())
@@ -60,7 +62,7 @@ async fn detached_proc_is_routed_like_an_unknown_one() {
     let isolated = Gateway::isolated(Location::Local(1));
     isolated.attach(&proc).unwrap().detach();
     assert!(matches!(
-        isolated.post(ping(recorder, 2)),
+        isolated.post_to(&elsewhere(), ping(recorder, 2)),
         Err(PostError::Unroutable { .. })
     ));
 }

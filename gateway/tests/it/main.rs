@@ -1,10 +1,16 @@
-//! Integration tests of the gateway: routing between attached procs and the forwarder,
-//! attachment rules, the advertised-location stack and weak handles.
+//! Integration tests of the gateway: routing between attached procs and the way out,
+//! attachment rules, the advertised-location stack, weak handles, two gateways over TCP
+//! and `local:`, proxy attach and the flush contract.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attach;
+mod flow;
+mod flush;
 mod locations;
+mod net;
+mod proxy;
+mod remote;
 mod routing;
 mod support;
 mod weak;

@@ -10,7 +10,7 @@ use plexus_gateway::{Gateway, PostError};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use crate::support::{CountingForwarder, WAIT, ping, spawn_recorder};
+use crate::support::{CountingForwarder, WAIT, elsewhere, ping, spawn_recorder};
 
 /// Envelopes for actors of two procs attached to one gateway reach the right proc's
 /// actor, in order, and the forwarder sees none of them.
@@ -27,7 +27,9 @@ async fn attached_procs_receive_their_envelopes_without_forwarder_traffic() {
     let in_b = spawn_recorder(&b, "b", seen_tx);
 
     for n in 0..10 {
-        gateway.post(ping(in_b.clone(), n)).unwrap();
+        gateway
+            .post_to(&elsewhere(), ping(in_b.clone(), n))
+            .unwrap();
     }
     gateway.post(ping(in_a.clone(), 100)).unwrap();
 
@@ -45,8 +47,9 @@ async fn attached_procs_receive_their_envelopes_without_forwarder_traffic() {
     assert_eq!(forwarder.count(), 0);
 }
 
-/// An envelope for an actor of a proc that is not attached goes to the forwarder, even
-/// when an attached proc has an actor under the same name, and never reaches that actor.
+/// An envelope for an actor of a proc that is not attached goes to the forwarder with its
+/// destination (and bounces without one), even when an attached proc has an actor under
+/// the same name, and never reaches that actor.
 #[tokio::test]
 async fn unknown_proc_goes_to_forwarder_and_never_to_an_attached_proc() {
     let forwarder = CountingForwarder::new();
@@ -58,10 +61,17 @@ async fn unknown_proc_goes_to_forwarder_and_never_to_an_attached_proc() {
 
     // Same label, another instance: a different proc with a same-named actor.
     let stranger = ActorId::new(ProcId::new("app", 2), "recorder", 0);
-    gateway.post(ping(stranger.clone(), 7)).unwrap();
+    assert!(matches!(
+        gateway.post(ping(stranger.clone(), 6)),
+        Err(PostError::Unroutable { .. })
+    ));
+    gateway
+        .post_to(&elsewhere(), ping(stranger.clone(), 7))
+        .unwrap();
 
     assert_eq!(forwarder.count(), 1);
-    let taken = forwarder.taken.lock().unwrap()[0].clone();
+    let (dest, taken) = forwarder.taken.lock().unwrap()[0].clone();
+    assert_eq!(dest, elsewhere());
     assert_eq!(taken.recipient, Recipient::Actor(stranger));
     assert!(
         timeout(Duration::from_millis(200), seen.recv())
@@ -80,15 +90,18 @@ async fn isolated_gateway_bounces_unknown_procs() {
     let _attached = gateway.attach(&proc).unwrap();
 
     let elsewhere = ProcId::new("elsewhere", 3);
-    let result = gateway.post(ping(ActorId::new(elsewhere.clone(), "worker", 0), 1));
+    let result = gateway.post_to(
+        &crate::support::elsewhere(),
+        ping(ActorId::new(elsewhere.clone(), "worker", 0), 1),
+    );
     match result {
         Err(PostError::Unroutable { proc }) => assert_eq!(proc, elsewhere),
         other => panic!("expected Unroutable, got {other:?}"),
     }
 
-    let control = NetworkEnvelope::control(EnvelopeKind::Ping { nonce: 1 });
+    let unaddressed = NetworkEnvelope::control(EnvelopeKind::Regular);
     assert!(matches!(
-        gateway.post(control),
+        gateway.post(unaddressed),
         Err(PostError::Unaddressed {
             recipient: Recipient::Transport
         })
@@ -96,7 +109,7 @@ async fn isolated_gateway_bounces_unknown_procs() {
 }
 
 /// A refusal by the attached proc comes back as `Delivery` with the proc's reason, and a
-/// request (not yet delivered by the gateway) is refused without reaching the actor.
+/// request posted as if it were a tell is refused without reaching the actor.
 #[tokio::test]
 async fn delivery_refusals_keep_their_details() {
     let gateway = Gateway::isolated(Location::Local(0));
@@ -131,10 +144,7 @@ async fn delivery_refusals_keep_their_details() {
     request.kind = EnvelopeKind::Request { id: 9 };
     assert!(matches!(
         gateway.post(request),
-        Err(PostError::UnsupportedKind {
-            kind: "request",
-            ..
-        })
+        Err(PostError::NotATell { kind: "request" })
     ));
     assert!(
         timeout(Duration::from_millis(200), seen.recv())
@@ -151,10 +161,10 @@ struct Loop {
 }
 
 impl plexus_gateway::Forwarder for Loop {
-    fn forward(&self, envelope: plexus_codec::NetworkEnvelope) -> Result<(), PostError> {
+    fn forward(&self, dest: &Location, envelope: NetworkEnvelope) -> Result<(), PostError> {
         self.hops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match self.next.get() {
-            Some(next) => next.post(envelope),
+            Some(next) => next.post_to(dest, envelope),
             None => Ok(()),
         }
     }
@@ -180,7 +190,7 @@ fn routing_loop_ends_when_the_hop_limit_is_spent() {
     let stranger = ActorId::new(ProcId::new("stranger", 1), "nobody", 0);
     let envelope = ping(stranger, 7);
     let limit = usize::from(envelope.hop_limit);
-    let outcome = a.post(envelope);
+    let outcome = a.post_to(&elsewhere(), envelope);
     assert!(
         matches!(outcome, Err(PostError::TtlExpired { .. })),
         "got {outcome:?}"

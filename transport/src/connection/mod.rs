@@ -22,14 +22,19 @@
 //! ```
 //!
 //! **Architecture invariant:** the reader never awaits a recipient. [`Inbound::deliver`]
-//! is synchronous and must not block, and the reader's own replies (pongs, `Failed`
-//! responses) go to the writer through a bounded queue with `try_send`. One slow actor can
-//! therefore never stall the other traffic of its connection; per-flow queues and credit
+//! is synchronous and must not block, and the reader's own replies go to the writer
+//! through the control lane (module `control`) without waiting: pongs and `Failed`
+//! responses through a bounded queue that drops at overflow, flow credit through a lane
+//! that never drops and is bounded by the flow windows. One slow actor can therefore
+//! never stall the other traffic of its connection; per-flow queues and credit
 //! (design 3.4) build on this.
 //!
 //! [`FrameEncoder`]: plexus_codec::FrameEncoder
 //! [`FrameDecoder`]: plexus_codec::FrameDecoder
 
+mod control;
+mod flow;
+mod inproc;
 mod reader;
 mod writer;
 
@@ -43,13 +48,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use crate::flow::{
+    FlowConfigError, FlowError, FlowTarget, SendFlows, SendWindow, envelope_bytes, flow_of,
+};
 use crate::handshake::Negotiated;
 use crate::requests::Requests;
-
-/// How many replies of the reader itself (pongs, `Failed` responses) may wait for the
-/// writer. Beyond it they are dropped: the peer is then sending pings or bad requests
-/// faster than it reads, and blocking the reader on it would break its invariant.
-const CONTROL_CAPACITY: usize = 1024;
 
 /// The settings of one connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +131,17 @@ pub enum ConnectionConfigError {
         /// The field's name.
         field: &'static str,
     },
+    /// The local hello announced a flow window but no flow target was given, so the
+    /// credit the peer spends would never come back.
+    #[error("the hello announced flow control but the connection has no flow target")]
+    FlowTargetMissing,
+    /// A flow target was given but the local hello announced no flow window, so the peer
+    /// would send without credit.
+    #[error("a flow target was given but the hello announced no flow window")]
+    FlowNotAnnounced,
+    /// The flow window is out of its bounds.
+    #[error(transparent)]
+    Flow(#[from] FlowConfigError),
 }
 
 /// Why a connection ended.
@@ -149,6 +163,10 @@ pub enum ConnectionError {
     /// Reading or writing the stream failed.
     #[error("i/o error on the connection: {0}")]
     Io(#[source] Arc<io::Error>),
+    /// The peer broke flow control (sent beyond its credit), so the two ends no longer
+    /// agree on the windows.
+    #[error("peer broke flow control: {0}")]
+    Flow(#[source] FlowError),
     /// [`ConnectionHandle::close`] was called or every handle was dropped.
     #[error("connection closed locally")]
     ClosedLocally,
@@ -166,10 +184,77 @@ impl From<io::Error> for ConnectionError {
     }
 }
 
-/// The connection is closed, so the envelope was not queued. It is handed back.
+/// Why [`ConnectionHandle::send`] did not queue an envelope. The envelope is handed back.
 #[derive(Debug, thiserror::Error)]
-#[error("connection is closed")]
-pub struct SendError(pub NetworkEnvelope);
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closed.
+    #[error("connection is closed")]
+    Closed(NetworkEnvelope),
+    /// Flow control refused the envelope for good: its flow was closed by the peer (the
+    /// recipient is gone), or it is larger than any window admits.
+    #[error("flow control refused the envelope: {error}")]
+    Flow {
+        /// The envelope.
+        envelope: NetworkEnvelope,
+        /// Why: [`FlowError::Closed`] or [`FlowError::TooLarge`].
+        error: FlowError,
+    },
+}
+
+impl SendError {
+    /// The envelope that was not queued.
+    pub fn into_envelope(self) -> NetworkEnvelope {
+        match self {
+            SendError::Closed(envelope) | SendError::Flow { envelope, .. } => envelope,
+        }
+    }
+}
+
+/// Why [`ConnectionHandle::try_send`] did not queue an envelope. The envelope is handed
+/// back in every case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// The send queue is full now; the writer is behind.
+    #[error("connection send queue is full")]
+    Full(NetworkEnvelope),
+    /// The connection is closed.
+    #[error("connection is closed")]
+    Closed(NetworkEnvelope),
+    /// Flow control refused the envelope: [`FlowError::NoCredit`] when its flow has no
+    /// credit now (waiting, as [`ConnectionHandle::send`] does, would help), or
+    /// [`FlowError::Closed`] / [`FlowError::TooLarge`] for good.
+    #[error("flow control refused the envelope: {error}")]
+    Flow {
+        /// The envelope.
+        envelope: NetworkEnvelope,
+        /// Why.
+        error: FlowError,
+    },
+}
+
+impl TrySendError {
+    /// The envelope that was not queued.
+    pub fn into_envelope(self) -> NetworkEnvelope {
+        match self {
+            TrySendError::Full(envelope)
+            | TrySendError::Closed(envelope)
+            | TrySendError::Flow { envelope, .. } => envelope,
+        }
+    }
+
+    /// Whether the envelope's flow had no credit now, so that waiting would help.
+    pub fn is_no_credit(&self) -> bool {
+        matches!(
+            self,
+            TrySendError::Flow {
+                error: FlowError::NoCredit { .. },
+                ..
+            }
+        )
+    }
+}
 
 /// Where the reader hands the envelopes it decodes.
 ///
@@ -182,6 +267,17 @@ pub struct SendError(pub NetworkEnvelope);
 pub trait Inbound: Send + Sync + 'static {
     /// Takes one decoded envelope.
     fn deliver(&self, envelope: NetworkEnvelope);
+
+    /// Takes one decoded envelope together with the connection it arrived on, so that a
+    /// request can be answered on that very connection. The reader always calls this one;
+    /// the default forgets `from` and calls [`deliver`](Self::deliver).
+    ///
+    /// `from` does not keep the connection open: keep a clone of it (it is cheap) for as
+    /// long as the answer may take.
+    fn deliver_from(&self, envelope: NetworkEnvelope, from: &ConnectionRef) {
+        let _ = from;
+        self.deliver(envelope);
+    }
 
     /// Told about an envelope that did not decode, after the connection logged it and, for
     /// a request, answered `Failed`. The default does nothing.
@@ -196,6 +292,35 @@ where
 {
     fn deliver(&self, envelope: NetworkEnvelope) {
         self(envelope)
+    }
+}
+
+/// Credit spent for an envelope not yet queued: given back when dropped unless kept.
+struct Spent {
+    window: Option<Arc<SendWindow>>,
+    bytes: u64,
+}
+
+impl Spent {
+    /// No credit spent: the envelope is not flow controlled here.
+    fn nothing() -> Self {
+        Spent {
+            window: None,
+            bytes: 0,
+        }
+    }
+
+    /// The envelope was queued: the credit stays spent.
+    fn keep(mut self) {
+        self.window = None;
+    }
+}
+
+impl Drop for Spent {
+    fn drop(&mut self) {
+        if let Some(window) = self.window.take() {
+            window.grant(1, self.bytes);
+        }
     }
 }
 
@@ -222,8 +347,109 @@ pub(crate) struct Shared {
     /// The connection's clock origin: ping nonces are nanoseconds since it.
     epoch: Instant,
     close: Notify,
+    /// Asks the writer to stop taking sends, write what is queued and end the stream.
+    drain: Notify,
+    /// Set by [`ConnectionHandle::close_gracefully`]: the supervisor then lets the reader
+    /// run to the peer's end of stream instead of cutting it off.
+    draining: std::sync::atomic::AtomicBool,
     closed: watch::Receiver<Option<ConnectionError>>,
     peer: Negotiated,
+    /// The credit windows of the flows this side sends, when the peer runs flow control.
+    pub(crate) send_flows: Option<SendFlows>,
+}
+
+/// A weak reference to a connection, handed to [`Inbound::deliver_from`] so the envelope's
+/// answer can go back the way it came.
+///
+/// Unlike a [`ConnectionHandle`] it does not keep the connection open: once every handle
+/// is dropped (or the connection ends) its sends fail with the envelope handed back.
+#[derive(Clone, Debug)]
+pub struct ConnectionRef {
+    queue: mpsc::WeakSender<NetworkEnvelope>,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl ConnectionRef {
+    /// A handle to the connection, if it is still open. Holding the handle keeps the
+    /// connection open.
+    pub fn upgrade(&self) -> Option<ConnectionHandle> {
+        let queue = self.queue.upgrade()?;
+        let shared = self.shared.upgrade()?;
+        if shared.closed.borrow().is_some() {
+            return None;
+        }
+        Some(ConnectionHandle { queue, shared })
+    }
+
+    /// Queues `envelope` on the connection, like [`ConnectionHandle::send`]. Fails with
+    /// the envelope handed back when the connection is gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: if the future is dropped before it completes, the envelope was not
+    /// queued.
+    pub async fn send(&self, envelope: NetworkEnvelope) -> Result<(), SendError> {
+        match self.upgrade() {
+            Some(connection) => connection.send(envelope).await,
+            None => Err(SendError::Closed(envelope)),
+        }
+    }
+
+    /// Queues `envelope` on the connection if there is room now, like
+    /// [`ConnectionHandle::try_send`].
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value, as the channel's own errors do"
+    )]
+    pub fn try_send(&self, envelope: NetworkEnvelope) -> Result<(), TrySendError> {
+        match self.upgrade() {
+            Some(connection) => connection.try_send(envelope),
+            None => Err(TrySendError::Closed(envelope)),
+        }
+    }
+
+    /// Whether the connection has ended (or every handle to it is gone).
+    pub fn is_closed(&self) -> bool {
+        self.upgrade().is_none()
+    }
+
+    /// Waits until the connection has ended and returns why, without keeping it open
+    /// meanwhile; `None` when its state is already gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only observes.
+    pub async fn closed(&self) -> Option<ConnectionError> {
+        let mut closed = self.shared.upgrade()?.closed.clone();
+        match closed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        }
+    }
+
+    /// Whether `self` and `other` refer to the same connection.
+    pub fn same_connection(&self, other: &ConnectionRef) -> bool {
+        std::sync::Weak::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Shared {
+    fn new(negotiated: &Negotiated, closed: watch::Receiver<Option<ConnectionError>>) -> Self {
+        Shared {
+            requests: Requests::default(),
+            envelopes_sent: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            envelopes_received: AtomicU64::new(0),
+            rtt_nanos: AtomicU64::new(0),
+            epoch: Instant::now(),
+            close: Notify::new(),
+            drain: Notify::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            closed,
+            peer: negotiated.clone(),
+            send_flows: negotiated.peer_flow.clone().map(SendFlows::new),
+        }
+    }
 }
 
 /// A cheap, cloneable handle to a running connection.
@@ -246,7 +472,121 @@ impl ConnectionHandle {
     /// Cancel-safe: if the future is dropped before it completes, the envelope was not
     /// queued.
     pub async fn send(&self, envelope: NetworkEnvelope) -> Result<(), SendError> {
-        self.queue.send(envelope).await.map_err(|e| SendError(e.0))
+        // Dropping `spent` unqueued (a cancelled send, a closed queue) gives the credit
+        // back, so a cancelled send never shrinks its flow's window.
+        let spent = self.spend(&envelope).await?;
+        // The common case, credit and room both there, takes no await at all.
+        let envelope = match self.queue.try_send(envelope) {
+            Ok(()) => {
+                spent.keep();
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Full(envelope)) => envelope,
+            Err(mpsc::error::TrySendError::Closed(envelope)) => {
+                return Err(SendError::Closed(envelope));
+            }
+        };
+        match self.queue.send(envelope).await {
+            Ok(()) => {
+                spent.keep();
+                Ok(())
+            }
+            Err(e) => Err(SendError::Closed(e.0)),
+        }
+    }
+
+    /// Spends the credit `envelope` costs when the peer runs flow control and the
+    /// envelope is flow controlled (a tell or a request to an actor or a group), waiting
+    /// for a grant while there is none. Responses and control envelopes never wait.
+    async fn spend(&self, envelope: &NetworkEnvelope) -> Result<Spent, SendError> {
+        let Some(flows) = &self.shared.send_flows else {
+            return Ok(Spent::nothing());
+        };
+        let Some(flow) = flow_of(envelope) else {
+            return Ok(Spent::nothing());
+        };
+        let window = flows.window(&flow);
+        let bytes = envelope_bytes(envelope);
+        let acquired = match window.try_acquire(bytes) {
+            Err(FlowError::NoCredit { .. }) => window.acquire(bytes).await,
+            other => other,
+        };
+        match acquired {
+            Ok(()) => Ok(Spent {
+                window: Some(window),
+                bytes,
+            }),
+            Err(error) => Err(self.refused(envelope.clone(), error)),
+        }
+    }
+
+    /// The error for an envelope whose flow refused it: `Closed` when the refusal only
+    /// came from the connection ending (its windows are all closed then).
+    fn refused(&self, envelope: NetworkEnvelope, error: FlowError) -> SendError {
+        if self.shared.closed.borrow().is_some() {
+            SendError::Closed(envelope)
+        } else {
+            SendError::Flow { envelope, error }
+        }
+    }
+
+    /// Queues `envelope` if its flow has credit and the send queue has room now; never
+    /// waits. Fails with the envelope handed back otherwise: [`TrySendError::Flow`] with
+    /// [`FlowError::NoCredit`] when the flow's window is spent, [`TrySendError::Full`]
+    /// when the queue is full (the credit is then given back).
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value, as the channel's own errors do"
+    )]
+    pub fn try_send(&self, envelope: NetworkEnvelope) -> Result<(), TrySendError> {
+        let spent = match (&self.shared.send_flows, flow_of(&envelope)) {
+            (Some(flows), Some(flow)) => {
+                let window = flows.window(&flow);
+                let bytes = envelope_bytes(&envelope);
+                if let Err(error) = window.try_acquire(bytes) {
+                    return Err(match self.refused(envelope, error) {
+                        SendError::Closed(envelope) => TrySendError::Closed(envelope),
+                        SendError::Flow { envelope, error } => {
+                            TrySendError::Flow { envelope, error }
+                        }
+                    });
+                }
+                Spent {
+                    window: Some(window),
+                    bytes,
+                }
+            }
+            _ => Spent::nothing(),
+        };
+        match self.queue.try_send(envelope) {
+            Ok(()) => {
+                spent.keep();
+                Ok(())
+            }
+            // `spent` is dropped here, which gives the credit back.
+            Err(mpsc::error::TrySendError::Full(envelope)) => Err(TrySendError::Full(envelope)),
+            Err(mpsc::error::TrySendError::Closed(envelope)) => Err(TrySendError::Closed(envelope)),
+        }
+    }
+
+    /// Whether the peer runs flow control, so that tells and requests spend credit.
+    pub fn is_flow_controlled(&self) -> bool {
+        self.shared.send_flows.is_some()
+    }
+
+    /// The credit left on the flow of `envelope`, as (messages, bytes), or `None` when
+    /// the envelope is not flow controlled on this connection.
+    pub fn credit_for(&self, envelope: &NetworkEnvelope) -> Option<(u32, u64)> {
+        let flows = self.shared.send_flows.as_ref()?;
+        Some(flows.window(&flow_of(envelope)?).available())
+    }
+
+    /// A weak reference to this connection, which does not keep it open.
+    pub fn downgrade(&self) -> ConnectionRef {
+        ConnectionRef {
+            queue: self.queue.downgrade(),
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// Waits until the connection has ended and returns why.
@@ -275,6 +615,16 @@ impl ConnectionHandle {
     /// in-flight requests fail with `Disconnected`.
     pub fn close(&self) {
         self.shared.close.notify_one();
+    }
+
+    /// Closes the connection without losing what is queued: sends are refused from now
+    /// on, the writer writes every queued envelope and ends the stream, and the reader
+    /// goes on until the peer ends its side too (or the idle timeout), so what the peer
+    /// still sends arrives. Used to retire the loser of two simultaneous dials. Requests
+    /// still unanswered when the reader ends fail with `Disconnected`.
+    pub fn close_gracefully(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        self.shared.drain.notify_one();
     }
 
     /// The round-trip time measured by the last pong, or `None` before the first.
@@ -359,27 +709,147 @@ pub fn spawn_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    if negotiated.local_flow.is_some() {
+        return Err(ConnectionConfigError::FlowTargetMissing);
+    }
+    spawn_inner(stream, negotiated, config, Box::new(inbound), None)
+}
+
+/// Starts the worker of a connection with flow control on its receiving end (design
+/// 3.4): like [`spawn_connection`], except that flow-controlled envelopes (tells and
+/// requests to an actor or a group) go to `target` through a [`FlowReceiver`], which
+/// queues them per flow while their recipient is full and grants their credit back to
+/// the peer as `target` takes them. Everything else still goes to `inbound`.
+///
+/// The local hello of the handshake must have announced the window with
+/// [`Hello::with_flow`]: it is the one the peer spends against. Fails with
+/// [`ConnectionConfigError::FlowNotAnnounced`] otherwise.
+///
+/// The sending end needs nothing: whenever the peer announced a window, tells and
+/// requests spend its credit before they are queued ([`ConnectionHandle::send`] waits
+/// for it, [`ConnectionHandle::try_send`] fails without it).
+///
+/// [`FlowReceiver`]: crate::FlowReceiver
+/// [`Hello::with_flow`]: crate::Hello::with_flow
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
+/// use plexus_core::{ActorId, ProcId};
+/// use plexus_transport::{
+///     ConnectionConfig, FlowConfig, FlowTarget, Hello, Refused, Room, perform_handshake,
+///     spawn_connection, spawn_connection_with_flow,
+/// };
+/// use tokio::sync::mpsc;
+///
+/// /// One local recipient with a bounded mailbox.
+/// struct Mailbox(mpsc::Sender<NetworkEnvelope>);
+///
+/// impl FlowTarget for Mailbox {
+///     fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
+///         self.0.try_send(envelope).map_err(|error| match error {
+///             mpsc::error::TrySendError::Full(envelope) => Refused::Full(envelope),
+///             mpsc::error::TrySendError::Closed(envelope) => Refused::Gone(envelope),
+///         })
+///     }
+///
+///     async fn wait_for_room(&self, _recipient: &Recipient) -> Room {
+///         match self.0.reserve().await {
+///             Ok(_permit) => Room::Available,
+///             Err(_) => Room::Gone,
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+/// let limit = Duration::from_secs(5);
+/// let window = FlowConfig { window_messages: 4, ..FlowConfig::default() };
+/// let (na, nb) = tokio::join!(
+///     perform_handshake(&mut a, Hello::new(ProcId::new("a", 1), 1), limit),
+///     perform_handshake(&mut b, Hello::new(ProcId::new("b", 1), 2).with_flow(window), limit),
+/// );
+/// let a = spawn_connection(a, na?, ConnectionConfig::default(), |_| {})?;
+/// let (mailbox, mut taken) = mpsc::channel(1);
+/// let _b = spawn_connection_with_flow(
+///     b, nb?, ConnectionConfig::default(), |_| {}, Arc::new(Mailbox(mailbox)),
+/// )?;
+///
+/// // Nobody reads the mailbox: four tells use up the window, the fifth finds no credit.
+/// let to = Recipient::Actor(ActorId::new(ProcId::new("b", 1), "sink", 0));
+/// let tell = NetworkEnvelope { recipient: to, ..NetworkEnvelope::control(EnvelopeKind::Regular) };
+/// for _ in 0..4 {
+///     a.try_send(tell.clone())?;
+/// }
+/// assert!(a.try_send(tell.clone()).unwrap_err().is_no_credit());
+/// // Taking them grants the credit back.
+/// for _ in 0..4 {
+///     taken.recv().await;
+/// }
+/// a.send(tell).await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// Outside a Tokio runtime, as it spawns tasks.
+pub fn spawn_connection_with_flow<S, T>(
+    stream: S,
+    negotiated: Negotiated,
+    config: ConnectionConfig,
+    inbound: impl Inbound,
+    target: Arc<T>,
+) -> Result<ConnectionHandle, ConnectionConfigError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    T: FlowTarget,
+{
+    let Some(window) = negotiated.local_flow.clone() else {
+        return Err(ConnectionConfigError::FlowNotAnnounced);
+    };
+    window.validate()?;
+    let receiver: FlowSetup =
+        Box::new(move |from, control| flow::receiver(window, target, from, control));
+    spawn_inner(
+        stream,
+        negotiated,
+        config,
+        Box::new(inbound),
+        Some(receiver),
+    )
+}
+
+/// Makes the flow receiver of a connection once its reference and control lane exist.
+type FlowSetup = Box<dyn FnOnce(ConnectionRef, control::ControlLane) -> Box<dyn flow::FlowIn>>;
+
+/// The one place connections are started.
+fn spawn_inner<S>(
+    stream: S,
+    negotiated: Negotiated,
+    config: ConnectionConfig,
+    inbound: Box<dyn Inbound>,
+    flow_setup: Option<FlowSetup>,
+) -> Result<ConnectionHandle, ConnectionConfigError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     config.validate()?;
     let (read, write) = tokio::io::split(stream);
     let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
+    let (control_tx, control_rx) = control::control_lane();
     let (closed_tx, closed_rx) = watch::channel(None);
-    let shared = Arc::new(Shared {
-        requests: Requests::default(),
-        envelopes_sent: AtomicU64::new(0),
-        writes: AtomicU64::new(0),
-        envelopes_received: AtomicU64::new(0),
-        rtt_nanos: AtomicU64::new(0),
-        epoch: Instant::now(),
-        close: Notify::new(),
-        closed: closed_rx,
-        peer: negotiated.clone(),
-    });
+    let shared = Arc::new(Shared::new(&negotiated, closed_rx));
     tracing::info!(
         peer = %negotiated.peer,
         peer_launch_id = negotiated.peer_launch_id,
         version = negotiated.version,
         capabilities = ?negotiated.capabilities,
+        flow_in = negotiated.local_flow.is_some(),
+        flow_out = negotiated.peer_flow.is_some(),
         "connection opened"
     );
 
@@ -389,29 +859,35 @@ where
         queue: queue_rx,
         control: control_rx,
         ping_interval: config.ping_interval,
-        shared: shared.clone(),
+        shared: Arc::clone(&shared),
     };
+    let handle = ConnectionHandle {
+        queue: queue_tx,
+        shared,
+    };
+    let flow = flow_setup.map(|setup| setup(handle.downgrade(), control_tx.clone()));
     let reader = reader::Reader {
+        from: handle.downgrade(),
         read,
         decoder: FrameDecoder::new(CodecConfig {
             capabilities: negotiated.codec_config(&config.codec).capabilities,
             ..config.codec.clone()
         }),
         control: control_tx,
-        inbound: Box::new(inbound),
+        inbound,
+        flow,
         idle_timeout: config.idle_timeout,
         read_buffer: config.read_buffer,
-        shared: shared.clone(),
+        flush_interval: config.ping_interval,
+        shared: handle.shared.clone(),
     };
     let writer = tokio::spawn(writer.run());
     let reader = tokio::spawn(reader.run());
-    tokio::spawn(supervise(reader, writer, shared.clone(), closed_tx));
-
-    Ok(ConnectionHandle {
-        queue: queue_tx,
-        shared,
-    })
+    tokio::spawn(supervise(reader, writer, handle.shared.clone(), closed_tx));
+    Ok(handle)
 }
+
+pub(crate) use inproc::{End, inproc_pair};
 
 /// Ends the connection when the first of its tasks ends, and tells everyone why.
 async fn supervise(
@@ -423,6 +899,18 @@ async fn supervise(
     let reason = tokio::select! {
         ended = &mut reader => ended.unwrap_or_else(task_failed),
         ended = &mut writer => match ended {
+            Ok(Ok(())) if shared.draining.load(Ordering::Acquire) => {
+                // Our side is written out; what the peer still sends is read until its
+                // end of stream, which the idle timeout bounds.
+                tokio::select! {
+                    ended = &mut reader => match ended {
+                        Ok(ConnectionError::PeerClosed) => ConnectionError::ClosedLocally,
+                        Ok(error) => error,
+                        Err(error) => task_failed(error),
+                    },
+                    () = shared.close.notified() => ConnectionError::ClosedLocally,
+                }
+            }
             Ok(Ok(())) => ConnectionError::ClosedLocally,
             Ok(Err(error)) => error,
             Err(error) => task_failed(error),
@@ -433,6 +921,10 @@ async fn supervise(
     reader.abort();
     writer.abort();
     let failed = shared.requests.fail_in_flight();
+    if let Some(flows) = &shared.send_flows {
+        // Wakes every send waiting for credit: it fails with `Closed`.
+        flows.close_all();
+    }
     tracing::info!(
         peer = %shared.peer.peer,
         reason = %reason,

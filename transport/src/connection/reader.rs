@@ -1,29 +1,35 @@
 //! The reader task: decodes what arrives and hands each envelope on without waiting.
 //!
 //! Nothing here awaits anything but the stream: envelopes go to the synchronous
-//! [`Inbound`] handler, replies to the writer through `try_send`, responses to their
-//! request slots. See the architecture invariant in the [parent module](super).
+//! [`Inbound`] handler, replies to the writer through the control lane, responses to
+//! their request slots. See the architecture invariant in the [parent module](super).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use plexus_codec::{
-    Decoded, EnvelopeKind, FrameDecoder, NetworkEnvelope, Outcome, Recipient, Skipped,
-};
+use plexus_codec::{Decoded, EnvelopeKind, FrameDecoder, NetworkEnvelope, Skipped};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ConnectionError, Inbound, Shared};
+use super::control::ControlLane;
+use super::flow::{FlowIn, failed_response, flow_of_skipped};
+use super::{ConnectionError, ConnectionRef, Inbound, Shared};
 use crate::RequestError;
+use crate::flow::Received;
 
 pub(super) struct Reader<R> {
     pub(super) read: R,
     pub(super) decoder: FrameDecoder,
     /// Replies of the reader itself, to the writer.
-    pub(super) control: mpsc::Sender<NetworkEnvelope>,
+    pub(super) control: ControlLane,
     pub(super) inbound: Box<dyn Inbound>,
+    /// This connection, weakly, for the inbound handler to answer on.
+    pub(super) from: ConnectionRef,
+    /// The receiving end of flow control, when this side announced a window.
+    pub(super) flow: Option<Box<dyn FlowIn>>,
+    /// How often idle flows give their credit back (the ping interval).
+    pub(super) flush_interval: Duration,
     pub(super) idle_timeout: Duration,
     pub(super) read_buffer: usize,
     pub(super) shared: Arc<Shared>,
@@ -33,9 +39,25 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// Runs until the stream ends, fails, idles out or carries a malformed frame.
     pub(super) async fn run(mut self) -> ConnectionError {
         let mut buf = vec![0u8; self.read_buffer];
+        let mut next_flush = Instant::now() + self.flush_interval;
         loop {
             let deadline = Instant::now() + self.idle_timeout;
-            let n = match tokio::time::timeout_at(deadline, self.read.read(&mut buf)).await {
+            let read = tokio::time::timeout_at(deadline, self.read.read(&mut buf));
+            let read = match &self.flow {
+                None => read.await,
+                Some(flow) => {
+                    // Reading is cancel safe, so the flush timer may interrupt it.
+                    tokio::select! {
+                        read = read => read,
+                        () = tokio::time::sleep_until(next_flush) => {
+                            flow.flush_idle();
+                            next_flush = Instant::now() + self.flush_interval;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let n = match read {
                 Err(_) => {
                     return ConnectionError::IdleTimeout {
                         idle: self.idle_timeout,
@@ -65,8 +87,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     .envelopes_received
                     .fetch_add(1, Ordering::Relaxed);
                 match decoded {
-                    Decoded::Envelope(envelope) => self.handle(envelope),
-                    Decoded::Skipped(skipped) => self.handle_skipped(skipped),
+                    Decoded::Envelope(envelope) => self.handle(envelope)?,
+                    Decoded::Skipped(skipped) => self.handle_skipped(skipped)?,
                 }
             }
             if input.is_empty() {
@@ -77,8 +99,18 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    fn handle(&mut self, envelope: NetworkEnvelope) {
+    fn handle(&mut self, envelope: NetworkEnvelope) -> Result<(), ConnectionError> {
         match envelope.kind {
+            EnvelopeKind::Credit { .. } | EnvelopeKind::FlowClose { .. } => {
+                match &self.shared.send_flows {
+                    Some(flows) => {
+                        flows.handle_control(&envelope);
+                    }
+                    None => {
+                        tracing::debug!(peer = %self.shared.peer.peer, "flow credit without flow control ignored");
+                    }
+                }
+            }
             EnvelopeKind::Ping { nonce } => {
                 self.reply(NetworkEnvelope::control(EnvelopeKind::Pong { nonce }));
             }
@@ -91,16 +123,27 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             }
             EnvelopeKind::Response { .. } => {
                 if let Some(envelope) = self.shared.requests.resolve(envelope) {
-                    self.inbound.deliver(envelope);
+                    self.inbound.deliver_from(envelope, &self.from);
                 }
             }
-            _ => self.inbound.deliver(envelope),
+            _ => match &self.flow {
+                None => self.inbound.deliver_from(envelope, &self.from),
+                Some(flow) => match flow.receive(envelope) {
+                    Ok(Received::NotFlowControlled(envelope)) => {
+                        self.inbound.deliver_from(envelope, &self.from);
+                    }
+                    Ok(Received::Delivered | Received::Queued | Received::Undeliverable) => {}
+                    // The ends no longer agree on the window: end the connection.
+                    Err(error) => return Err(ConnectionError::Flow(error)),
+                },
+            },
         }
+        Ok(())
     }
 
     /// Logs an envelope that did not decode and makes sure nobody waits for it: a request
     /// is answered `Failed`, a response fails its request.
-    fn handle_skipped(&mut self, skipped: Skipped) {
+    fn handle_skipped(&mut self, skipped: Skipped) -> Result<(), ConnectionError> {
         tracing::warn!(
             peer = %self.shared.peer.peer,
             kind = %skipped.kind,
@@ -110,31 +153,28 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         );
         match skipped.kind {
             EnvelopeKind::Request { id } | EnvelopeKind::RequestAll { id } => {
-                let mut response = NetworkEnvelope::control(EnvelopeKind::Response {
+                self.reply(failed_response(
                     id,
-                    outcome: Outcome::Failed,
-                    is_last: true,
-                });
-                response.recipient = skipped
-                    .sender
-                    .clone()
-                    .map_or(Recipient::Transport, Recipient::Actor);
-                response.trace_id = skipped.trace_id;
-                self.reply(response);
+                    skipped.sender.clone(),
+                    skipped.trace_id,
+                ));
             }
             EnvelopeKind::Response { id, .. } => {
                 self.shared.requests.fail(id, RequestError::Failed { id });
             }
             _ => {}
         }
+        // The peer spent credit on it: give it back, as if it had been consumed.
+        if let (Some(flow), Some(skipped_flow)) = (&self.flow, flow_of_skipped(&skipped)) {
+            let bytes = u64::try_from(skipped.payload_len).unwrap_or(u64::MAX);
+            flow.skipped(&skipped_flow, bytes)
+                .map_err(ConnectionError::Flow)?;
+        }
         self.inbound.skipped(&skipped);
+        Ok(())
     }
 
     fn reply(&self, envelope: NetworkEnvelope) {
-        if self.control.try_send(envelope).is_err() {
-            // Full: the peer sends faster than it reads. Closed: the writer is gone and
-            // the connection is ending anyway.
-            tracing::debug!(peer = %self.shared.peer.peer, "dropping a reply, writer is behind");
-        }
+        self.control.send(envelope);
     }
 }

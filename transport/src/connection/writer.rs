@@ -15,6 +15,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::control::ControlReceiver;
 use super::{ConnectionError, Shared};
 use crate::RequestError;
 
@@ -23,9 +24,10 @@ pub(super) struct Writer<W> {
     pub(super) encoder: FrameEncoder,
     /// Envelopes from [`ConnectionHandle::send`](super::ConnectionHandle::send).
     pub(super) queue: mpsc::Receiver<NetworkEnvelope>,
-    /// The reader's own replies; taken before the queue so pongs are not delayed by
-    /// a backlog of messages (that would inflate the peer's round-trip time).
-    pub(super) control: mpsc::Receiver<NetworkEnvelope>,
+    /// The reader's own replies and flow credit; taken before the queue so pongs are not
+    /// delayed by a backlog of messages (that would inflate the peer's round-trip time)
+    /// and credit reaches waiting senders as soon as possible.
+    pub(super) control: ControlReceiver,
     pub(super) ping_interval: Duration,
     pub(super) shared: Arc<Shared>,
 }
@@ -40,18 +42,30 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         loop {
             let first = tokio::select! {
                 biased;
-                Some(envelope) = self.control.recv() => envelope,
+                Some(envelope) = self.control.credit.recv() => envelope,
+                Some(envelope) = self.control.replies.recv() => envelope,
                 envelope = self.queue.recv() => match envelope {
                     Some(envelope) => envelope,
                     None => break,
                 },
-                _ = ping.tick() => self.ping(),
+                () = self.shared.drain.notified() => {
+                    // Refuse new sends; `recv` then yields what is queued, then `None`.
+                    self.queue.close();
+                    continue;
+                }
+                _ = ping.tick() => {
+                    if let Some(flows) = &self.shared.send_flows {
+                        // Bounds the table to the flows in use; see `SendFlows::forget_idle`.
+                        flows.forget_idle();
+                    }
+                    self.ping()
+                }
             };
             let mut state = self.push(&first);
             while state == FrameState::Buffered {
                 let next = match self.control.try_recv() {
-                    Ok(envelope) => envelope,
-                    Err(_) => match self.queue.try_recv() {
+                    Some(envelope) => envelope,
+                    None => match self.queue.try_recv() {
                         Ok(envelope) => envelope,
                         Err(_) => break,
                     },

@@ -87,6 +87,13 @@ pub use window::{SendFlows, SendWindow};
 
 use plexus_codec::{EnvelopeKind, Flow, NetworkEnvelope, Recipient};
 
+/// A map keyed by flow, looked up for every flow-controlled envelope on both ends. Hashed
+/// with foldhash: a flow is two actor ids, and SipHash over their names showed up in
+/// the `remote_tell` profile. Flows come from the peer, but each one also costs it a
+/// window's worth of credit, so collisions it could aim for buy it nothing it could not
+/// do with plain sends.
+pub(crate) type FlowMap<V> = std::collections::HashMap<Flow, V, foldhash::fast::RandomState>;
+
 /// The flow settings. Both ends of a connection must use the same window, because the
 /// sender starts with the window's credit that the receiver expects it to have.
 ///
@@ -98,7 +105,7 @@ use plexus_codec::{EnvelopeKind, Flow, NetworkEnvelope, Recipient};
 /// assert_eq!(config.update_threshold_messages(), 32);
 /// # Ok::<(), plexus_transport::FlowConfigError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlowConfig {
     /// How many envelopes one flow may have in flight (sent, not yet consumed and
     /// granted back). Default 256; must be non-zero. Together with the recipient's

@@ -2,14 +2,13 @@
 //! flow's credit, delivers them without ever waiting, queues them per flow when the
 //! recipient is full, and runs one pusher per blocked flow.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use plexus_codec::{Flow, NetworkEnvelope, Recipient};
 use tokio::runtime::Handle;
 
-use super::{FlowConfig, FlowError, RecvFlow, envelope_bytes, flow_of};
+use super::{FlowConfig, FlowError, FlowMap, RecvFlow, envelope_bytes, flow_of};
 
 /// The local recipients of flow-controlled envelopes, as the receiver sees them; the
 /// gateway implements it over its procs' mailboxes.
@@ -36,6 +35,52 @@ pub trait FlowTarget: Send + Sync + 'static {
     /// The future is dropped unfinished when the runtime shuts down, so it must hold
     /// nothing that dropping loses (a reserved slot, for instance, is given back).
     fn wait_for_room(&self, recipient: &Recipient) -> impl Future<Output = Room> + Send;
+
+    /// Like [`try_deliver`](Self::try_deliver), told the connection the envelope came on,
+    /// so that a request can be answered on it. The connection's flow receiver calls this
+    /// one; the default forgets `from`. The same rules apply: it must not block.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value; boxing it would allocate on every refusal"
+    )]
+    fn try_deliver_from(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &crate::ConnectionRef,
+    ) -> Result<(), Refused> {
+        let _ = from;
+        self.try_deliver(envelope)
+    }
+
+    /// Told about an envelope that was admitted but cannot be delivered (its recipient is
+    /// gone), after its credit was released and, for a request, a `Failed` answer was
+    /// queued; report it to the undeliverable handler here. Must not block. The default
+    /// drops it.
+    fn undeliverable(&self, envelope: NetworkEnvelope, reason: &FlowError) {
+        let _ = (envelope, reason);
+    }
+}
+
+impl<T: FlowTarget> FlowTarget for Arc<T> {
+    fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
+        T::try_deliver(self, envelope)
+    }
+
+    fn wait_for_room(&self, recipient: &Recipient) -> impl Future<Output = Room> + Send {
+        T::wait_for_room(self, recipient)
+    }
+
+    fn try_deliver_from(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &crate::ConnectionRef,
+    ) -> Result<(), Refused> {
+        T::try_deliver_from(self, envelope, from)
+    }
+
+    fn undeliverable(&self, envelope: NetworkEnvelope, reason: &FlowError) {
+        T::undeliverable(self, envelope, reason);
+    }
 }
 
 /// Why [`FlowTarget::try_deliver`] did not take an envelope; the envelope is handed back.
@@ -109,7 +154,7 @@ struct Inner<T, E> {
     target: T,
     events: E,
     runtime: Handle,
-    flows: Mutex<HashMap<Flow, Arc<Mutex<Slot>>>>,
+    flows: Mutex<FlowMap<Arc<Mutex<Slot>>>>,
 }
 
 /// One flow's state plus the facts that decide who delivers: whether a pusher owns the
@@ -144,7 +189,7 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
                 target,
                 events,
                 runtime,
-                flows: Mutex::new(HashMap::new()),
+                flows: Mutex::new(FlowMap::default()),
             }),
         }
     }
@@ -433,7 +478,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
     use std::time::Duration;
 
     use plexus_codec::{EnvelopeKind, Outcome};

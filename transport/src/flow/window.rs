@@ -1,12 +1,11 @@
 //! The sending end of a flow: credit to spend, waiters, and the table of windows.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use plexus_codec::{EnvelopeKind, Flow, NetworkEnvelope, Recipient};
 use tokio::sync::Notify;
 
-use super::{FlowConfig, FlowError, envelope_bytes, flow_of};
+use super::{FlowConfig, FlowError, FlowMap, envelope_bytes, flow_of};
 
 /// The credit a sender holds for one flow.
 ///
@@ -183,7 +182,7 @@ impl SendWindow {
 #[derive(Debug)]
 pub struct SendFlows {
     config: FlowConfig,
-    windows: Mutex<HashMap<Flow, Arc<SendWindow>>>,
+    windows: Mutex<FlowMap<Arc<SendWindow>>>,
 }
 
 impl SendFlows {
@@ -194,7 +193,7 @@ impl SendFlows {
     pub fn new(config: FlowConfig) -> Self {
         SendFlows {
             config,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(FlowMap::default()),
         }
     }
 
@@ -327,7 +326,7 @@ impl SendFlows {
             .collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Flow, Arc<SendWindow>>> {
+    fn lock(&self) -> MutexGuard<'_, FlowMap<Arc<SendWindow>>> {
         // The map is valid after every statement that changes it.
         self.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }

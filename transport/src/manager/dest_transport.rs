@@ -10,13 +10,13 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use plexus_codec::NetworkEnvelope;
 
 use super::TransportError;
-use crate::{ConnectionHandle, Dest, RequestError};
+use crate::{ConnectionHandle, Dest, RequestError, SendError};
 
 /// The connections to one [`Dest`], one per wire, and the send policy over them.
 ///
@@ -40,14 +40,44 @@ use crate::{ConnectionHandle, Dest, RequestError};
 /// queued on the fallback wire would otherwise be overtaken by the first ones sent on
 /// the reconnected wire. Pins cost one map entry per pair that fell back, kept for the
 /// life of the transport; while there are none, a send only reads one flag.
-#[derive(Debug)]
 pub struct DestTransport {
     dest: Dest,
     wires: Vec<Arc<WireSlot>>,
+    /// Set once the transport is lost (every wire failed, closed or dropped), so the
+    /// owner hears of the loss exactly once.
+    lost: AtomicBool,
+    owner: Option<Arc<dyn TransportOwner>>,
+    /// Whether this side dialed the connections (rather than adopting one the peer
+    /// dialed), for the simultaneous-dial rule.
+    dialed: bool,
+    /// Set by `retire`: the connections drain instead of closing on drop.
+    retired: AtomicBool,
+    /// This transport, weakly, for the watchers it starts.
+    me: Weak<DestTransport>,
     /// Pair hash → the fallback wire the pair moved to.
     pins: Mutex<HashMap<u64, usize>>,
     /// Whether `pins` is non-empty, so sends skip its lock while no pair fell back.
     pinned: AtomicBool,
+}
+
+impl std::fmt::Debug for DestTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestTransport")
+            .field("dest", &self.dest)
+            .field("wires", &self.wires)
+            .field("lost", &self.lost)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who hears about a [`DestTransport`]'s health: the manager that stores it.
+pub(crate) trait TransportOwner: Send + Sync + 'static {
+    /// Every wire of `transport` has failed. Called from a watcher task, holding no lock.
+    fn all_wires_failed(&self, transport: &Arc<DestTransport>);
+
+    /// `dest`'s transport is lost for good; called once per transport. It may be called
+    /// from `Drop`, under any lock, so it must not take the manager's table lock.
+    fn lost(&self, dest: &Dest);
 }
 
 /// One wire's current connection and whether it is usable.
@@ -88,9 +118,14 @@ impl WireSlot {
 }
 
 impl DestTransport {
-    /// Takes one connection per wire and starts watching each. Must run inside a tokio
-    /// runtime.
-    pub(crate) fn new(dest: Dest, connections: Vec<ConnectionHandle>) -> Self {
+    /// Takes one connection per wire and starts watching each; tells `owner` when every
+    /// wire has failed and when the transport is lost. Must run inside a tokio runtime.
+    pub(crate) fn new(
+        dest: Dest,
+        connections: Vec<ConnectionHandle>,
+        owner: Option<Arc<dyn TransportOwner>>,
+        dialed: bool,
+    ) -> Arc<Self> {
         let wires: Vec<_> = connections
             .into_iter()
             .enumerate()
@@ -103,15 +138,22 @@ impl DestTransport {
                 })
             })
             .collect();
-        for slot in &wires {
-            watch(dest.clone(), slot, 0);
-        }
-        DestTransport {
+        let transport = Arc::new_cyclic(|me| DestTransport {
             dest,
             wires,
+            lost: AtomicBool::new(false),
+            owner,
+            dialed,
+            retired: AtomicBool::new(false),
+            me: me.clone(),
             pins: Mutex::new(HashMap::new()),
             pinned: AtomicBool::new(false),
+        });
+        // Started once the transport exists, so a watcher always finds it.
+        for slot in &transport.wires {
+            watch(Arc::downgrade(&transport), slot, 0);
         }
+        transport
     }
 
     /// The destination.
@@ -163,19 +205,38 @@ impl DestTransport {
     ///
     /// Cancel safe: if the future is dropped before it completes, the envelope was not
     /// queued.
-    pub async fn send(&self, mut envelope: NetworkEnvelope) -> Result<(), TransportError> {
+    pub async fn send(&self, envelope: NetworkEnvelope) -> Result<(), TransportError> {
+        self.send_or_return(envelope)
+            .await
+            .map_err(|(error, _)| error)
+    }
+
+    /// [`send`](Self::send), handing the envelope back when no wire is healthy, so the
+    /// caller may try the destination's newer transport.
+    pub(crate) async fn send_or_return(
+        &self,
+        mut envelope: NetworkEnvelope,
+    ) -> Result<(), (TransportError, Option<NetworkEnvelope>)> {
         while let Some(slot) = self.pick(&envelope) {
             match slot.connection().send(envelope).await {
                 Ok(()) => return Ok(()),
+                Err(SendError::Flow { error, .. }) => {
+                    let error = TransportError::Flow {
+                        dest: self.dest.clone(),
+                        source: error,
+                    };
+                    return Err((error, None));
+                }
                 Err(refused) => {
                     slot.mark_failed(&self.dest, &"send found the connection closed");
-                    envelope = refused.0;
+                    envelope = refused.into_envelope();
                 }
             }
         }
-        Err(TransportError::NoHealthyWire {
+        let error = TransportError::NoHealthyWire {
             dest: self.dest.clone(),
-        })
+        };
+        Err((error, Some(envelope)))
     }
 
     /// Sends `envelope` as a request on its pair's wire and waits at most `timeout` for
@@ -212,19 +273,70 @@ impl DestTransport {
         })
     }
 
-    /// Closes every connection. In-flight requests fail with `Disconnected`.
+    /// Closes every connection. In-flight requests fail with `Disconnected`, and the
+    /// manager's subscribers hear that the destination is lost.
     pub fn close(&self) {
         for slot in &self.wires {
             slot.healthy.store(false, Ordering::Release);
             slot.connection().close();
         }
         tracing::debug!(dest = %self.dest, "destination transport closed");
+        self.declare_lost();
+    }
+
+    /// Whether this side dialed the transport's connections; `false` for one adopted
+    /// from a connection the peer dialed.
+    pub fn is_dialed(&self) -> bool {
+        self.dialed
+    }
+
+    /// The peer's identity (proc and launch id) on the first wire, as its handshake said.
+    pub(crate) fn peer_identity(&self) -> Option<(plexus_core::ProcId, u64)> {
+        let slot = self.wires.first()?;
+        let connection = slot.locked();
+        let peer = connection.peer();
+        Some((peer.peer.clone(), peer.peer_launch_id))
+    }
+
+    /// Retires the transport without reporting a loss (another transport took its
+    /// place): every connection closes gracefully, writing out what is queued.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.lost.store(true, Ordering::Release);
+        for slot in &self.wires {
+            slot.healthy.store(false, Ordering::Release);
+            slot.connection().close_gracefully();
+        }
+        tracing::debug!(dest = %self.dest, "destination transport retired");
+    }
+
+    /// Lets go of the connections without closing them (they are about to be wrapped
+    /// again): dropping the transport then neither closes them nor reports a loss.
+    pub(crate) fn disown(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.lost.store(true, Ordering::Release);
+    }
+
+    /// Whether the transport is lost: closed, or every wire failed.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// Marks the transport lost and tells the owner, the first time only.
+    fn declare_lost(&self) {
+        if !self.lost.swap(true, Ordering::AcqRel) {
+            tracing::info!(dest = %self.dest, "destination lost");
+            if let Some(owner) = &self.owner {
+                owner.lost(&self.dest);
+            }
+        }
     }
 
     /// Puts `connection` in place of failed wire `index` and watches it. Returns `false`
     /// (and closes `connection`) when there is no such wire or it is healthy again.
     pub(crate) fn replace(&self, index: usize, connection: ConnectionHandle) -> bool {
-        let Some(slot) = self.wires.get(index) else {
+        let Some(slot) = self.wires.get(index).filter(|_| !self.is_lost()) else {
+            // A lost transport stays lost: its owner has already been told.
             connection.close();
             return false;
         };
@@ -239,7 +351,7 @@ impl DestTransport {
         slot.healthy.store(true, Ordering::Release);
         drop(current);
         old.close();
-        watch(self.dest.clone(), slot, generation);
+        watch(self.me.clone(), slot, generation);
         tracing::info!(dest = %self.dest, wire = index, "wire reconnected");
         true
     }
@@ -289,11 +401,18 @@ impl DestTransport {
 
 impl Drop for DestTransport {
     fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire) {
+            // Its connections are draining and end by themselves.
+            return;
+        }
         // The watchers hold connection handles, so the connections would outlive the
         // transport otherwise.
         for slot in &self.wires {
             slot.connection().close();
         }
+        // A transport dropped without being closed (a dial discarded after it connected)
+        // is lost too, so every `Connected` event gets its `Lost`.
+        self.declare_lost();
     }
 }
 
@@ -314,16 +433,26 @@ fn score(pair: u64, wire: usize) -> u64 {
     hasher.finish()
 }
 
-/// Marks `slot` failed as soon as its connection of `generation` ends. Holds the slot
-/// weakly, so a dropped transport does not keep its slots alive.
-fn watch(dest: Dest, slot: &Arc<WireSlot>, generation: u64) {
+/// Marks `slot` failed as soon as its connection of `generation` ends, and tells the
+/// transport's owner when that was the last healthy wire. Holds the slot and the
+/// transport weakly, so a dropped transport does not keep them alive.
+fn watch(transport: Weak<DestTransport>, slot: &Arc<WireSlot>, generation: u64) {
     let connection = slot.connection();
     let slot = Arc::downgrade(slot);
     tokio::spawn(async move {
         let reason = connection.closed().await;
-        let Some(slot) = slot.upgrade() else { return };
-        if slot.generation.load(Ordering::Acquire) == generation {
-            slot.mark_failed(&dest, &reason);
+        let (Some(slot), Some(transport)) = (slot.upgrade(), transport.upgrade()) else {
+            return;
+        };
+        if slot.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        slot.mark_failed(&transport.dest, &reason);
+        if !transport.is_healthy() && !transport.is_lost() {
+            match &transport.owner {
+                Some(owner) => owner.all_wires_failed(&transport),
+                None => transport.close(),
+            }
         }
     });
 }

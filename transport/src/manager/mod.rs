@@ -14,7 +14,9 @@
 //!                         health checker); the next send dials again
 //! ```
 //!
-//! A wire whose connection ends is marked failed at once by its transport. A send that
+//! A wire whose connection ends is marked failed at once by its transport; when it was the
+//! last healthy one, the transport is removed at once and its loss published as a
+//! [`DestEvent::Lost`] (see [`OutprocTransportManager::subscribe`]). A send that
 //! finds every wire of its destination down removes the transport and dials again within
 //! the same call, so it fails within the connect timeout when the peer is gone, and
 //! reconnects when it is back. The health checker, every
@@ -24,20 +26,131 @@
 
 mod dest_transport;
 mod health;
+mod inproc;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use plexus_codec::{NetworkEnvelope, Skipped};
+use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
+use crate::connect_once::Adopted;
 use crate::{
     ConnectError, ConnectOnce, ConnectOnceConfig, ConnectionConfig, ConnectionConfigError,
-    ConnectionHandle, Dest, HandshakeError, Hello, Inbound, RequestError, Wire, WireBuilder,
-    WireError, perform_handshake, spawn_connection,
+    ConnectionHandle, Dest, FlowConfig, FlowError, FlowTarget, HandshakeError, Hello, Inbound,
+    RequestError, Wire, WireBuilder, WireError, perform_handshake, prefer_connection,
+    spawn_connection, spawn_connection_with_flow,
 };
 
 pub use dest_transport::DestTransport;
+use dest_transport::TransportOwner;
+pub use inproc::{InprocBindError, InprocHub, InprocTransportManager};
+
+/// How many destination events a subscriber may fall behind before it misses some (and
+/// its next `recv` reports `Lagged`). Events are rare: one per dial and one per loss.
+const EVENT_CAPACITY: usize = 1024;
+
+/// A change of a destination's state, published by an [`OutprocTransportManager`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DestEvent {
+    /// A dial of the destination succeeded; its transport is being stored.
+    Connected(Dest),
+    /// The destination's transport is gone: its last wire failed, or it was closed
+    /// (by [`OutprocTransportManager::close_transport`], by the health checker, or by a
+    /// send that found every wire down). The next send dials again.
+    Lost(Dest),
+}
+
+impl DestEvent {
+    /// The destination the event is about.
+    pub fn dest(&self) -> &Dest {
+        match self {
+            DestEvent::Connected(dest) | DestEvent::Lost(dest) => dest,
+        }
+    }
+}
+
+/// What [`OutprocTransportManager::adopt`] did with a connection the peer dialed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Adoption {
+    /// It is now the transport of `dest`.
+    Adopted {
+        /// The peer's advertised destination.
+        dest: Dest,
+        /// The connection.
+        connection: ConnectionHandle,
+    },
+    /// The transport already stored for `dest` won the simultaneous-dial rule; this
+    /// connection is closing gracefully.
+    Retired {
+        /// The peer's advertised destination.
+        dest: Dest,
+        /// The connection, closing.
+        connection: ConnectionHandle,
+    },
+    /// The peer advertised no location (or kept redialing): the connection runs, held by
+    /// the manager until it ends or [`close_all`](OutprocTransportManager::close_all),
+    /// but is no destination's transport.
+    Unkeyed(ConnectionHandle),
+}
+
+impl Adoption {
+    /// The connection, whatever became of it.
+    pub fn connection(&self) -> &ConnectionHandle {
+        match self {
+            Adoption::Adopted { connection, .. }
+            | Adoption::Retired { connection, .. }
+            | Adoption::Unkeyed(connection) => connection,
+        }
+    }
+}
+
+/// The senders of the manager's destination events.
+#[derive(Debug)]
+pub(crate) struct Events {
+    pub(crate) all: broadcast::Sender<DestEvent>,
+    pub(crate) lost: broadcast::Sender<Dest>,
+}
+
+impl Events {
+    pub(crate) fn new() -> Self {
+        Events {
+            all: broadcast::channel(EVENT_CAPACITY).0,
+            lost: broadcast::channel(EVENT_CAPACITY).0,
+        }
+    }
+
+    pub(crate) fn publish(&self, event: DestEvent) {
+        if let DestEvent::Lost(dest) = &event {
+            // No subscriber is not an error: nobody asked.
+            let _ = self.lost.send(dest.clone());
+        }
+        let _ = self.all.send(event);
+    }
+}
+
+/// What the manager's transports report to: it holds the manager weakly, so transports
+/// never keep it alive.
+struct Owner {
+    inner: std::sync::Weak<Inner>,
+    events: Arc<Events>,
+}
+
+impl TransportOwner for Owner {
+    fn all_wires_failed(&self, transport: &Arc<DestTransport>) {
+        match self.inner.upgrade() {
+            Some(inner) => inner.remove_if_current(transport.dest(), transport),
+            None => transport.close(),
+        }
+    }
+
+    fn lost(&self, dest: &Dest) {
+        self.events.publish(DestEvent::Lost(dest.clone()));
+    }
+}
 
 /// Settings of an [`OutprocTransportManager`].
 #[derive(Clone, Debug, PartialEq)]
@@ -108,6 +221,16 @@ pub enum TransportError {
         /// The destination.
         dest: Dest,
     },
+    /// Flow control refused the envelope for good: the recipient is gone (the peer
+    /// closed its flow) or the envelope is larger than a window admits.
+    #[error("flow control to {dest} refused the envelope: {source}")]
+    Flow {
+        /// The destination.
+        dest: Dest,
+        /// Why.
+        #[source]
+        source: FlowError,
+    },
     /// The request got no reply.
     #[error("request to {dest} failed: {source}")]
     Request {
@@ -124,7 +247,9 @@ impl TransportError {
     pub fn dest(&self) -> &Dest {
         match self {
             TransportError::Connect(error) => error.dest(),
-            TransportError::NoHealthyWire { dest } | TransportError::Request { dest, .. } => dest,
+            TransportError::NoHealthyWire { dest }
+            | TransportError::Flow { dest, .. }
+            | TransportError::Request { dest, .. } => dest,
         }
     }
 }
@@ -187,7 +312,14 @@ struct Inner {
     hello: Hello,
     config: ManagerConfig,
     inbound: Arc<dyn Inbound>,
+    spawner: Spawner,
     table: ConnectOnce<Arc<DestTransport>, DialError>,
+    events: Arc<Events>,
+    /// Accepted connections that are no destination's transport (their peer advertised
+    /// no location): held here so they run until they end or the manager goes.
+    unkeyed: std::sync::Mutex<Vec<ConnectionHandle>>,
+    /// This manager, weakly, for the transports it makes.
+    me: std::sync::Weak<Inner>,
 }
 
 impl std::fmt::Debug for OutprocTransportManager {
@@ -211,18 +343,67 @@ impl OutprocTransportManager {
         config: ManagerConfig,
         inbound: impl Inbound,
     ) -> Result<Self, ConnectionConfigError> {
+        let spawner: Spawner = Arc::new(|wire, negotiated, config, inbound| {
+            spawn_connection(wire, negotiated, config, inbound)
+        });
+        Self::build(Arc::new(builder), hello, config, Arc::new(inbound), spawner)
+    }
+
+    /// A manager like [`new`](Self::new) whose connections run flow control on their
+    /// receiving end (design 3.4): every hello announces `flow` as this side's window,
+    /// and the tells and requests peers send to local actors and groups go to `target`
+    /// through a per-connection [`FlowReceiver`](crate::FlowReceiver), which queues a
+    /// flow while its recipient is full and grants credit back as `target` takes them.
+    /// Everything else still goes to `inbound`.
+    ///
+    /// The sending end needs no setting: a send to a peer that announced a window spends
+    /// its credit first, waiting for it ([`send`](Self::send)); responses never wait.
+    ///
+    /// Fails like [`new`](Self::new), and when `flow` is out of its bounds.
+    pub fn with_flow_control<T: FlowTarget>(
+        builder: impl WireBuilder + 'static,
+        hello: Hello,
+        config: ManagerConfig,
+        inbound: impl Inbound,
+        flow: FlowConfig,
+        target: Arc<T>,
+    ) -> Result<Self, ConnectionConfigError> {
+        flow.validate()?;
+        let spawner: Spawner = Arc::new(move |wire, negotiated, config, inbound| {
+            spawn_connection_with_flow(wire, negotiated, config, inbound, Arc::clone(&target))
+        });
+        Self::build(
+            Arc::new(builder),
+            hello.with_flow(flow),
+            config,
+            Arc::new(inbound),
+            spawner,
+        )
+    }
+
+    fn build(
+        builder: Arc<dyn WireBuilder>,
+        hello: Hello,
+        config: ManagerConfig,
+        inbound: Arc<dyn Inbound>,
+        spawner: Spawner,
+    ) -> Result<Self, ConnectionConfigError> {
         config.connection.validate()?;
         if config.health_interval.is_zero() {
             return Err(ConnectionConfigError::Zero {
                 field: "health_interval",
             });
         }
-        let inner = Arc::new(Inner {
-            builder: Arc::new(builder),
+        let inner = Arc::new_cyclic(|me| Inner {
+            builder,
             hello,
             table: ConnectOnce::new(config.connect),
             config,
-            inbound: Arc::new(inbound),
+            inbound,
+            spawner,
+            events: Arc::new(Events::new()),
+            unkeyed: std::sync::Mutex::new(Vec::new()),
+            me: me.clone(),
         });
         let health = health::spawn(&inner);
         Ok(OutprocTransportManager { inner, health })
@@ -240,14 +421,22 @@ impl OutprocTransportManager {
     /// Cancel safe: a dropped send queued nothing; a dial it started goes on for others.
     pub async fn send(&self, dest: &Dest, envelope: NetworkEnvelope) -> Result<(), TransportError> {
         let transport = self.healthy_transport(dest).await?;
-        match transport.send(envelope).await {
-            Err(TransportError::NoHealthyWire { .. }) => {
+        match transport.send_or_return(envelope).await {
+            Ok(()) => Ok(()),
+            Err((TransportError::NoHealthyWire { .. }, Some(envelope))) => {
+                if let Some(newer) = self.inner.table.get(dest)
+                    && !Arc::ptr_eq(&newer, &transport)
+                {
+                    // Another transport took this one's place meanwhile (an adopted
+                    // connection): the envelope goes on it.
+                    return newer.send(envelope).await;
+                }
                 // The last wire failed between the check and the send: the envelope is
                 // gone with it, as a tell on a dying connection is.
                 self.inner.remove_if_current(dest, &transport);
                 Err(TransportError::NoHealthyWire { dest: dest.clone() })
             }
-            other => other,
+            Err((error, _)) => Err(error),
         }
     }
 
@@ -265,7 +454,158 @@ impl OutprocTransportManager {
         timeout: Duration,
     ) -> Result<NetworkEnvelope, TransportError> {
         let transport = self.healthy_transport(dest).await?;
-        transport.request(envelope, timeout).await
+        match transport.request(envelope.clone(), timeout).await {
+            Err(TransportError::NoHealthyWire { .. }) => match self.inner.table.get(dest) {
+                // Replaced by an adopted connection meanwhile: the request was never
+                // sent, so it goes on the newer transport.
+                Some(newer) if !Arc::ptr_eq(&newer, &transport) => {
+                    newer.request(envelope, timeout).await
+                }
+                _ => Err(TransportError::NoHealthyWire { dest: dest.clone() }),
+            },
+            outcome => outcome,
+        }
+    }
+
+    /// Subscribes to the destinations that are connected and lost from now on.
+    ///
+    /// A loss is published the moment it is known: when the last wire's connection ends
+    /// (a peer that dies is noticed by its closed socket, not by a timeout), when
+    /// [`close_transport`](Self::close_transport) closes it, and when the health checker
+    /// or a send removes a transport whose wires are all down. Each transport is
+    /// connected and lost once, so a destination's events alternate. A subscriber that
+    /// falls more than 1024 events behind misses the oldest (its `recv` says `Lagged`).
+    ///
+    /// ```
+    /// use plexus_core::{Location, ProcId};
+    /// use plexus_transport::{
+    ///     Dest, DestEvent, Hello, InprocNetwork, ManagerConfig, OutprocTransportManager,
+    /// };
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = OutprocTransportManager::new(
+    ///     InprocNetwork::new(),
+    ///     Hello::new(ProcId::new("local", 1), 1),
+    ///     ManagerConfig::default(),
+    ///     |_| {},
+    /// )?;
+    /// let mut events = manager.subscribe();
+    /// // Nothing listens at 7, so nothing connects and nothing is lost.
+    /// let dest = Dest::new(Location::Local(7));
+    /// assert!(manager.send(&dest, plexus_codec::NetworkEnvelope::control(
+    ///     plexus_codec::EnvelopeKind::Regular)).await.is_err());
+    /// assert!(events.try_recv().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> broadcast::Receiver<DestEvent> {
+        self.inner.events.all.subscribe()
+    }
+
+    /// Subscribes to the destinations lost from now on: the [`DestEvent::Lost`] events of
+    /// [`subscribe`](Self::subscribe) alone.
+    pub fn subscribe_lost(&self) -> broadcast::Receiver<Dest> {
+        self.inner.events.lost.subscribe()
+    }
+
+    /// Handshakes `wire`, a connection a listener accepted, and runs it like the
+    /// manager's own (same inbound handler, same flow control), then
+    /// [`adopt`](Self::adopt)s it. Fails when the handshake fails or times out.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping it mid-handshake drops the wire.
+    pub async fn accept(&self, mut wire: Wire) -> Result<Adoption, DialError> {
+        let peer = wire.peer().to_owned();
+        let negotiated = perform_handshake(
+            &mut wire,
+            self.inner.hello.clone(),
+            self.inner.config.handshake_timeout,
+        )
+        .await
+        .map_err(|source| DialError::Handshake {
+            wire: 0,
+            peer,
+            source,
+        })?;
+        let inbound = SharedInbound(Arc::clone(&self.inner.inbound));
+        let connection = (self.inner.spawner)(
+            wire,
+            negotiated,
+            self.inner.config.connection.clone(),
+            inbound,
+        )?;
+        Ok(self.adopt(connection).await)
+    }
+
+    /// Offers `connection`, which the peer dialed, as the transport of the destination the
+    /// peer advertised in its hello ([`Hello::with_location`]), so that two procs that
+    /// dial each other end up with one connection:
+    ///
+    /// - nothing stored for that destination: the connection becomes its transport and
+    ///   [`DestEvent::Connected`] is published;
+    /// - a dial under way: waits for it (within the connect timeout), then decides;
+    /// - a transport stored: the one [`prefer_connection`] picks survives, the same one
+    ///   on both ends (a failed stored transport, one to an earlier launch of the peer, or
+    ///   one the peer dialed earlier is always replaced). The other is retired with
+    ///   [`ConnectionHandle::close_gracefully`], so what was queued on it still arrives.
+    ///
+    /// A replacement publishes no event: the destination stays connected. Tells of one
+    /// (sender, recipient) pair that were still in flight on the retired connection when
+    /// the kept one took over may arrive out of order with the first ones sent on the
+    /// kept connection (the two are read by two readers); none is lost. A peer that
+    /// advertised no location is left alone ([`Adoption::Unkeyed`]): the connection runs
+    /// (the manager holds it) but sends never choose it.
+    pub async fn adopt(&self, connection: ConnectionHandle) -> Adoption {
+        let Some(location) = connection.peer().peer_location.clone() else {
+            self.inner.keep_unkeyed(&connection);
+            return Adoption::Unkeyed(connection);
+        };
+        let dest = Dest::new(location);
+        // A dial in progress is waited for at most twice: a third would mean the peer
+        // keeps vanishing, and the accepted connection is then simply kept.
+        for _ in 0..3 {
+            let owner: Arc<dyn TransportOwner> = Arc::new(Owner {
+                inner: Arc::downgrade(&self.inner),
+                events: Arc::clone(&self.inner.events),
+            });
+            let transport =
+                DestTransport::new(dest.clone(), vec![connection.clone()], Some(owner), false);
+            let adopted = self
+                .inner
+                .table
+                .adopt(&dest, Arc::clone(&transport), |current| {
+                    self.inner.prefers_accepted(current, &connection)
+                });
+            match adopted {
+                Adopted::Inserted => {
+                    tracing::info!(%dest, "accepted connection adopted");
+                    self.inner
+                        .events
+                        .publish(DestEvent::Connected(dest.clone()));
+                    return Adoption::Adopted { dest, connection };
+                }
+                Adopted::Replaced(old) => {
+                    tracing::info!(%dest, "accepted connection replaces the stored transport");
+                    old.retire();
+                    return Adoption::Adopted { dest, connection };
+                }
+                Adopted::Kept(offered) => {
+                    tracing::info!(%dest, "stored transport kept, accepted connection retired");
+                    offered.retire();
+                    return Adoption::Retired { dest, connection };
+                }
+                Adopted::Connecting(offered) => {
+                    offered.disown();
+                    // Joins the attempt; its outcome only matters through the table.
+                    let _ = self.inner.connect(&dest).await;
+                }
+            }
+        }
+        tracing::warn!(%dest, "destination kept dialing; accepted connection left unkeyed");
+        self.inner.keep_unkeyed(&connection);
+        Adoption::Unkeyed(connection)
     }
 
     /// The transport of `dest`, if it is connected. Never dials.
@@ -286,9 +626,17 @@ impl OutprocTransportManager {
         had
     }
 
-    /// Closes every transport and cancels every dial. The manager stays usable: a later
-    /// send dials again.
+    /// Closes every transport (and every accepted connection that is none), and cancels
+    /// every dial. The manager stays usable: a later send dials again.
     pub fn close_all(&self) {
+        let unkeyed: Vec<_> = std::mem::take(
+            &mut *self
+                .inner
+                .unkeyed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        unkeyed.iter().for_each(ConnectionHandle::close);
         for dest in self.list_dests() {
             self.close_transport(&dest);
         }
@@ -355,9 +703,66 @@ impl Inner {
                 let wires = inner.builder.connect(&dest).await?;
                 let connections = inner.open(wires).await?;
                 tracing::info!(%dest, wires = connections.len(), "destination connected");
-                Ok(Arc::new(DestTransport::new(dest, connections)))
+                Ok(inner.transport(dest, connections))
             })
             .await
+    }
+
+    /// Wraps the connections of a fresh dial into a transport that reports to this
+    /// manager, and publishes that `dest` is connected.
+    fn transport(&self, dest: Dest, connections: Vec<ConnectionHandle>) -> Arc<DestTransport> {
+        let owner: Arc<dyn TransportOwner> = Arc::new(Owner {
+            inner: self.me.clone(),
+            events: Arc::clone(&self.events),
+        });
+        let transport = DestTransport::new(dest.clone(), connections, Some(owner), true);
+        self.events.publish(DestEvent::Connected(dest));
+        transport
+    }
+
+    /// Holds `connection` until it ends, so an unkeyed accepted connection is not closed
+    /// by its caller dropping the handle.
+    fn keep_unkeyed(&self, connection: &ConnectionHandle) {
+        let mut unkeyed = self.unkeyed.lock().unwrap_or_else(PoisonError::into_inner);
+        unkeyed.retain(|kept| kept.close_reason().is_none());
+        unkeyed.push(connection.clone());
+        drop(unkeyed);
+        let watched = connection.downgrade();
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            watched.closed().await;
+            if let Some(inner) = me.upgrade() {
+                inner
+                    .unkeyed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|kept| !kept.downgrade().same_connection(&watched));
+            }
+        });
+    }
+
+    /// Whether `accepted`, a connection the peer dialed, should take the place of
+    /// `current`, the transport stored for the same destination.
+    fn prefers_accepted(&self, current: &DestTransport, accepted: &ConnectionHandle) -> bool {
+        let peer = accepted.peer();
+        if !current.is_healthy() || current.is_lost() {
+            return true;
+        }
+        if current.peer_identity() != Some((peer.peer.clone(), peer.peer_launch_id)) {
+            // The peer restarted (or another proc answers there now): the new one wins.
+            return true;
+        }
+        if !current.is_dialed() {
+            // The peer dialed again while its earlier connection still looked healthy:
+            // its newest one is the one it uses.
+            return true;
+        }
+        // Both sides dialed: keep the one `prefer_connection` picks, as the peer does.
+        prefer_connection(
+            (&self.hello.proc, self.hello.launch_id),
+            (&peer.peer, peer.peer_launch_id),
+            false,
+        )
     }
 
     /// Removes `transport` from the table if it is still the one stored for `dest`, and
@@ -403,7 +808,7 @@ impl Inner {
                 }
             };
             let inbound = SharedInbound(Arc::clone(&self.inbound));
-            match spawn_connection(wire, negotiated, self.config.connection.clone(), inbound) {
+            match (self.spawner)(wire, negotiated, self.config.connection.clone(), inbound) {
                 Ok(connection) => connections.push(connection),
                 Err(error) => {
                     connections.iter().for_each(ConnectionHandle::close);
@@ -415,12 +820,29 @@ impl Inner {
     }
 }
 
+/// Starts a connection over a wire after its handshake: plain, or with flow control over
+/// the manager's target.
+type Spawner = Arc<
+    dyn Fn(
+            Wire,
+            crate::Negotiated,
+            ConnectionConfig,
+            SharedInbound,
+        ) -> Result<ConnectionHandle, ConnectionConfigError>
+        + Send
+        + Sync,
+>;
+
 /// The manager's one [`Inbound`] shared by all its connections.
 struct SharedInbound(Arc<dyn Inbound>);
 
 impl Inbound for SharedInbound {
     fn deliver(&self, envelope: NetworkEnvelope) {
         self.0.deliver(envelope);
+    }
+
+    fn deliver_from(&self, envelope: NetworkEnvelope, from: &crate::ConnectionRef) {
+        self.0.deliver_from(envelope, from);
     }
 
     fn skipped(&self, skipped: &Skipped) {

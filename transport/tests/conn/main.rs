@@ -2,8 +2,10 @@
 //! and in-memory pipes. Modules are named after the promise they check.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod answer;
 mod disconnect;
 mod fifo;
+mod flow;
 mod handshake;
 mod liveness;
 mod skipped;
@@ -107,4 +109,29 @@ fn fast_config(ping_interval_ms: u64, idle_timeout_ms: u64) -> ConnectionConfig 
         idle_timeout: Duration::from_millis(idle_timeout_ms),
         ..ConnectionConfig::default()
     }
+}
+
+/// Waits until `connection` reports closed, failing the test after 5 s.
+async fn eventually_closed(connection: &plexus_transport::ConnectionRef) {
+    within(
+        Duration::from_secs(5),
+        "the reference seeing the close",
+        async {
+            while !connection.is_closed() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        },
+    )
+    .await;
+}
+
+/// One frame holding one envelope body given as raw bytes (at most 255 of them).
+fn skipped_frame(envelope: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(envelope.len() + 6);
+    // Body: the flags byte, the envelope's one-byte length prefix and the envelope.
+    frame.extend_from_slice(&(envelope.len() as u32 + 2).to_le_bytes());
+    frame.push(0);
+    frame.push(envelope.len() as u8);
+    frame.extend_from_slice(envelope);
+    frame
 }

@@ -5,7 +5,11 @@
 
 mod connect_once;
 mod disconnect;
+mod duplicate;
+mod events;
 mod health;
+mod inproc;
+mod slow_fast;
 mod table;
 
 use std::future::Future;
