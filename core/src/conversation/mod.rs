@@ -26,6 +26,7 @@ mod inner;
 mod participant;
 mod phase;
 mod policy;
+mod remote;
 mod shared;
 mod state;
 
@@ -41,6 +42,7 @@ pub use exit::{ExitNotice, ParticipantExit};
 pub use participant::{ConversationReply, Participant, Turn};
 pub use phase::ConversationPhase;
 pub use policy::{Compensation, CompletedTurn, CrashPolicy, CrashReport, Routing};
+pub use remote::RemoteParticipant;
 pub use state::{ConversationState, Liveness, ParticipantState};
 
 use inner::Sent;
