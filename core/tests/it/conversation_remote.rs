@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use plexus_core::{
     Actor, ActorId, ActorRef, Context, Conversation, ConversationError, ConversationPhase,
     ConversationReply, CrashPolicy, DeliveryError, Handler, Liveness, Location, Outbound, Proc,
-    ProcAddr, ProcId, RemoteActor, RemoteAskError, RemoteHandlers, RemoteMessage,
+    ProcAddr, ProcId, RemoteActor, RemoteAddr, RemoteAskError, RemoteHandlers, RemoteMessage,
     RemoteParticipant, RemoteRoute, RouteError, Routing, StopReason, Turn,
 };
 use serde::{Deserialize, Serialize};
@@ -280,6 +280,13 @@ impl Handler<Turn<Offer, Quote>> for LocalSeller {
         }
         let quote = self.pricing.answer(turn.request());
         let _ = turn.reply(quote);
+    }
+}
+
+/// Reachable remotely, but with no remote message: a turn cannot cross a process.
+impl RemoteActor for LocalSeller {
+    fn remote_handlers() -> RemoteHandlers<Self> {
+        RemoteHandlers::new()
     }
 }
 
@@ -792,4 +799,35 @@ async fn exit_notice_racing_a_lost_peer_fires_exactly_once() {
             "round {round}"
         );
     }
+}
+
+/// A remote ref given directly (not wrapped in `RemoteParticipant`) can take no turn: it
+/// counts as crashed at once with a reason that says so, instead of leaving turns open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_remote_ref_is_refused_as_a_crash() {
+    let pair = Pair::new();
+    let seller = LocalSeller {
+        pricing: Pricing::new("local", 90),
+        held: Vec::new(),
+    };
+    let seller = pair.market.spawn("seller", seller).unwrap();
+    let remote: ActorRef<LocalSeller> = pair.buyer.remote_ref(RemoteAddr {
+        actor: seller.id().clone(),
+        location: MARKET_AT,
+    });
+    assert!(remote.is_remote());
+    let talk = Talk::builder().participant(remote).start().unwrap();
+    let exit = talk.notify_exit(seller.id()).unwrap();
+    let exit = within("the refusal", exit).await.unwrap();
+    assert!(exit.crashed);
+    assert!(
+        matches!(&exit.reason, StopReason::Failed(why) if why.contains("RemoteParticipant")),
+        "{:?}",
+        exit.reason
+    );
+    assert!(matches!(
+        talk.send(Offer(90)).await,
+        Err(ConversationError::ParticipantCrashed { .. })
+    ));
+    assert!(seller.is_alive());
 }
