@@ -85,6 +85,9 @@ pub(crate) trait ReplySink<Resp>: Send + Sync {
     /// Takes one reply (if any) for `turn`; `last` finishes the turn.
     fn reply(&self, turn: TurnId, reply: Option<Resp>, last: bool)
     -> Result<(), ConversationError>;
+
+    /// Whether `turn` still waits for an answer.
+    fn is_open(&self, turn: TurnId) -> bool;
 }
 
 /// One request of a conversation, handed to one participant together with the handle to
@@ -184,6 +187,16 @@ impl<Resp> ConversationReply<Resp> {
     /// Finishes the turn without a further reply (after streamed replies, or to decline).
     pub fn end(self) -> Result<(), ConversationError> {
         self.forward(None, true)
+    }
+
+    /// Whether the turn still waits for an answer: `false` once it is finished, once the
+    /// conversation counted this participant as crashed or took the turn back, and once
+    /// the conversation has ended. A participant may skip work for a turn that is not open,
+    /// since its replies would be refused.
+    pub fn is_open(&self) -> bool {
+        self.sink
+            .upgrade()
+            .is_some_and(|sink| sink.is_open(self.turn))
     }
 
     fn forward(&self, reply: Option<Resp>, last: bool) -> Result<(), ConversationError> {

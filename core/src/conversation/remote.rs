@@ -38,7 +38,8 @@ type Queued<Req, Resp> = mpsc::UnboundedReceiver<Turn<Req, Resp>>;
 ///   need a local participant handling [`Turn`].
 /// - **Order.** Turns reach the actor in the order the conversation gave them, one at a
 ///   time: the next request goes out once the previous reply is back, as the actor's
-///   mailbox would handle them.
+///   mailbox would handle them. A turn that is no longer open when its time comes (the
+///   conversation ended, or took it back) is not sent.
 /// - **Crashes.** The actor is watched with a remote watch, so its stop is seen with its
 ///   reason. A lost connection counts as a crash with [`StopReason::Disconnected`]: when
 ///   the gateway reports the peer lost ([`Proc::peer_lost`](crate::Proc::peer_lost)), when
@@ -209,6 +210,12 @@ async fn ask_each<A, Req>(
 {
     while let Some(turn) = turns.recv().await {
         let (request, reply) = turn.into_parts();
+        if !reply.is_open() {
+            // Closed, taken back or handed on while it waited here: asking would make the
+            // actor do work whose answer is refused.
+            tracing::debug!(participant = %target.id(), "turn no longer open; not asked");
+            continue;
+        }
         match target.ask(request).await {
             Ok(answer) => {
                 if let Err(error) = reply.finish(answer) {

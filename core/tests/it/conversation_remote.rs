@@ -831,3 +831,40 @@ async fn a_bare_remote_ref_is_refused_as_a_crash() {
     ));
     assert!(seller.is_alive());
 }
+
+/// Turns queued for a remote participant behind a slow one are not sent once the
+/// conversation has closed: the actor does no work whose answer would be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_conversation_sends_no_queued_turn() {
+    let pair = Pair::new();
+    let seller = RemoteSeller::new(Pricing::new("remote", 100).holding_at(90));
+    let (taken, release, seen) = (
+        seller.pricing.taken.clone(),
+        seller.release.clone(),
+        seller.seen.clone(),
+    );
+    let seller = pair.remote_seller("remote", seller).await;
+    let talk = Talk::builder()
+        .participant(RemoteParticipant::new(seller.clone()))
+        .start()
+        .unwrap();
+    talk.send(Offer(90)).await.unwrap();
+    within("the held offer", taken.notified()).await;
+    talk.send(Offer(95)).await.unwrap();
+    talk.send(Offer(96)).await.unwrap();
+    assert_eq!(talk.state().open_turns, 3);
+    talk.close().unwrap();
+    release.notify_one();
+
+    // The held offer's answer comes back and is refused; then the queue is skipped. The
+    // seller, asked directly, answers only after what it had been sent.
+    assert_eq!(
+        within("a direct ask", seller.ask(Offer(100)))
+            .await
+            .unwrap(),
+        quote("remote", 100, true)
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(*seen.lock().unwrap(), [90, 100]);
+    assert_eq!(talk.receive().await, Err(ConversationError::Closed));
+}
