@@ -868,3 +868,47 @@ async fn closed_conversation_sends_no_queued_turn() {
     assert_eq!(*seen.lock().unwrap(), [90, 100]);
     assert_eq!(talk.receive().await, Err(ConversationError::Closed));
 }
+
+/// A lost connection crashes every participant behind it: with two remote sellers on the
+/// lost proc and a local one, under `RouteToNext`, the held offer ends at the local seller
+/// whatever order the two exits are seen in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_peer_crashes_every_participant_behind_it() {
+    let pair = Pair::new();
+    let first = RemoteSeller::new(Pricing::new("first", 100).holding_at(90));
+    let taken = first.pricing.taken.clone();
+    let first = pair.remote_seller("first", first).await;
+    let second = RemoteSeller::new(Pricing::new("second", 100));
+    let second = pair.remote_seller("second", second).await;
+    let local = LocalSeller {
+        pricing: Pricing::new("local", 90),
+        held: Vec::new(),
+    };
+    let local = pair.buyer.spawn("local", local).unwrap();
+    let talk = Talk::builder()
+        .participant(RemoteParticipant::new(first.clone()))
+        .participant(RemoteParticipant::new(second.clone()))
+        .participant(local)
+        .routing(Routing::FirstLive)
+        .on_crash(CrashPolicy::RouteToNext)
+        .start()
+        .unwrap();
+    talk.send(Offer(90)).await.unwrap();
+    within("the held offer", taken.notified()).await;
+    pair.lose_market();
+
+    assert_eq!(
+        within("the deal", talk.receive()).await,
+        Ok(quote("local", 90, true))
+    );
+    let state = talk.state();
+    for remote in [0, 1] {
+        assert_eq!(
+            state.participants[remote].liveness,
+            Liveness::Crashed(StopReason::Disconnected)
+        );
+    }
+    assert_eq!(state.participants[2].liveness, Liveness::Alive);
+    assert_eq!(state.open_turns, 0);
+    assert_eq!(pair.buyer.remote_watch_count(), 0);
+}
