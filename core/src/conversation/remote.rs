@@ -123,15 +123,21 @@ where
         &self.target
     }
 
-    fn start_worker(&self) {
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(turns) = pending {
-            tokio::spawn(ask_each(self.target.clone(), turns, self.lost.clone()));
+    /// Starts the worker on the first delivery; fails only when no tokio runtime runs here
+    /// (the worker stays unstarted, for a later delivery to start).
+    fn start_worker(&self) -> Result<(), TellError> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.is_none() {
+            return Ok(());
         }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| TellError::Unroutable {
+            recipient: self.target.id().clone(),
+            reason: "no tokio runtime runs here to ask the participant".to_owned(),
+        })?;
+        if let Some(turns) = pending.take() {
+            runtime.spawn(ask_each(self.target.clone(), turns, self.lost.clone()));
+        }
+        Ok(())
     }
 }
 
@@ -152,7 +158,7 @@ where
             if let Some(reason) = self.lost.borrow().clone() {
                 return Err(lost_error(self.target.id(), &reason));
             }
-            self.start_worker();
+            self.start_worker()?;
             self.queue.send(turn).map_err(|_| TellError::Disconnected {
                 recipient: self.target.id().clone(),
             })
