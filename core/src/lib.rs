@@ -61,7 +61,7 @@ pub use context::{Context, TaskHandle};
 pub use conversation::{
     Compensation, CompletedTurn, Conversation, ConversationBuilder, ConversationError,
     ConversationPhase, ConversationReply, ConversationState, CrashPolicy, CrashReport, ExitNotice,
-    Liveness, Participant, ParticipantExit, ParticipantState, Routing, Turn,
+    Liveness, Participant, ParticipantExit, ParticipantState, RemoteParticipant, Routing, Turn,
 };
 pub use dispatch::{
     DeliveryError, ExposeError, PendingDelivery, RemoteAskError, RemoteHandlers, RemoteReply,

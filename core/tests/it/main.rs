@@ -6,6 +6,7 @@ mod common;
 
 mod ask;
 mod conversation;
+mod conversation_remote;
 mod dispatch;
 mod fifo;
 mod links;
