@@ -119,6 +119,31 @@ impl ConsoleLink {
 /// a lost or unknown destination is `Unreachable`, a proc without a served monitor (or
 /// whose service stopped) `Refused`, a reply that is not a snapshot `Decode`, and no
 /// answer within the timeout `TimedOut`.
+///
+/// ```
+/// use plexus_core::{Location, Proc, ProcAddr, ProcId};
+/// use plexus_gateway::{Gateway, GatewayConfig};
+/// use plexus_monitor::Monitor;
+/// use plexus_monitor::console::{ConsoleLink, SnapshotSource};
+/// use std::time::Duration;
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The monitored side, usually another process: a served monitor on a TCP gateway.
+/// let gateway = Gateway::new(Location::Local(0), GatewayConfig::default())?;
+/// let server = gateway.serve("tcp://127.0.0.1:0".parse()?).await?;
+/// let monitor = Monitor::new();
+/// let app = Proc::builder(ProcId::unique("app")).observer(monitor.observer()).build();
+/// let _attachment = gateway.attach(&app)?;
+/// monitor.serve_on(&app)?;
+/// let addr = ProcAddr::new(app.id().clone(), server.location().clone());
+///
+/// // The console side.
+/// let source = ConsoleLink::new()?.source(addr).timeout(Duration::from_secs(5));
+/// let snapshot = source.fetch(Duration::from_secs(10)).await?;
+/// assert_eq!(snapshot.actors[0].id.name(), "$monitor");
+/// # Ok(()) }
+/// ```
 pub struct GatewaySource {
     link: ConsoleLink,
     addr: ProcAddr,

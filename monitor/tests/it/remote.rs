@@ -4,7 +4,7 @@
 //! across them is a deadlock; and its live view draws a remote process in a terminal.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -220,9 +220,9 @@ impl Drop for Node {
     }
 }
 
-/// Runs `plexus-console --json` on `procs` and returns its snapshot; fails the test if
-/// it takes longer than 20 seconds or exits with an error.
-fn console_json(procs: &[&ProcAddr]) -> Snapshot {
+/// Runs `plexus-console --json --timeout 5s` on `procs`; fails the test if it takes
+/// longer than 20 seconds.
+fn run_console_json(procs: &[&ProcAddr]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_plexus-console"))
         .args(["--json", "--timeout", "5s"])
         .args(procs.iter().map(ToString::to_string))
@@ -238,7 +238,13 @@ fn console_json(procs: &[&ProcAddr]) -> Snapshot {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let output = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `plexus-console --json` on `procs` and returns its snapshot; fails the test if
+/// it exits with an error.
+fn console_json(procs: &[&ProcAddr]) -> Snapshot {
+    let output = run_console_json(procs);
     assert!(
         output.status.success(),
         "plexus-console --json failed: {}",
@@ -331,6 +337,30 @@ fn deadlock_across_two_os_processes() {
         fetched.snapshot.unwrap().deadlocks()
     });
     assert_eq!(found, deadlocks);
+}
+
+/// `plexus-console --json` over a live proc and one nobody serves prints nothing and
+/// exits with status 1, naming the proc it could not reach.
+#[test]
+fn json_fails_whole_when_a_proc_is_unreachable() {
+    let shop = Node::start(&[]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone: ProcAddr = format!("gone#1@tcp://{}", closed.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    drop(closed);
+
+    let output = run_console_json(&[&shop.addr, &gone]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "a partial snapshot was printed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("1 of 2 sources failed")
+            && stderr.contains(&format!("cannot reach {gone}")),
+        "{stderr}"
+    );
+    // The live proc alone still answers.
+    assert!(console_json(&[&shop.addr]).actors.len() >= 5);
 }
 
 /// In a real terminal (a tmux pane), `plexus-console <proc address>` shows the actors of
