@@ -1,7 +1,8 @@
-//! The console across processes, over TCP on 127.0.0.1: a [`GatewaySource`] reads a
-//! served monitor through a gateway and maps every failure to a `SourceError`; the
-//! `plexus-console` binary merges two OS processes into one view in which an ask cycle
-//! across them is a deadlock; and its live view draws a remote process in a terminal.
+//! The console across processes, over TCP on 127.0.0.1: a `GatewaySource` reads a
+//! served monitor through a gateway and maps every failure to a `SourceError` (also a
+//! process killed between fetches); the `plexus-console` binary merges two OS processes
+//! into one view in which an ask cycle across them is a deadlock, fails `--json` whole
+//! when one proc is unreachable, and draws a remote process live in a terminal.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -361,6 +362,49 @@ fn json_fails_whole_when_a_proc_is_unreachable() {
     );
     // The live proc alone still answers.
     assert!(console_json(&[&shop.addr]).actors.len() >= 5);
+}
+
+/// A monitored process that dies between two fetches is reported unreachable by the
+/// next one, while the other source still fills the view.
+#[test]
+fn a_killed_process_is_reported_unreachable() {
+    let mut doomed = Node::start(&[]);
+    let survivor = Node::start(&["--ring"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let link = runtime.block_on(async { ConsoleLink::new() }).unwrap();
+    let timeout = Duration::from_secs(5);
+    let sources: Vec<Box<dyn SnapshotSource>> = vec![
+        Box::new(link.source(doomed.addr.clone()).timeout(timeout)),
+        Box::new(link.source(survivor.addr.clone()).timeout(timeout)),
+    ];
+    let grave = Duration::from_secs(10);
+    let fetch = |sources| {
+        runtime.block_on(within(
+            "a merged fetch",
+            fetch_merged(sources, grave, timeout),
+        ))
+    };
+    let before = fetch(&sources);
+    assert!(before.failures.is_empty(), "{:?}", before.failures);
+
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    // Unreachable rather than TimedOut: the loss is noticed, not waited out.
+    let after = fetch(&sources);
+    assert_eq!(after.failures.len(), 1, "{:?}", after.failures);
+    assert!(
+        matches!(&after.failures[0].error, SourceError::Unreachable { location, .. } if *location == doomed.addr.to_string()),
+        "{:?}",
+        after.failures
+    );
+    let survivors = after.snapshot.unwrap();
+    assert!(
+        survivors
+            .actors
+            .iter()
+            .all(|a| a.id.proc() == &survivor.addr.proc)
+    );
+    assert!(!survivors.actors.is_empty());
 }
 
 /// In a real terminal (a tmux pane), `plexus-console <proc address>` shows the actors of
