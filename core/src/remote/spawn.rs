@@ -853,7 +853,7 @@ impl<A: RemoteActor> Actor for RemoteStandIn<A> {
 
     async fn on_link_died(
         &mut self,
-        _ctx: &mut Context<Self>,
+        ctx: &mut Context<Self>,
         died: LinkDied,
     ) -> ControlFlow<StopReason> {
         let Some((actor, index)) = &self.placed else {
@@ -864,6 +864,7 @@ impl<A: RemoteActor> Actor for RemoteStandIn<A> {
             return ControlFlow::Continue(());
         }
         self.gone = true;
+        ctx.release_link(&died.id);
         if died.reason == StopReason::Disconnected {
             // Its proc is lost: the next placement starts with the next candidate.
             self.shared.cursor().first = index + 1;
@@ -871,11 +872,13 @@ impl<A: RemoteActor> Actor for RemoteStandIn<A> {
         ControlFlow::Break(died.reason)
     }
 
-    async fn on_stop(&mut self, _ctx: &mut Context<Self>, reason: &StopReason) {
+    async fn on_stop(&mut self, ctx: &mut Context<Self>, reason: &StopReason) {
         if let Some((actor, _)) = self.placed.take() {
             if !self.gone {
                 // This side ends first (a sibling's restart, a shutdown, an escalation):
-                // the placed actor must not outlive its supervision.
+                // the placed actor must not outlive its supervision. The link goes first,
+                // released with a normal reason; the stop follows in the same flow.
+                ctx.release_link(actor.id());
                 actor.stop();
             }
         }

@@ -457,6 +457,10 @@ async fn one_for_all_restarts_the_remote_child_with_its_siblings() {
         "{reason:?}"
     );
     assert_eq!(within("ask", second.ask(Add(0))).await.unwrap(), 100);
+    eventually("the first link released", || {
+        cl.a.remote_watch_count() == 1 && cl.b.remote_watch_count() == 1
+    })
+    .await;
 }
 
 /// A transient child that stops normally is not placed again, and its handle says it
@@ -654,4 +658,13 @@ async fn restarts_on_the_same_proc_reuse_the_name() {
         current = next;
     }
     assert_eq!(generation(&child), Some(11));
+    // Links of earlier placements were released on both sides: one link each way remains.
+    eventually("earlier links released here", || {
+        cl.a.remote_watch_count() == 1
+    })
+    .await;
+    eventually("earlier links released there", || {
+        cl.b.remote_watch_count() == 1
+    })
+    .await;
 }
