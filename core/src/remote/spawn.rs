@@ -24,6 +24,12 @@
 //! new remote actor with a new id; [`RemoteChild`] always knows the current one. The link
 //! also works the other way: when the parent's proc is lost, the remote actor gets a
 //! `LinkDied` with `Disconnected` and, by default, stops, so no orphan keeps running.
+//!
+//! Limits: any proc that reaches a proc may spawn its registered kinds (registration is
+//! the opt-in); a remote actor is spawned under the child's name, so two supervisors
+//! placing children of one name on one proc collide (`NameTaken`, and the next candidate
+//! is tried); and a spawn whose answer is lost (a timeout while the actor was spawned
+//! after all) leaves that actor unsupervised there.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -203,6 +209,8 @@ impl Proc {
     fn spawnables(&self, create: bool) -> Option<Arc<Kinds>> {
         // Single pushes and retains: a panic elsewhere cannot leave the list half-changed.
         let mut tables = tables().lock().unwrap_or_else(PoisonError::into_inner);
+        // Pointer identity is sound: an entry's `Weak` keeps the allocation, so no other
+        // proc can be made at the address of a dropped one while its entry is here.
         let me = Arc::as_ptr(&self.inner);
         if let Some((_, kinds)) = tables.iter().find(|(proc, _)| proc.as_ptr() == me) {
             return Some(kinds.clone());
@@ -399,6 +407,29 @@ impl Proc {
     /// [`RemoteSpawnError::Refused`] (unknown kind, arguments that do not decode, a name
     /// taken, a factory that panicked) or [`RemoteSpawnError::Ask`] (no route, connection
     /// lost, no answer within [`DEFAULT_SPAWN_TIMEOUT`]).
+    ///
+    /// ```
+    /// use plexus_core::{Actor, AskError, Location, Proc, ProcAddr, ProcId, RemoteActor};
+    /// use plexus_core::{RemoteHandlers, RemoteSpawnError};
+    ///
+    /// struct Worker;
+    /// impl Actor for Worker {}
+    /// impl RemoteActor for Worker {
+    ///     fn remote_handlers() -> RemoteHandlers<Self> { RemoteHandlers::new() }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // A proc that has not joined a gateway reaches no other proc.
+    /// let proc = Proc::new(ProcId::unique("lonely"));
+    /// let node = ProcAddr::new(ProcId::new("node", 1), Location::Local(2));
+    /// let error = proc.spawn_remote::<Worker, _>(&node, "w", "worker", &()).await.unwrap_err();
+    /// assert!(matches!(
+    ///     error,
+    ///     RemoteSpawnError::Ask { error, .. } if matches!(*error, AskError::Unroutable { .. })
+    /// ));
+    /// # }
+    /// ```
     ///
     /// # Cancel safety
     /// Dropping the future abandons the answer; the actor may still be spawned there.
