@@ -14,6 +14,7 @@ mod mailbox;
 mod observer;
 mod proc;
 mod remote_ref;
+mod remote_supervision;
 mod stop;
 mod supervision;
 mod timers;
