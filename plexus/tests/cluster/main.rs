@@ -13,6 +13,9 @@
 //!   there to reply.
 //! - [`supervision::supervisor_moves_child_off_a_killed_node`]: a supervisor in the hub
 //!   places its child on another node when the child's node process is killed.
+//! - [`conversation::killed_participant_under_each_policy`]: a conversation whose
+//!   participant's process is killed behaves under `Fail`, `RouteToNext` and `Compensate`
+//!   as it does after a local crash, with the reason `Disconnected`.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,6 +25,7 @@
 )]
 
 mod actors;
+mod conversation;
 mod node;
 mod supervision;
 
@@ -66,6 +70,11 @@ fn main() {
         scenario(
             "supervisor_moves_child_off_a_killed_node",
             supervision::supervisor_moves_child_off_a_killed_node(),
+        )
+        .await;
+        scenario(
+            "killed_participant_under_each_policy",
+            conversation::killed_participant_under_each_policy(),
         )
         .await;
         scenario("cluster_of_three", cluster_of_three()).await;

@@ -21,6 +21,7 @@ pub(crate) async fn run() -> Result<(), BoxError> {
     let staller = proc.spawn("staller", Staller)?;
     proc.expose_remote(&staller)?;
     crate::supervision::register_kinds(&proc)?;
+    crate::conversation::spawn_node_side(&proc)?;
 
     println!(
         "READY {}",
