@@ -6,153 +6,24 @@
 //! crashes) and remote (the connection to its proc is lost), and check both runs with the
 //! same assertions: a lost connection is a crash with `StopReason::Disconnected`.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use plexus_core::{
     Actor, ActorId, ActorRef, Context, Conversation, ConversationError, ConversationPhase,
-    ConversationReply, CrashPolicy, DeliveryError, Handler, Liveness, Location, Outbound, Proc,
-    ProcAddr, ProcId, RemoteActor, RemoteAddr, RemoteAskError, RemoteHandlers, RemoteMessage,
-    RemoteParticipant, RemoteRoute, RouteError, Routing, StopReason, Turn,
+    ConversationReply, CrashPolicy, Handler, Liveness, Location, Proc, ProcAddr, ProcId,
+    RemoteActor, RemoteAddr, RemoteHandlers, RemoteMessage, RemoteParticipant, Routing, StopReason,
+    Turn,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
 use crate::common::within;
+use crate::net::Net;
 
 // ---------------------------------------------------------------------------------------
-// The in-process network (the route of `remote_ref.rs`, without its send log).
-
-/// Procs by location, and the locations whose connection is down.
-#[derive(Default)]
-struct Net {
-    procs: Mutex<Vec<(Location, Proc)>>,
-    down: Mutex<HashSet<Location>>,
-}
-
-impl Net {
-    /// A proc reached at `local:n`, with its route installed.
-    fn proc(self: &Arc<Self>, label: &str, n: u64) -> Proc {
-        let proc = Proc::new(ProcId::unique(label));
-        let location = Location::Local(n);
-        self.procs
-            .lock()
-            .unwrap()
-            .push((location.clone(), proc.clone()));
-        proc.set_route(Some(Arc::new(Link {
-            net: self.clone(),
-            location,
-        })));
-        proc
-    }
-
-    fn set_down(&self, location: &Location, down: bool) {
-        let mut set = self.down.lock().unwrap();
-        if down {
-            set.insert(location.clone());
-        } else {
-            set.remove(location);
-        }
-    }
-
-    fn destination(&self, message: &Outbound) -> Result<Proc, RouteError> {
-        let location = &message.recipient.location;
-        if self.down.lock().unwrap().contains(location) {
-            return Err(RouteError::Disconnected {
-                location: location.clone(),
-            });
-        }
-        let procs = self.procs.lock().unwrap();
-        match procs.iter().find(|(at, _)| at == location) {
-            Some((_, proc)) if proc.id() == message.recipient.actor.proc() => Ok(proc.clone()),
-            _ => Err(RouteError::Unroutable {
-                location: location.clone(),
-                reason: format!("no proc {}", message.recipient.actor.proc()),
-            }),
-        }
-    }
-}
-
-/// One proc's way out into the `Net`.
-struct Link {
-    net: Arc<Net>,
-    location: Location,
-}
-
-impl RemoteRoute for Link {
-    fn local_location(&self) -> Location {
-        self.location.clone()
-    }
-
-    fn tell(&self, message: Outbound) -> BoxFuture<'static, Result<(), RouteError>> {
-        let net = self.net.clone();
-        Box::pin(async move {
-            let proc = net.destination(&message)?;
-            let to = &message.recipient.actor;
-            if let Err(DeliveryError::Full { pending }) =
-                proc.deliver_remote_to(to, message.name, &message.payload, None)
-            {
-                let _ = pending.deliver().await;
-            }
-            Ok(())
-        })
-    }
-
-    fn try_tell(&self, message: Outbound) -> Result<(), (RouteError, Outbound)> {
-        let proc = match self.net.destination(&message) {
-            Ok(proc) => proc,
-            Err(error) => return Err((error, message)),
-        };
-        let to = &message.recipient.actor;
-        match proc.deliver_remote_to(to, message.name, &message.payload, None) {
-            Err(DeliveryError::Full { .. }) => Err((RouteError::Full, message)),
-            _ => Ok(()),
-        }
-    }
-
-    fn ask(
-        &self,
-        message: Outbound,
-        timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, RemoteAskError>> {
-        let net = self.net.clone();
-        Box::pin(async move {
-            let proc = match net.destination(&message) {
-                Ok(proc) => proc,
-                Err(RouteError::Disconnected { location }) => {
-                    return Err(RemoteAskError::Disconnected { location });
-                }
-                Err(error) => {
-                    return Err(RemoteAskError::Unroutable {
-                        reason: error.to_string(),
-                    });
-                }
-            };
-            let (reply, answer) = oneshot::channel();
-            let delivered = proc.deliver_remote_to(
-                &message.recipient.actor,
-                message.name,
-                &message.payload,
-                Some(Box::new(move |outcome| {
-                    let _ = reply.send(outcome);
-                })),
-            );
-            if let Err(DeliveryError::Full { pending }) = delivered {
-                let _ = pending.deliver().await;
-            }
-            match tokio::time::timeout(timeout, answer).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(_)) => Err(RemoteAskError::Abandoned),
-                Err(_) => Err(RemoteAskError::Timeout {
-                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                }),
-            }
-        })
-    }
-}
+// Two procs: the buyer's and the market's.
 
 const MARKET_AT: Location = Location::Local(2);
 

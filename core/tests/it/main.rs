@@ -11,6 +11,7 @@ mod dispatch;
 mod fifo;
 mod links;
 mod mailbox;
+mod net;
 mod observer;
 mod proc;
 mod remote_ref;
