@@ -75,6 +75,6 @@ pub use observer::{ActorInfo, ActorProbe, ActorStatus, Observer};
 pub use proc::{Proc, ProcBuilder};
 pub use remote::{
     Outbound, RemoteActor, RemoteAddr, RemoteMessage, RemoteRoute, RouteError, SYSTEM_PREFIX,
-    UNBOUNDED_ASK,
+    UNBOUNDED_ASK, UndeliveredRemote,
 };
 pub use supervision::{ChildSpec, Restart, Strategy, Supervision};

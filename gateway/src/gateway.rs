@@ -10,7 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
-use plexus_core::{Location, Proc, ProcId, RemoteAskError};
+use plexus_core::{
+    ActorId, Location, Proc, ProcId, RemoteAskError, TellError, UndeliverableReason,
+    UndeliveredRemote,
+};
 use plexus_transport::{Hello, OutprocTransportManager};
 use tokio::sync::oneshot;
 
@@ -333,6 +336,7 @@ impl Gateway {
             gateway: Arc::downgrade(&self.inner),
             entry: Arc::downgrade(&entry),
             fallback: self.default_location(),
+            origin: proc.id().clone(),
         });
         let _ = entry.route.set(Arc::clone(&route));
         proc.set_route(Some(route));
@@ -384,9 +388,20 @@ impl Gateway {
         dest: &Location,
         envelope: NetworkEnvelope,
     ) -> Result<(), PostError> {
+        self.send_from(dest, envelope, None).await
+    }
+
+    /// [`send_to`](Gateway::send_to) for a tell of the attached proc `origin`, whose
+    /// undeliverable handler hears of it if it is lost after this returned.
+    pub(crate) async fn send_from(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        origin: Option<&ProcId>,
+    ) -> Result<(), PostError> {
         let network = match &self.inner.egress {
             Egress::Network(network) => Arc::clone(network),
-            _ => return self.inner.post(Some(dest), envelope),
+            _ => return self.inner.post_from(Some(dest), envelope, origin),
         };
         let mut envelope = match self.inner.post_here(Some(dest), envelope) {
             Here::Done(outcome) => return outcome,
@@ -394,7 +409,7 @@ impl Gateway {
         };
         spend_hop(&mut envelope)?;
         self.inner.forwarded.fetch_add(1, Ordering::Relaxed);
-        network.send(dest, envelope).await
+        network.send(dest, envelope, origin).await
     }
 
     /// Sends `envelope` as a request for an actor of a proc reached at `dest` and waits at
@@ -415,8 +430,32 @@ impl Gateway {
         timeout: Duration,
     ) -> Result<Bytes, RemoteRequestError> {
         Arc::clone(&self.inner)
-            .request(Some(dest.clone()), envelope, timeout)
+            .request(Some(dest.clone()), envelope, timeout, None)
             .await
+    }
+
+    /// [`request_to`](Gateway::request_to) for a request of the attached proc `origin`,
+    /// so it follows the tells that proc queued before it on the same lane.
+    pub(crate) async fn request_from(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        timeout: Duration,
+        origin: Option<&ProcId>,
+    ) -> Result<Bytes, RemoteRequestError> {
+        Arc::clone(&self.inner)
+            .request(Some(dest.clone()), envelope, timeout, origin)
+            .await
+    }
+
+    /// [`post_to`](Gateway::post_to) for a tell of the attached proc `origin`.
+    pub(crate) fn post_from(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        origin: Option<&ProcId>,
+    ) -> Result<(), PostError> {
+        self.inner.post_from(Some(dest), envelope, origin)
     }
 
     /// Waits until everything posted before the call has been delivered, handed to a
@@ -573,9 +612,9 @@ fn network_egress(
         }
     };
     let bouncer = weak.clone();
-    let bounce: crate::egress::Bounce = Arc::new(move |envelope, reason| {
+    let bounce: crate::egress::Bounce = Arc::new(move |envelope, reason, origin| {
         if let Some(inner) = bouncer.upgrade() {
-            inner.bounce(envelope, reason);
+            inner.bounce_from(envelope, reason, origin);
         }
     });
     Ok(NetworkEgress::new(
@@ -736,6 +775,15 @@ impl Inner {
     }
 
     fn post(&self, dest: Option<&Location>, envelope: NetworkEnvelope) -> Result<(), PostError> {
+        self.post_from(dest, envelope, None)
+    }
+
+    fn post_from(
+        &self,
+        dest: Option<&Location>,
+        envelope: NetworkEnvelope,
+        origin: Option<&ProcId>,
+    ) -> Result<(), PostError> {
         let mut envelope = match self.post_here(dest, envelope) {
             Here::Done(outcome) => return outcome,
             Here::Leave(envelope) => envelope,
@@ -744,7 +792,7 @@ impl Inner {
         self.forwarded.fetch_add(1, Ordering::Relaxed);
         match (&self.egress, dest) {
             (Egress::Custom(forwarder), Some(dest)) => forwarder.forward(dest, envelope),
-            (Egress::Network(network), Some(dest)) => network.forward(dest, envelope),
+            (Egress::Network(network), Some(dest)) => network.forward_from(dest, envelope, origin),
             // `post_here` hands back only envelopes with a way out.
             _ => Err(PostError::Unaddressed {
                 recipient: envelope.recipient,
@@ -942,6 +990,7 @@ impl Inner {
         dest: Option<Location>,
         mut envelope: NetworkEnvelope,
         timeout: Duration,
+        origin: Option<&ProcId>,
     ) -> Result<Bytes, RemoteRequestError> {
         let Recipient::Actor(actor) = envelope.recipient.clone() else {
             return Err(RemoteRequestError::Unroutable {
@@ -985,7 +1034,7 @@ impl Inner {
                         self.forwarded.fetch_add(1, Ordering::Relaxed);
                         let network = Arc::clone(network);
                         drop(self);
-                        network.request(&dest, envelope, timeout).await
+                        network.request(&dest, envelope, timeout, origin).await
                     }
                     _ => Err(RemoteRequestError::Unroutable {
                         proc: actor.proc().clone(),
@@ -1012,6 +1061,18 @@ impl Inner {
 
     /// Logs, counts and reports a tell that could not be delivered or sent.
     pub(crate) fn bounce(&self, envelope: NetworkEnvelope, reason: PostError) {
+        self.bounce_from(envelope, reason, None);
+    }
+
+    /// Logs and counts a tell that could not be delivered or sent after it was taken,
+    /// and reports it to the undeliverable handler of the proc it came from (`origin`,
+    /// else its sender's proc) when that proc is attached here (design 3.5, 3.9).
+    pub(crate) fn bounce_from(
+        &self,
+        envelope: NetworkEnvelope,
+        reason: PostError,
+        origin: Option<&ProcId>,
+    ) {
         self.bounced.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             sender = ?envelope.sender,
@@ -1020,6 +1081,33 @@ impl Inner {
             kind = %envelope.kind,
             error = %reason,
             "envelope bounced"
+        );
+        let (EnvelopeKind::Regular, Recipient::Actor(recipient)) =
+            (&envelope.kind, &envelope.recipient)
+        else {
+            return;
+        };
+        let origin = origin.or_else(|| envelope.sender.as_ref().map(ActorId::proc));
+        let Some(Target::Local(entry)) = origin.and_then(|origin| self.target(origin)) else {
+            return;
+        };
+        let tell_error = match reason {
+            PostError::Transport { .. } | PostError::BrokenLink { .. } => TellError::Disconnected {
+                recipient: recipient.clone(),
+            },
+            other => TellError::Unroutable {
+                recipient: recipient.clone(),
+                reason: other.to_string(),
+            },
+        };
+        entry.proc.report_remote_undeliverable(
+            recipient.clone(),
+            UndeliveredRemote {
+                sender: envelope.sender.clone(),
+                name: envelope.name.to_string(),
+                payload: Some(envelope.payload.to_vec()),
+            },
+            UndeliverableReason::RemoteSendFailed(tell_error),
         );
     }
 }

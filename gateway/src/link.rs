@@ -63,7 +63,7 @@ impl Link {
         if let Some(inner) = gateway.upgrade() {
             inner.track(&link);
         }
-        let bounce: Bounce = Arc::new(move |envelope, reason| {
+        let bounce: Bounce = Arc::new(move |envelope, reason, _origin| {
             if let Some(inner) = gateway.upgrade() {
                 inner.bounce(envelope, reason);
             }
@@ -120,7 +120,7 @@ async fn send_loop(
                     let closed = matches!(refused, SendError::Closed(_));
                     let envelope = refused.into_envelope();
                     let recipient = envelope.recipient.clone();
-                    bounce(envelope, PostError::BrokenLink { recipient });
+                    bounce(envelope, PostError::BrokenLink { recipient }, None);
                     if closed {
                         break;
                     }
@@ -133,7 +133,7 @@ async fn send_loop(
     while let Ok(outgoing) = tells.try_recv() {
         if let Outgoing::Envelope(envelope) | Outgoing::Acked(envelope, _) = outgoing {
             let recipient = envelope.recipient.clone();
-            bounce(envelope, PostError::BrokenLink { recipient });
+            bounce(envelope, PostError::BrokenLink { recipient }, None);
         }
     }
 }

@@ -14,6 +14,8 @@
 //! - `serde_ref.rs`: refs inside messages, [`Proc::remote_ref`], [`Proc::lookup_remote`].
 //! - `system.rs`: the system protocol (remote watch, link, stop, lookup).
 //! - `watch.rs`: the watcher side of remote watches, fired exactly once.
+//! - `undeliverable.rs`: late reports of remote tells lost after the route took them
+//!   ([`Proc::report_remote_undeliverable`], [`UndeliveredRemote`]).
 
 use std::sync::{Arc, PoisonError};
 
@@ -27,12 +29,14 @@ mod remote_ref;
 mod route;
 mod serde_ref;
 pub(crate) mod system;
+mod undeliverable;
 pub(crate) mod watch;
 
 pub use codecs::RemoteActor;
 pub use message::RemoteMessage;
 pub(crate) use remote_ref::RemoteTarget;
 pub use route::{Outbound, RemoteAddr, RemoteRoute, RouteError, UNBOUNDED_ASK};
+pub use undeliverable::UndeliveredRemote;
 pub(crate) use watch::RemoteWatches;
 
 /// The prefix of the wire names of system messages (remote watch, stop, lookup). Core

@@ -13,4 +13,5 @@ mod proxy;
 mod remote;
 mod routing;
 mod support;
+mod undeliverable;
 mod weak;

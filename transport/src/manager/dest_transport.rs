@@ -284,6 +284,27 @@ impl DestTransport {
         self.declare_lost();
     }
 
+    /// Closes every connection after it has written what is queued on it, and reports
+    /// the loss like [`close`](Self::close). New sends on them fail with `Closed`; sends
+    /// waiting for room or flow credit fail with `Closed` once the peer has ended its
+    /// side, and requests still unanswered then fail with `Disconnected`. Returns the
+    /// connections, for the caller to wait until they have ended.
+    pub(crate) fn close_draining(&self) -> Vec<ConnectionHandle> {
+        let connections: Vec<ConnectionHandle> = self
+            .wires
+            .iter()
+            .map(|slot| {
+                slot.healthy.store(false, Ordering::Release);
+                let connection = slot.connection();
+                connection.close_gracefully();
+                connection
+            })
+            .collect();
+        tracing::debug!(dest = %self.dest, "destination transport closing after its queues");
+        self.declare_lost();
+        connections
+    }
+
     /// Whether this side dialed the transport's connections; `false` for one adopted
     /// from a connection the peer dialed.
     pub fn is_dialed(&self) -> bool {

@@ -318,6 +318,9 @@ struct Inner {
     /// Accepted connections that are no destination's transport (their peer advertised
     /// no location): held here so they run until they end or the manager goes.
     unkeyed: std::sync::Mutex<Vec<ConnectionHandle>>,
+    /// Connections of closed transports still writing out their queues, by destination:
+    /// a new dial of that destination waits for them, so it keeps per-pair order.
+    draining: std::sync::Mutex<std::collections::HashMap<Dest, Vec<ConnectionHandle>>>,
     /// This manager, weakly, for the transports it makes.
     me: std::sync::Weak<Inner>,
 }
@@ -403,6 +406,7 @@ impl OutprocTransportManager {
             spawner,
             events: Arc::new(Events::new()),
             unkeyed: std::sync::Mutex::new(Vec::new()),
+            draining: std::sync::Mutex::new(std::collections::HashMap::new()),
             me: me.clone(),
         });
         let health = health::spawn(&inner);
@@ -614,11 +618,20 @@ impl OutprocTransportManager {
     }
 
     /// Closes and forgets the transport of `dest` (or cancels its dial), and its backoff.
-    /// Its in-flight requests fail with `Disconnected`. Returns whether it had one.
+    /// Returns whether it had one.
+    ///
+    /// Nothing queued is lost: each connection first writes what is queued on it, then
+    /// ends (design 3.9: every tell is delivered or reported). Sends still waiting for
+    /// room or flow credit on it fail with `Closed`, and its requests still unanswered
+    /// fail with `Disconnected`, once the peer has ended its side. The next send to
+    /// `dest` dials again, but only after these connections have ended (at most half
+    /// the connect timeout, after which they are cut off), so a new connection never
+    /// overtakes tells still queued on an old one.
     pub fn close_transport(&self, dest: &Dest) -> bool {
         let had = self.inner.table.contains(dest);
         if let Some(transport) = self.inner.table.remove(dest) {
-            transport.close();
+            let closing = transport.close_draining();
+            self.inner.remember_draining(dest, closing);
         }
         if had {
             tracing::info!(%dest, "transport closed");
@@ -700,6 +713,7 @@ impl Inner {
         let inner = Arc::clone(self);
         self.table
             .get_or_connect(dest, move |dest| async move {
+                inner.wait_drained(&dest).await;
                 let wires = inner.builder.connect(&dest).await?;
                 let connections = inner.open(wires).await?;
                 tracing::info!(%dest, wires = connections.len(), "destination connected");
@@ -718,6 +732,35 @@ impl Inner {
         let transport = DestTransport::new(dest.clone(), connections, Some(owner), true);
         self.events.publish(DestEvent::Connected(dest));
         transport
+    }
+
+    /// Records the connections of a closed transport of `dest` that still write out
+    /// their queues.
+    fn remember_draining(&self, dest: &Dest, closing: Vec<ConnectionHandle>) {
+        let mut draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = draining.entry(dest.clone()).or_default();
+        entry.retain(|connection| connection.close_reason().is_none());
+        entry.extend(closing);
+    }
+
+    /// Waits until the connections of closed transports of `dest` have ended, cutting
+    /// off any still running after half the connect timeout.
+    async fn wait_drained(&self, dest: &Dest) {
+        let closing = self
+            .draining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(dest)
+            .unwrap_or_default();
+        if closing.is_empty() {
+            return;
+        }
+        let limit = self.config.connect.connect_timeout / 2;
+        let ended = futures::future::join_all(closing.iter().map(ConnectionHandle::closed));
+        if tokio::time::timeout(limit, ended).await.is_err() {
+            tracing::warn!(%dest, ?limit, "closed connections still draining, cut off");
+            closing.iter().for_each(ConnectionHandle::close);
+        }
     }
 
     /// Holds `connection` until it ends, so an unkeyed accepted connection is not closed
