@@ -352,6 +352,20 @@ async fn drain(
         // Kept for the bounce report: the transport consumes the envelope (the copy shares
         // the payload's bytes).
         let kept = envelope.clone();
+        if lanes.strong_count() == 0 {
+            // The gateway is gone: sending would dial again from a gateway nobody holds.
+            let recipient = envelope.recipient;
+            let error = PostError::BrokenLink { recipient };
+            match ack {
+                Some(ack) => {
+                    if let Err(Err(error)) = ack.send(Err(error)) {
+                        bounce(kept, error, lane.origin.as_ref());
+                    }
+                }
+                None => bounce(kept, error, lane.origin.as_ref()),
+            }
+            continue;
+        }
         let outcome =
             manager
                 .send(&lane.dest, envelope)

@@ -126,6 +126,10 @@ pub(crate) struct Inner {
     links: Mutex<Vec<Weak<Link>>>,
     /// Dropped with the gateway: its servers see their receivers close and end.
     shutdown: tokio::sync::watch::Sender<()>,
+    /// How many accepted connections are open from each location their peers
+    /// advertised: the last one closing is a lost peer, unless a dialed transport to
+    /// the location is still healthy.
+    accepted_from: Mutex<HashMap<Location, usize>>,
     delivered: AtomicU64,
     forwarded: AtomicU64,
     bounced: AtomicU64,
@@ -136,6 +140,12 @@ impl Drop for Inner {
         let links = std::mem::take(self.links.get_mut().unwrap_or_else(PoisonError::into_inner));
         for link in links.iter().filter_map(Weak::upgrade) {
             link.connection.close();
+        }
+        // The lane tasks share the manager and would keep its connections open until
+        // they idle out: close them now (after what is queued on them), so the peers
+        // notice at once that this gateway is gone.
+        if let Egress::Network(network) = &self.egress {
+            network.manager().close_all();
         }
     }
 }
@@ -496,13 +506,8 @@ impl Gateway {
     /// something else (a proxy in front of this process); [`serve`](Gateway::serve)
     /// listens and records.
     pub fn serve_location(&self, location: Location) -> ServeGuard {
-        let token = self.inner.locations().push(location.clone());
         tracing::info!(%location, "gateway serves location");
-        ServeGuard {
-            gateway: Arc::downgrade(&self.inner),
-            token,
-            location,
-        }
+        ServeGuard::record(&self.inner, location)
     }
 
     /// The location to advertise: the last served location still active, or the location
@@ -681,10 +686,80 @@ impl Inner {
             hello,
             links: Mutex::new(Vec::new()),
             shutdown: tokio::sync::watch::Sender::new(()),
+            accepted_from: Mutex::new(HashMap::new()),
             delivered: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             bounced: AtomicU64::new(0),
         }
+    }
+
+    /// The served location the gateway's hellos announce: the last one still served,
+    /// none while it serves none (the reserved location reaches nothing by itself).
+    pub(crate) fn served(&self) -> Option<Location> {
+        self.locations().active().last().cloned()
+    }
+
+    /// What this gateway announces in a new handshake: its identity, flow window and
+    /// served location.
+    pub(crate) fn current_hello(&self) -> Hello {
+        let mut hello = self.hello.clone();
+        hello.location = self.served();
+        hello
+    }
+
+    /// Makes the transport manager announce the served location in its next hellos, so
+    /// peers this gateway dials know where it is reached and notice its loss.
+    pub(crate) fn advertise_served(&self) {
+        if let Egress::Network(network) = &self.egress {
+            network.manager().set_advertised_location(self.served());
+        }
+    }
+
+    /// Counts an accepted connection from a peer that advertised `location`.
+    pub(crate) fn accepted_opened(&self, location: &Location) {
+        let mut accepted = self
+            .accepted_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *accepted.entry(location.clone()).or_default() += 1;
+    }
+
+    /// An accepted connection from `location` closed: when it was the last one and no
+    /// dialed transport to `location` is healthy, the peer is lost for the attached
+    /// procs' remote watches and links.
+    pub(crate) fn accepted_closed(&self, location: &Location) {
+        let last = {
+            let mut accepted = self
+                .accepted_from
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match accepted.get_mut(location) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => {
+                    accepted.remove(location);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !last {
+            return;
+        }
+        let dialed = match &self.egress {
+            Egress::Network(network) => network
+                .manager()
+                .transport(&plexus_transport::Dest::new(location.clone()))
+                .is_some_and(|transport| transport.is_healthy()),
+            _ => false,
+        };
+        if dialed {
+            tracing::debug!(%location, "accepted connection closed; a dialed one remains");
+            return;
+        }
+        self.peer_lost(location);
     }
 
     pub(crate) fn locations(&self) -> MutexGuard<'_, LocationStack> {
@@ -1235,6 +1310,7 @@ impl fmt::Debug for Attachment {
 impl ServeGuard {
     pub(crate) fn record(gateway: &Arc<Inner>, location: Location) -> ServeGuard {
         let token = gateway.locations().push(location.clone());
+        gateway.advertise_served();
         ServeGuard {
             gateway: Arc::downgrade(gateway),
             token,
@@ -1256,7 +1332,9 @@ impl Drop for ServeGuard {
         let Some(inner) = self.gateway.upgrade() else {
             return;
         };
-        if inner.locations().remove(self.token) {
+        let removed = inner.locations().remove(self.token);
+        if removed {
+            inner.advertise_served();
             tracing::info!(location = %self.location, "gateway stopped serving location");
         }
     }

@@ -57,7 +57,7 @@ impl Gateway {
         drop(wires);
         let negotiated = perform_handshake(
             &mut wire,
-            self.inner.hello.clone(),
+            self.inner.current_hello(),
             config.manager.handshake_timeout,
         )
         .await

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accepted;
 mod attach;
 mod flow;
 mod flush;

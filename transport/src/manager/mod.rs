@@ -310,6 +310,9 @@ pub struct OutprocTransportManager {
 struct Inner {
     builder: Arc<dyn WireBuilder>,
     hello: Hello,
+    /// The location announced in every later hello, replacing `hello.location`; see
+    /// [`OutprocTransportManager::set_advertised_location`].
+    advertised: std::sync::RwLock<Option<plexus_core::Location>>,
     config: ManagerConfig,
     inbound: Arc<dyn Inbound>,
     spawner: Spawner,
@@ -399,6 +402,7 @@ impl OutprocTransportManager {
         }
         let inner = Arc::new_cyclic(|me| Inner {
             builder,
+            advertised: std::sync::RwLock::new(hello.location.clone()),
             hello,
             table: ConnectOnce::new(config.connect),
             config,
@@ -524,7 +528,7 @@ impl OutprocTransportManager {
         let peer = wire.peer().to_owned();
         let negotiated = perform_handshake(
             &mut wire,
-            self.inner.hello.clone(),
+            self.inner.hello(),
             self.inner.config.handshake_timeout,
         )
         .await
@@ -680,6 +684,48 @@ impl OutprocTransportManager {
         &self.inner.config
     }
 
+    /// Sets the location this side announces in the hello of every connection it dials
+    /// or accepts from now on (`None`: none), so peers know where it is reached: they
+    /// can key the connection by it ([`adopt`](Self::adopt)) and tell their procs when
+    /// it is lost. Connections already open keep what they announced. A gateway sets it
+    /// to the location it serves.
+    ///
+    /// ```
+    /// use plexus_core::{Location, ProcId};
+    /// use plexus_transport::{Hello, InprocNetwork, ManagerConfig, OutprocTransportManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = OutprocTransportManager::new(
+    ///     InprocNetwork::new(),
+    ///     Hello::new(ProcId::new("local", 1), 1),
+    ///     ManagerConfig::default(),
+    ///     |_| {},
+    /// )?;
+    /// assert_eq!(manager.advertised_location(), None);
+    /// manager.set_advertised_location(Some(Location::Local(3)));
+    /// assert_eq!(manager.advertised_location(), Some(Location::Local(3)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_advertised_location(&self, location: Option<plexus_core::Location>) {
+        *self
+            .inner
+            .advertised
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = location;
+    }
+
+    /// The location announced in new hellos; see
+    /// [`set_advertised_location`](Self::set_advertised_location).
+    pub fn advertised_location(&self) -> Option<plexus_core::Location> {
+        self.inner
+            .advertised
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// A transport of `dest` with at least one healthy wire: the stored one, or a new
     /// dial. A stored transport whose wires are all down is removed first, so the dial
     /// happens in this call and is bounded by the connect timeout.
@@ -705,6 +751,17 @@ impl Drop for OutprocTransportManager {
 }
 
 impl Inner {
+    /// The hello of a new connection: the configured one with the advertised location.
+    fn hello(&self) -> Hello {
+        let mut hello = self.hello.clone();
+        hello.location = self
+            .advertised
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        hello
+    }
+
     /// The stored transport of `dest`, or the outcome of the (one) dial.
     async fn connect(
         self: &Arc<Self>,
@@ -837,8 +894,7 @@ impl Inner {
         let mut connections = Vec::with_capacity(wires.len());
         for (index, mut wire) in wires.into_iter().enumerate() {
             let shaken =
-                perform_handshake(&mut wire, self.hello.clone(), self.config.handshake_timeout)
-                    .await;
+                perform_handshake(&mut wire, self.hello(), self.config.handshake_timeout).await;
             let negotiated = match shaken {
                 Ok(negotiated) => negotiated,
                 Err(source) => {
