@@ -1218,6 +1218,9 @@ async fn relay(
             Err(RemoteRequestError::BrokenLink)
         }
         Err(plexus_transport::RequestError::Ignored { .. }) => Err(RemoteRequestError::Ignored),
+        Err(plexus_transport::RequestError::FailedWith { name, payload, .. }) => {
+            Err(protocol::read_failure(&name, &payload))
+        }
         Err(_) => Err(RemoteRequestError::Failed),
     }
 }

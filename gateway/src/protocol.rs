@@ -6,12 +6,14 @@
 //! | answer                  | kind                          | name               | payload                    |
 //! |-------------------------|-------------------------------|--------------------|----------------------------|
 //! | the handler replied     | `Response { outcome: Ok }`    | [`REPLY`]          | postcard bytes of the reply |
-//! | a typed error           | `Response { outcome: Ok }`    | [`ASK_ERROR`]      | postcard `RemoteAskError`  |
+//! | a typed error           | `Response { outcome: Failed }`| [`ASK_ERROR`]      | postcard `RemoteAskError`  |
+//! | the request did not decode | `Response { outcome: Failed }` | (none)        | empty                      |
 //!
-//! A typed error travels with outcome `Ok` and its own name because the transport's
-//! request path turns a `Failed` response into a bare error and drops its payload; the
-//! name tells the two apart. A `Failed` outcome therefore only comes from a peer that
-//! could not decode the request at all.
+//! The transport hands a `Failed` response with a payload back as
+//! `RequestError::FailedWith` (name and payload kept), read here by [`read_failure`]; an
+//! empty one, which the connection itself sends for a request that did not decode, is a
+//! bare `RequestError::Failed`. Earlier gateways sent the typed error with outcome `Ok`
+//! and the name [`ASK_ERROR`]; [`read_response`] still reads that form.
 //!
 //! # Proxy attach
 //!
@@ -41,16 +43,16 @@ pub(crate) fn response(
     trace_id: u64,
     outcome: Result<Vec<u8>, RemoteAskError>,
 ) -> NetworkEnvelope {
-    let (name, payload) = match outcome {
-        Ok(reply) => (REPLY, Bytes::from(reply)),
+    let (name, payload, outcome) = match outcome {
+        Ok(reply) => (REPLY, Bytes::from(reply), Outcome::Ok),
         Err(error) => match postcard::to_allocvec(&error) {
-            Ok(encoded) => (ASK_ERROR, Bytes::from(encoded)),
+            Ok(encoded) => (ASK_ERROR, Bytes::from(encoded), Outcome::Failed),
             Err(encode) => {
                 // A `RemoteAskError` is strings and ids; this is not expected to fail.
                 tracing::warn!(%error, error = %encode, "cannot encode an ask error, answering Abandoned");
                 let fallback =
                     postcard::to_allocvec(&RemoteAskError::Abandoned).unwrap_or_default();
-                (ASK_ERROR, Bytes::from(fallback))
+                (ASK_ERROR, Bytes::from(fallback), Outcome::Failed)
             }
         },
     };
@@ -61,7 +63,7 @@ pub(crate) fn response(
         hop_limit: plexus_codec::DEFAULT_HOP_LIMIT,
         kind: EnvelopeKind::Response {
             id,
-            outcome: Outcome::Ok,
+            outcome,
             is_last: true,
         },
         name: MessageName::from_static(name),
@@ -83,17 +85,26 @@ pub(crate) fn read_response(response: &NetworkEnvelope) -> Result<Bytes, RemoteR
         _ => return Err(RemoteRequestError::Failed),
     }
     if &*response.name == ASK_ERROR {
-        return Err(
-            match postcard::from_bytes::<RemoteAskError>(&response.payload) {
-                Ok(error) => RemoteRequestError::Remote(error),
-                Err(decode) => {
-                    tracing::warn!(error = %decode, "an ask error from a peer does not decode");
-                    RemoteRequestError::Failed
-                }
-            },
-        );
+        return Err(read_failure(&response.name, &response.payload));
     }
     Ok(response.payload.clone())
+}
+
+/// The error carried by a `Failed` response with a payload (the transport's
+/// `RequestError::FailedWith`): the peer's [`RemoteAskError`], or
+/// [`RemoteRequestError::Failed`] when it is not one this gateway can read.
+pub(crate) fn read_failure(name: &str, payload: &[u8]) -> RemoteRequestError {
+    if name != ASK_ERROR {
+        tracing::warn!(name, "a failed response of an unknown kind");
+        return RemoteRequestError::Failed;
+    }
+    match postcard::from_bytes::<RemoteAskError>(payload) {
+        Ok(error) => RemoteRequestError::Remote(error),
+        Err(decode) => {
+            tracing::warn!(error = %decode, "an ask error from a peer does not decode");
+            RemoteRequestError::Failed
+        }
+    }
 }
 
 /// The proxy-attach request for `proc` (its id is set by the connection).
@@ -127,12 +138,35 @@ mod tests {
             actor: "gone".into(),
         };
         let failed = response(4, None, None, 0, Err(error.clone()));
+        assert!(matches!(
+            failed.kind,
+            EnvelopeKind::Response {
+                outcome: Outcome::Failed,
+                ..
+            }
+        ));
         assert_eq!(
-            read_response(&failed),
+            read_failure(&failed.name, &failed.payload),
+            RemoteRequestError::Remote(error.clone())
+        );
+        assert_eq!(
+            read_failure(&failed.name, &[0xff, 0xff]),
+            RemoteRequestError::Failed
+        );
+        assert_eq!(
+            read_failure("other.Error", &failed.payload),
+            RemoteRequestError::Failed
+        );
+        // The form earlier gateways sent: outcome `Ok`, told apart by its name.
+        let mut earlier = failed;
+        earlier.kind = EnvelopeKind::Response {
+            id: 4,
+            outcome: Outcome::Ok,
+            is_last: true,
+        };
+        assert_eq!(
+            read_response(&earlier),
             Err(RemoteRequestError::Remote(error))
         );
-        let mut garbled = failed;
-        garbled.payload = Bytes::from_static(&[0xff, 0xff]);
-        assert_eq!(read_response(&garbled), Err(RemoteRequestError::Failed));
     }
 }

@@ -199,3 +199,52 @@ async fn server_ends_when_its_gateway_is_dropped() {
     .await
     .expect("an accepted connection outlived its gateway");
 }
+
+/// On the wire, a typed ask error is a `Failed` response named `plexus.AskError` whose
+/// payload is the postcard `RemoteAskError` (the gateway contract), which the transport
+/// hands to a plain requester as `RequestError::FailedWith`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_ask_errors_travel_as_failed_responses() {
+    use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
+    use plexus_transport::{
+        ConnectionConfig, Dest, Hello, RequestError, TcpConfig, TcpWireBuilder, WireBuilder,
+        perform_handshake, spawn_connection,
+    };
+
+    let network = InprocNetwork::new();
+    let answerer = networked(&network);
+    let server = answerer.serve(any_tcp()).await.unwrap();
+    let proc = Proc::new(ProcId::unique("answers"));
+    let _attached = answerer.attach(&proc).unwrap();
+
+    let mut wires = TcpWireBuilder::new(TcpConfig::default())
+        .connect(&Dest::new(server.location().clone()))
+        .await
+        .unwrap();
+    let mut wire = wires.pop().unwrap();
+    let hello = Hello::new(ProcId::unique("plain-client"), 1);
+    let negotiated = perform_handshake(&mut wire, hello, WAIT).await.unwrap();
+    let connection =
+        spawn_connection(wire, negotiated, ConnectionConfig::default(), |_| {}).unwrap();
+
+    let missing = ActorId::new(proc.id().clone(), "missing", 0);
+    let request = NetworkEnvelope::message(
+        None,
+        Recipient::Actor(missing),
+        EnvelopeKind::Request { id: 0 },
+        &Echo(1),
+    )
+    .unwrap();
+    match connection.request(request, WAIT).await {
+        Err(RequestError::FailedWith { name, payload, .. }) => {
+            assert_eq!(&*name, plexus_gateway::protocol::ASK_ERROR);
+            assert_eq!(
+                postcard::from_bytes::<RemoteAskError>(&payload).unwrap(),
+                RemoteAskError::NotFound {
+                    actor: "missing".into()
+                }
+            );
+        }
+        other => panic!("expected a failed response with the error, got {other:?}"),
+    }
+}
