@@ -83,6 +83,17 @@ impl GatewayTarget {
         let Some(inner) = self.gateway.upgrade() else {
             return Err(Refused::Gone(envelope));
         };
+        let group_request = match (&envelope.kind, &envelope.recipient) {
+            (EnvelopeKind::RequestAll { id }, _)
+            | (EnvelopeKind::Request { id }, Recipient::Group(_)) => Some(*id),
+            _ => None,
+        };
+        if let (Some(id), Some(from)) = (group_request, from) {
+            // Consumed here, so its credit comes back; never handed to an actor as a tell.
+            let reply = reply_on(&ReplyPath::Connection(from.clone()), &envelope, id);
+            reply(Err(crate::protocol::group_request_refused(&envelope)));
+            return Ok(());
+        }
         let Recipient::Actor(actor) = &envelope.recipient else {
             return Err(Refused::Gone(envelope));
         };

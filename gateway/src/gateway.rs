@@ -657,6 +657,10 @@ impl plexus_transport::Inbound for ManagerInbound {
             EnvelopeKind::Request { id } if !protocol::is_for_gateway(&envelope) => {
                 inner.receive_request(envelope, id, &ReplyPath::Connection(from.clone()));
             }
+            EnvelopeKind::RequestAll { id } => {
+                let reply = reply_on(&ReplyPath::Connection(from.clone()), &envelope, id);
+                reply(Err(protocol::group_request_refused(&envelope)));
+            }
             _ => {
                 tracing::debug!(
                     kind = %envelope.kind,
@@ -983,6 +987,9 @@ impl Inner {
     }
 
     /// Passes request `id` on to a proxied proc over `link`, answering on `replies`.
+    ///
+    /// Bounded by [`GatewayConfig::request_timeout`], not by the asker's timeout, which
+    /// the envelope does not carry (see that field).
     pub(crate) fn relay_request(
         &self,
         link: Arc<Link>,

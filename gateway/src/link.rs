@@ -175,10 +175,7 @@ impl LinkInbound {
             EnvelopeKind::Regular => inner.receive_tell(envelope),
             EnvelopeKind::RequestAll { id } => {
                 let reply = reply_on(&self.replies, &envelope, id);
-                reply(Err(RemoteAskError::UnknownMessage {
-                    actor: envelope.recipient.to_string(),
-                    message: envelope.name.to_string(),
-                }));
+                reply(Err(protocol::group_request_refused(&envelope)));
             }
             _ => {
                 tracing::debug!(kind = %envelope.kind, recipient = %envelope.recipient, "unexpected envelope on a link, dropped");

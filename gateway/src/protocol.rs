@@ -15,6 +15,13 @@
 //! bare `RequestError::Failed`. Earlier gateways sent the typed error with outcome `Ok`
 //! and the name [`ASK_ERROR`]; [`read_response`] still reads that form.
 //!
+//! # Group requests
+//!
+//! Gateways do not route requests to groups: a `RequestAll` (to a group or an actor) and
+//! a `Request` to a group are answered at once with a typed error as above,
+//! [`RemoteAskError::Unroutable`], instead of reaching an actor as a tell or waiting for
+//! the asker's timeout.
+//!
 //! # Proxy attach
 //!
 //! A gateway attaches one of its procs to a remote gateway with a request to
@@ -104,6 +111,20 @@ pub(crate) fn read_failure(name: &str, payload: &[u8]) -> RemoteRequestError {
             tracing::warn!(error = %decode, "an ask error from a peer does not decode");
             RemoteRequestError::Failed
         }
+    }
+}
+
+/// The answer to a group request (`RequestAll`): gateways do not route requests to
+/// groups (design 5 reserves the kind), so the requester gets a typed
+/// [`RemoteAskError::Unroutable`] at once instead of waiting for its timeout; a group
+/// is asked by asking each member.
+pub(crate) fn group_request_refused(request: &NetworkEnvelope) -> RemoteAskError {
+    tracing::debug!(recipient = %request.recipient, name = %request.name, "group request refused");
+    RemoteAskError::Unroutable {
+        reason: format!(
+            "group requests (RequestAll) are not routed by gateways; ask each member of {} instead",
+            request.recipient
+        ),
     }
 }
 
