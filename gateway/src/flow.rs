@@ -111,6 +111,9 @@ impl GatewayTarget {
                     reply(Err(RemoteAskError::Unroutable {
                         reason: format!("proc {} is not attached to this gateway", actor.proc()),
                     }));
+                } else {
+                    let reason = format!("proc {} is not attached to this gateway", actor.proc());
+                    inner.refuse_back(&envelope, &reason, from);
                 }
                 return Err(Refused::Gone(envelope));
             }
@@ -140,6 +143,7 @@ impl GatewayTarget {
                         // their flows, refused as `Full` until this one is pushed.
                         if let Err(error) = inner.ingress.park_pending(&entry.proc, actor, *pending)
                         {
+                            inner.refuse_back(&envelope, &error, from);
                             inner.bounce(crate::egress::header_of(&envelope), error);
                         }
                         Ok(())
@@ -148,6 +152,7 @@ impl GatewayTarget {
                         // An ask has its answer already; a tell is reported here. The
                         // envelope is consumed either way, so its credit comes back.
                         if request.is_none() {
+                            inner.refuse_back(&envelope, &source, from);
                             inner.bounce(
                                 envelope,
                                 PostError::Delivery {

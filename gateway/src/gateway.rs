@@ -641,7 +641,7 @@ impl plexus_transport::Inbound for ManagerInbound {
         match envelope.kind {
             EnvelopeKind::Regular => {
                 if let Some(inner) = self.gateway.upgrade() {
-                    inner.receive_tell(envelope);
+                    inner.receive_tell(envelope, None);
                 }
             }
             _ => tracing::warn!(kind = %envelope.kind, "envelope without its connection dropped"),
@@ -653,7 +653,7 @@ impl plexus_transport::Inbound for ManagerInbound {
             return;
         };
         match envelope.kind {
-            EnvelopeKind::Regular => inner.receive_tell(envelope),
+            EnvelopeKind::Regular => inner.receive_tell(envelope, Some(from)),
             EnvelopeKind::Request { id } if !protocol::is_for_gateway(&envelope) => {
                 inner.receive_request(envelope, id, &ReplyPath::Connection(from.clone()));
             }
@@ -931,12 +931,86 @@ impl Inner {
         }
     }
 
-    /// A tell that arrived on a connection: delivered here or bounced.
-    pub(crate) fn receive_tell(&self, envelope: NetworkEnvelope) {
+    /// A tell that arrived on connection `from`: delivered here, or bounced and (when an
+    /// actor sent it) reported back on `from`; a notice of a refused tell of ours goes to
+    /// its sender's proc.
+    pub(crate) fn receive_tell(
+        &self,
+        envelope: NetworkEnvelope,
+        from: Option<&plexus_transport::ConnectionRef>,
+    ) {
+        if protocol::is_refused_tell(&envelope) {
+            self.take_refused(&envelope);
+            return;
+        }
         let header = header_of(&envelope);
         if let Err(reason) = self.post(None, envelope) {
+            self.refuse_back(&header, &reason, from);
             self.bounce(header, reason);
         }
+    }
+
+    /// Tells the gateway on `from` that its actor's `tell` was refused here, so that the
+    /// sender's proc hears of it (see [`protocol::RefusedTell`]). Never waits.
+    pub(crate) fn refuse_back(
+        &self,
+        tell: &NetworkEnvelope,
+        reason: &dyn fmt::Display,
+        from: Option<&plexus_transport::ConnectionRef>,
+    ) {
+        let Some(from) = from else { return };
+        let Some(notice) = protocol::refused_tell(tell, &reason.to_string()) else {
+            return;
+        };
+        match from.try_send(notice) {
+            Ok(()) => {}
+            Err(plexus_transport::TrySendError::Full(notice)) => {
+                let from = from.clone();
+                tokio::spawn(async move {
+                    if from.send(notice).await.is_err() {
+                        tracing::debug!("connection gone, refused-tell notice dropped");
+                    }
+                });
+            }
+            Err(error) => tracing::debug!(%error, "refused-tell notice not sent"),
+        }
+    }
+
+    /// A notice that a tell of one of our actors was refused by the receiving side:
+    /// reported to the undeliverable handler of the sender's proc, if attached here.
+    fn take_refused(&self, envelope: &NetworkEnvelope) {
+        let refused = match postcard::from_bytes::<protocol::RefusedTell>(&envelope.payload) {
+            Ok(refused) => refused,
+            Err(error) => {
+                tracing::warn!(%error, "a refused-tell notice does not decode, dropped");
+                return;
+            }
+        };
+        self.bounced.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            sender = %refused.sender,
+            recipient = %refused.recipient,
+            name = %refused.name,
+            reason = %refused.reason,
+            "tell refused by the receiving side"
+        );
+        let Some(Target::Local(entry)) = self.target(refused.sender.proc()) else {
+            tracing::debug!(sender = %refused.sender, "refused tell of a proc not attached here");
+            return;
+        };
+        let reason = UndeliverableReason::RemoteSendFailed(TellError::Unroutable {
+            recipient: refused.recipient.clone(),
+            reason: format!("refused by the receiving side: {}", refused.reason),
+        });
+        entry.proc.report_remote_undeliverable(
+            refused.recipient,
+            UndeliveredRemote {
+                sender: Some(refused.sender),
+                name: refused.name,
+                payload: Some(refused.payload),
+            },
+            reason,
+        );
     }
 
     /// A request that arrived on a connection: answered on `replies` exactly once.

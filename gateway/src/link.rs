@@ -172,7 +172,7 @@ impl LinkInbound {
             EnvelopeKind::Request { id } => {
                 inner.receive_request(envelope, id, &self.replies);
             }
-            EnvelopeKind::Regular => inner.receive_tell(envelope),
+            EnvelopeKind::Regular => inner.receive_tell(envelope, from),
             EnvelopeKind::RequestAll { id } => {
                 let reply = reply_on(&self.replies, &envelope, id);
                 reply(Err(protocol::group_request_refused(&envelope)));

@@ -15,6 +15,16 @@
 //! bare `RequestError::Failed`. Earlier gateways sent the typed error with outcome `Ok`
 //! and the name [`ASK_ERROR`]; [`read_response`] still reads that form.
 //!
+//! # Refused tells
+//!
+//! A tell from an actor that the receiving gateway cannot deliver (its proc is not
+//! attached there, the actor is gone or refused it) is reported back on the connection
+//! it came on: a tell to [`Recipient::Transport`] named [`UNDELIVERABLE`] whose payload is
+//! the postcard [`RefusedTell`]. The sending gateway hands it to the undeliverable handler
+//! of the sender's proc (design 3.5, 3.9) and never answers it. A tell sent from outside
+//! any actor names no sender, so its refusal is only logged and counted where it
+//! happened.
+//!
 //! # Group requests
 //!
 //! Gateways do not route requests to groups: a `RequestAll` (to a group or an actor) and
@@ -41,6 +51,52 @@ pub const REPLY: &str = "plexus.Reply";
 pub const ASK_ERROR: &str = "plexus.AskError";
 /// The name of the proxy-attach request.
 pub const ATTACH: &str = "plexus.gateway.Attach";
+/// The name of the notice that a tell was refused by the receiving side.
+pub const UNDELIVERABLE: &str = "plexus.gateway.Undeliverable";
+
+/// A tell the receiving gateway could not deliver, sent back to the sender's gateway.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedTell {
+    /// The actor the tell was for.
+    pub recipient: ActorId,
+    /// The actor that sent it.
+    pub sender: ActorId,
+    /// The tell's message name.
+    pub name: String,
+    /// Why the receiving side refused it.
+    pub reason: String,
+    /// The tell's payload.
+    pub payload: Vec<u8>,
+}
+
+/// The notice for `tell`, refused for `reason`; `None` when it names no sending actor
+/// (nobody to tell) or is no tell to an actor.
+pub(crate) fn refused_tell(tell: &NetworkEnvelope, reason: &str) -> Option<NetworkEnvelope> {
+    let (EnvelopeKind::Regular, Recipient::Actor(recipient), Some(sender)) =
+        (&tell.kind, &tell.recipient, &tell.sender)
+    else {
+        return None;
+    };
+    let notice = RefusedTell {
+        recipient: recipient.clone(),
+        sender: sender.clone(),
+        name: tell.name.to_string(),
+        reason: reason.to_owned(),
+        payload: tell.payload.to_vec(),
+    };
+    let payload = postcard::to_allocvec(&notice).ok()?;
+    let mut envelope = NetworkEnvelope::control(EnvelopeKind::Regular);
+    envelope.name = MessageName::from_static(UNDELIVERABLE);
+    envelope.payload = Bytes::from(payload);
+    Some(envelope)
+}
+
+/// Whether `envelope` is a [`RefusedTell`] notice.
+pub(crate) fn is_refused_tell(envelope: &NetworkEnvelope) -> bool {
+    envelope.recipient == Recipient::Transport
+        && envelope.kind == EnvelopeKind::Regular
+        && &*envelope.name == UNDELIVERABLE
+}
 
 /// The response to request `id` from `responder` for `requester`, carrying `outcome`.
 pub(crate) fn response(

@@ -248,3 +248,64 @@ async fn peer_loss_reports_the_queued_tells() {
     );
     drop(proc);
 }
+
+/// Sends what it is given to a remote tally, from within its own task.
+struct Relay;
+impl Actor for Relay {}
+
+/// A local message: tell `Count(n)` to the remote tally.
+struct Forward(ActorRef<Tally>, u64);
+
+impl Handler<Forward> for Relay {
+    type Reply = ();
+    async fn handle(&mut self, Forward(to, n): Forward, _ctx: &mut Context<Self>) {
+        // A refusal after the route took the tell comes back to the proc's handler.
+        let _ = to.tell(Count(n)).await;
+    }
+}
+
+/// A tell from an actor that the receiving side refuses (its actor has stopped, or its
+/// proc is not attached there) is reported back to the sending proc's undeliverable
+/// handler, with the name and the payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_refused_by_the_receiving_side_come_back() {
+    let there = receiver().await;
+    let here = sender();
+    let (gate, gate_rx) = watch::channel(true);
+    let victim = there
+        .proc
+        .spawn(
+            "victim",
+            Tally {
+                handled: Arc::new(AtomicU64::new(0)),
+                gate: gate_rx,
+            },
+        )
+        .unwrap();
+    there.proc.expose_remote(&victim).unwrap();
+    let addr = ProcAddr::new(there.proc.id().clone(), there.server.location().clone());
+    let remote: ActorRef<Tally> = here.proc.lookup_remote(&addr, "victim").await.unwrap();
+    victim.stop();
+    timeout(Duration::from_secs(5), victim.wait_for_stop())
+        .await
+        .expect("the victim did not stop");
+    drop(gate);
+
+    // A proc nobody attached at the receiving gateway.
+    let stranger: ActorRef<Tally> = here.proc.remote_ref(plexus_core::RemoteAddr {
+        actor: plexus_core::ActorId::new(ProcId::unique("stranger"), "tally", 0),
+        location: there.server.location().clone(),
+    });
+
+    let relay = here.proc.spawn("relay", Relay).unwrap();
+    relay.tell(Forward(remote, 1)).await.unwrap();
+    relay.tell(Forward(stranger, 2)).await.unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the refused tells were not reported back",
+        || here.late.load(Ordering::SeqCst) == 2,
+    )
+    .await;
+    assert_eq!(here.proc.undeliverable_count(), 2);
+    assert_eq!(there.handled.load(Ordering::SeqCst), 0);
+}
