@@ -50,7 +50,8 @@ pub struct DestTransport {
     /// Whether this side dialed the connections (rather than adopting one the peer
     /// dialed), for the simultaneous-dial rule.
     dialed: bool,
-    /// Set by `retire`: the connections drain instead of closing on drop.
+    /// Set by `retire` and `close_draining`: the connections drain instead of closing on
+    /// drop.
     retired: AtomicBool,
     /// This transport, weakly, for the watchers it starts.
     me: Weak<DestTransport>,
@@ -290,6 +291,8 @@ impl DestTransport {
     /// side, and requests still unanswered then fail with `Disconnected`. Returns the
     /// connections, for the caller to wait until they have ended.
     pub(crate) fn close_draining(&self) -> Vec<ConnectionHandle> {
+        // Dropping the transport must not cut the connections off while they drain.
+        self.retired.store(true, Ordering::Release);
         let connections: Vec<ConnectionHandle> = self
             .wires
             .iter()

@@ -629,8 +629,8 @@ impl OutprocTransportManager {
     /// room or flow credit on it fail with `Closed`, and its requests still unanswered
     /// fail with `Disconnected`, once the peer has ended its side. The next send to
     /// `dest` dials again, but only after these connections have ended (at most half
-    /// the connect timeout, after which they are cut off), so a new connection never
-    /// overtakes tells still queued on an old one.
+    /// the connect timeout, after which they are cut off, also when nobody dials again),
+    /// so a new connection never overtakes tells still queued on an old one.
     pub fn close_transport(&self, dest: &Dest) -> bool {
         let had = self.inner.table.contains(dest);
         if let Some(transport) = self.inner.table.remove(dest) {
@@ -792,8 +792,26 @@ impl Inner {
     }
 
     /// Records the connections of a closed transport of `dest` that still write out
-    /// their queues.
+    /// their queues, and cuts them off if they still run after half the connect timeout
+    /// (a peer that stopped reading must not hold them, or their requests, for longer).
     fn remember_draining(&self, dest: &Dest, closing: Vec<ConnectionHandle>) {
+        let limit = self.config.connect.connect_timeout / 2;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let watched = closing.clone();
+                runtime.spawn(async move {
+                    let ended =
+                        futures::future::join_all(watched.iter().map(ConnectionHandle::closed));
+                    if tokio::time::timeout(limit, ended).await.is_err() {
+                        tracing::warn!(?limit, "closed connections still draining, cut off");
+                        watched.iter().for_each(ConnectionHandle::close);
+                    }
+                });
+            }
+            // No runtime to wait on (the manager is dropped after its runtime): the
+            // connections' tasks are gone anyway.
+            Err(_) => closing.iter().for_each(ConnectionHandle::close),
+        }
         let mut draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = draining.entry(dest.clone()).or_default();
         entry.retain(|connection| connection.close_reason().is_none());
