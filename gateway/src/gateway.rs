@@ -1063,7 +1063,8 @@ impl Inner {
     /// Passes request `id` on to a proxied proc over `link`, answering on `replies`.
     ///
     /// Bounded by [`GatewayConfig::request_timeout`], not by the asker's timeout, which
-    /// the envelope does not carry (see that field).
+    /// the envelope does not carry (see that field), and forgotten as soon as the
+    /// connection the request came on closes.
     pub(crate) fn relay_request(
         &self,
         link: Arc<Link>,
@@ -1089,12 +1090,19 @@ impl Inner {
             }
             // An error means the link's sender is gone; the request then fails below.
             let _ = tells_sent.await;
-            let outcome = relay(&link, envelope, timeout).await;
-            reply(
-                outcome
-                    .map(|bytes| bytes.to_vec())
-                    .map_err(remote_ask_error),
-            );
+            // The relay ends with its asker: once the connection the request came on has
+            // closed, no answer can reach anyone, so the relayed request is forgotten
+            // rather than held until `request_timeout`.
+            tokio::select! {
+                outcome = relay(&link, envelope, timeout) => reply(
+                    outcome
+                        .map(|bytes| bytes.to_vec())
+                        .map_err(remote_ask_error),
+                ),
+                () = replies.closed() => {
+                    tracing::debug!("asker gone, relayed request forgotten");
+                }
+            }
         });
     }
 

@@ -232,6 +232,17 @@ pub(crate) enum ReplyPath {
 }
 
 impl ReplyPath {
+    /// Resolves once nothing can be answered on this path any more: the connection the
+    /// requests came on has closed.
+    pub(crate) async fn closed(&self) {
+        match self {
+            ReplyPath::Queue(queue) => queue.closed().await,
+            ReplyPath::Connection(connection) => {
+                let _ = connection.closed().await;
+            }
+        }
+    }
+
     fn send(&self, response: NetworkEnvelope) {
         match self {
             ReplyPath::Queue(queue) => {
