@@ -106,7 +106,8 @@ pub struct GatewayStats {
     pub delivered: u64,
     /// Envelopes handed to the way out: the forwarder, or the link of a proxied proc.
     pub forwarded: u64,
-    /// Tells that could not be delivered or sent, logged and reported.
+    /// Tells that could not be delivered or sent, logged and reported; includes the
+    /// notices of refused tells of attached procs that came back from peers.
     pub bounced: u64,
 }
 

@@ -10,10 +10,10 @@
 //! | the request did not decode | `Response { outcome: Failed }` | (none)        | empty                      |
 //!
 //! The transport hands a `Failed` response with a payload back as
-//! `RequestError::FailedWith` (name and payload kept), read here by [`read_failure`]; an
+//! `RequestError::FailedWith` (name and payload kept), which the gateway reads back; an
 //! empty one, which the connection itself sends for a request that did not decode, is a
 //! bare `RequestError::Failed`. Earlier gateways sent the typed error with outcome `Ok`
-//! and the name [`ASK_ERROR`]; [`read_response`] still reads that form.
+//! and the name [`ASK_ERROR`]; the gateway still reads that form.
 //!
 //! # Refused tells
 //!
