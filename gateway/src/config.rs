@@ -56,6 +56,13 @@ pub struct GatewayConfig {
     pub flow: Option<FlowConfig>,
     /// The bound on a request this gateway relays to a proxied proc, and on a request made
     /// without a timeout of its own. Default 30 s.
+    ///
+    /// A relayed request cannot be bounded by its asker's own timeout: the envelope
+    /// (design 5) carries no deadline, so the relay waits at most this long. The asker
+    /// is never held longer than its own timeout (its side fails it then), and the relay
+    /// forgets the request as soon as the connection it came on closes; while that
+    /// connection lives, a request its asker gave up on holds a slot here until this
+    /// bound. Keep it at least as long as the longest ask made through proxies.
     pub request_timeout: Duration,
 }
 

@@ -33,7 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use plexus_codec::{NetworkEnvelope, Recipient};
-use plexus_core::{ActorId, Location};
+use plexus_core::{ActorId, Location, ProcId};
 use plexus_transport::{Dest, OutprocTransportManager};
 use tokio::sync::{mpsc, oneshot};
 
@@ -64,8 +64,9 @@ impl Outgoing {
     }
 }
 
-/// Called with every envelope a sending task could not send.
-pub(crate) type Bounce = Arc<dyn Fn(NetworkEnvelope, PostError) + Send + Sync>;
+/// Called with every envelope a sending task could not send, and the proc it came from
+/// when known (its undeliverable handler gets the report).
+pub(crate) type Bounce = Arc<dyn Fn(NetworkEnvelope, PostError, Option<&ProcId>) + Send + Sync>;
 
 /// One ordered stream towards a destination.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -73,14 +74,23 @@ struct Lane {
     dest: Dest,
     sender: Option<ActorId>,
     recipient: Recipient,
+    /// The proc the lane's tells come from: the sender's, or for tells sent from outside
+    /// any actor the proc whose route took them (`None` when nobody said). Its
+    /// undeliverable handler hears of every tell the lane's task cannot send.
+    origin: Option<ProcId>,
 }
 
 impl Lane {
-    fn of(dest: &Location, envelope: &NetworkEnvelope) -> Self {
+    fn of(dest: &Location, envelope: &NetworkEnvelope, origin: Option<&ProcId>) -> Self {
+        let origin = match &envelope.sender {
+            Some(sender) => Some(sender.proc().clone()),
+            None => origin.cloned(),
+        };
         Lane {
             dest: Dest::new(dest.clone()),
             sender: envelope.sender.clone(),
             recipient: envelope.recipient.clone(),
+            origin,
         }
     }
 }
@@ -203,8 +213,9 @@ impl NetworkEgress {
         &self,
         dest: &Location,
         envelope: NetworkEnvelope,
+        origin: Option<&ProcId>,
     ) -> Result<(), PostError> {
-        let lane = Lane::of(dest, &envelope);
+        let lane = Lane::of(dest, &envelope, origin);
         let connected = self
             .manager
             .transport(&lane.dest)
@@ -228,8 +239,9 @@ impl NetworkEgress {
         dest: &Location,
         envelope: NetworkEnvelope,
         timeout: Duration,
+        origin: Option<&ProcId>,
     ) -> Result<Bytes, RemoteRequestError> {
-        let lane = Lane::of(dest, &envelope);
+        let lane = Lane::of(dest, &envelope, origin);
         let started = tokio::time::Instant::now();
         let queued = lock(&self.lanes).get(&lane).map(|queue| queue.tx.clone());
         if let Some(queue) = queued {
@@ -248,9 +260,16 @@ impl NetworkEgress {
     }
 }
 
-impl Forwarder for NetworkEgress {
-    fn forward(&self, dest: &Location, envelope: NetworkEnvelope) -> Result<(), PostError> {
-        let lane = Lane::of(dest, &envelope);
+impl NetworkEgress {
+    /// Queues a tell without waiting, like [`Forwarder::forward`], for a tell that comes
+    /// from `origin` (see [`Lane::origin`]).
+    pub(crate) fn forward_from(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        origin: Option<&ProcId>,
+    ) -> Result<(), PostError> {
+        let lane = Lane::of(dest, &envelope, origin);
         match self.push_now(&lane, Outgoing::Envelope(envelope)) {
             Ok(()) => Ok(()),
             Err(outgoing) => {
@@ -258,6 +277,12 @@ impl Forwarder for NetworkEgress {
                 Err(PostError::Full { dest: dest.clone() })
             }
         }
+    }
+}
+
+impl Forwarder for NetworkEgress {
+    fn forward(&self, dest: &Location, envelope: NetworkEnvelope) -> Result<(), PostError> {
+        self.forward_from(dest, envelope, None)
     }
 
     fn flush(&self) -> BoxFuture<'static, ()> {
@@ -324,8 +349,23 @@ async fn drain(
                 continue;
             }
         };
-        // Kept for the bounce report: the transport consumes the envelope.
-        let header = header_of(&envelope);
+        // Kept for the bounce report: the transport consumes the envelope (the copy shares
+        // the payload's bytes).
+        let kept = envelope.clone();
+        if lanes.strong_count() == 0 {
+            // The gateway is gone: sending would dial again from a gateway nobody holds.
+            let recipient = envelope.recipient;
+            let error = PostError::BrokenLink { recipient };
+            match ack {
+                Some(ack) => {
+                    if let Err(Err(error)) = ack.send(Err(error)) {
+                        bounce(kept, error, lane.origin.as_ref());
+                    }
+                }
+                None => bounce(kept, error, lane.origin.as_ref()),
+            }
+            continue;
+        }
         let outcome =
             manager
                 .send(&lane.dest, envelope)
@@ -338,24 +378,17 @@ async fn drain(
             (outcome, Some(ack)) => {
                 // The waiting sender learns the outcome and reports it itself.
                 if let Err(Err(error)) = ack.send(outcome) {
-                    bounce(header, error);
+                    bounce(kept, error, lane.origin.as_ref());
                 }
             }
-            (Err(error), None) => bounce(header, error),
+            (Err(error), None) => bounce(kept, error, lane.origin.as_ref()),
             (Ok(()), None) => {}
         }
     }
 }
 
-/// The envelope without its payload: what a bounce report needs.
+/// A copy of the envelope for a bounce report; the payload's bytes are shared, not
+/// copied, so the sender's undeliverable handler can still get them.
 pub(crate) fn header_of(envelope: &NetworkEnvelope) -> NetworkEnvelope {
-    NetworkEnvelope {
-        sender: envelope.sender.clone(),
-        recipient: envelope.recipient.clone(),
-        trace_id: envelope.trace_id,
-        hop_limit: envelope.hop_limit,
-        kind: envelope.kind.clone(),
-        name: envelope.name.clone(),
-        payload: Bytes::new(),
-    }
+    envelope.clone()
 }

@@ -191,6 +191,9 @@ impl RemoteRequestError {
                 },
                 RequestError::Timeout { after, .. } => RemoteRequestError::Timeout { after },
                 RequestError::Ignored { .. } => RemoteRequestError::Ignored,
+                RequestError::FailedWith { name, payload, .. } => {
+                    crate::protocol::read_failure(&name, &payload)
+                }
                 _ => RemoteRequestError::Failed,
             },
             TransportError::NoHealthyWire { .. } => RemoteRequestError::Disconnected {

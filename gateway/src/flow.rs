@@ -83,6 +83,17 @@ impl GatewayTarget {
         let Some(inner) = self.gateway.upgrade() else {
             return Err(Refused::Gone(envelope));
         };
+        let group_request = match (&envelope.kind, &envelope.recipient) {
+            (EnvelopeKind::RequestAll { id }, _)
+            | (EnvelopeKind::Request { id }, Recipient::Group(_)) => Some(*id),
+            _ => None,
+        };
+        if let (Some(id), Some(from)) = (group_request, from) {
+            // Consumed here, so its credit comes back; never handed to an actor as a tell.
+            let reply = reply_on(&ReplyPath::Connection(from.clone()), &envelope, id);
+            reply(Err(crate::protocol::group_request_refused(&envelope)));
+            return Ok(());
+        }
         let Recipient::Actor(actor) = &envelope.recipient else {
             return Err(Refused::Gone(envelope));
         };
@@ -100,6 +111,9 @@ impl GatewayTarget {
                     reply(Err(RemoteAskError::Unroutable {
                         reason: format!("proc {} is not attached to this gateway", actor.proc()),
                     }));
+                } else {
+                    let reason = format!("proc {} is not attached to this gateway", actor.proc());
+                    inner.refuse_back(&envelope, &reason, from);
                 }
                 return Err(Refused::Gone(envelope));
             }
@@ -129,6 +143,7 @@ impl GatewayTarget {
                         // their flows, refused as `Full` until this one is pushed.
                         if let Err(error) = inner.ingress.park_pending(&entry.proc, actor, *pending)
                         {
+                            inner.refuse_back(&envelope, &error, from);
                             inner.bounce(crate::egress::header_of(&envelope), error);
                         }
                         Ok(())
@@ -137,6 +152,7 @@ impl GatewayTarget {
                         // An ask has its answer already; a tell is reported here. The
                         // envelope is consumed either way, so its credit comes back.
                         if request.is_none() {
+                            inner.refuse_back(&envelope, &source, from);
                             inner.bounce(
                                 envelope,
                                 PostError::Delivery {

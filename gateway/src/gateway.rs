@@ -10,7 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
-use plexus_core::{Location, Proc, ProcId, RemoteAskError};
+use plexus_core::{
+    ActorId, Location, Proc, ProcId, RemoteAskError, TellError, UndeliverableReason,
+    UndeliveredRemote,
+};
 use plexus_transport::{Hello, OutprocTransportManager};
 use tokio::sync::oneshot;
 
@@ -103,7 +106,8 @@ pub struct GatewayStats {
     pub delivered: u64,
     /// Envelopes handed to the way out: the forwarder, or the link of a proxied proc.
     pub forwarded: u64,
-    /// Tells that could not be delivered or sent, logged and reported.
+    /// Tells that could not be delivered or sent, logged and reported; includes the
+    /// notices of refused tells of attached procs that came back from peers.
     pub bounced: u64,
 }
 
@@ -123,6 +127,10 @@ pub(crate) struct Inner {
     links: Mutex<Vec<Weak<Link>>>,
     /// Dropped with the gateway: its servers see their receivers close and end.
     shutdown: tokio::sync::watch::Sender<()>,
+    /// How many accepted connections are open from each location their peers
+    /// advertised: the last one closing is a lost peer, unless a dialed transport to
+    /// the location is still healthy.
+    accepted_from: Mutex<HashMap<Location, usize>>,
     delivered: AtomicU64,
     forwarded: AtomicU64,
     bounced: AtomicU64,
@@ -133,6 +141,12 @@ impl Drop for Inner {
         let links = std::mem::take(self.links.get_mut().unwrap_or_else(PoisonError::into_inner));
         for link in links.iter().filter_map(Weak::upgrade) {
             link.connection.close();
+        }
+        // The lane tasks share the manager and would keep its connections open until
+        // they idle out: close them now (after what is queued on them), so the peers
+        // notice at once that this gateway is gone.
+        if let Egress::Network(network) = &self.egress {
+            network.manager().close_all();
         }
     }
 }
@@ -333,6 +347,7 @@ impl Gateway {
             gateway: Arc::downgrade(&self.inner),
             entry: Arc::downgrade(&entry),
             fallback: self.default_location(),
+            origin: proc.id().clone(),
         });
         let _ = entry.route.set(Arc::clone(&route));
         proc.set_route(Some(route));
@@ -384,9 +399,20 @@ impl Gateway {
         dest: &Location,
         envelope: NetworkEnvelope,
     ) -> Result<(), PostError> {
+        self.send_from(dest, envelope, None).await
+    }
+
+    /// [`send_to`](Gateway::send_to) for a tell of the attached proc `origin`, whose
+    /// undeliverable handler hears of it if it is lost after this returned.
+    pub(crate) async fn send_from(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        origin: Option<&ProcId>,
+    ) -> Result<(), PostError> {
         let network = match &self.inner.egress {
             Egress::Network(network) => Arc::clone(network),
-            _ => return self.inner.post(Some(dest), envelope),
+            _ => return self.inner.post_from(Some(dest), envelope, origin),
         };
         let mut envelope = match self.inner.post_here(Some(dest), envelope) {
             Here::Done(outcome) => return outcome,
@@ -394,7 +420,7 @@ impl Gateway {
         };
         spend_hop(&mut envelope)?;
         self.inner.forwarded.fetch_add(1, Ordering::Relaxed);
-        network.send(dest, envelope).await
+        network.send(dest, envelope, origin).await
     }
 
     /// Sends `envelope` as a request for an actor of a proc reached at `dest` and waits at
@@ -415,8 +441,32 @@ impl Gateway {
         timeout: Duration,
     ) -> Result<Bytes, RemoteRequestError> {
         Arc::clone(&self.inner)
-            .request(Some(dest.clone()), envelope, timeout)
+            .request(Some(dest.clone()), envelope, timeout, None)
             .await
+    }
+
+    /// [`request_to`](Gateway::request_to) for a request of the attached proc `origin`,
+    /// so it follows the tells that proc queued before it on the same lane.
+    pub(crate) async fn request_from(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        timeout: Duration,
+        origin: Option<&ProcId>,
+    ) -> Result<Bytes, RemoteRequestError> {
+        Arc::clone(&self.inner)
+            .request(Some(dest.clone()), envelope, timeout, origin)
+            .await
+    }
+
+    /// [`post_to`](Gateway::post_to) for a tell of the attached proc `origin`.
+    pub(crate) fn post_from(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        origin: Option<&ProcId>,
+    ) -> Result<(), PostError> {
+        self.inner.post_from(Some(dest), envelope, origin)
     }
 
     /// Waits until everything posted before the call has been delivered, handed to a
@@ -457,13 +507,8 @@ impl Gateway {
     /// something else (a proxy in front of this process); [`serve`](Gateway::serve)
     /// listens and records.
     pub fn serve_location(&self, location: Location) -> ServeGuard {
-        let token = self.inner.locations().push(location.clone());
         tracing::info!(%location, "gateway serves location");
-        ServeGuard {
-            gateway: Arc::downgrade(&self.inner),
-            token,
-            location,
-        }
+        ServeGuard::record(&self.inner, location)
     }
 
     /// The location to advertise: the last served location still active, or the location
@@ -573,9 +618,9 @@ fn network_egress(
         }
     };
     let bouncer = weak.clone();
-    let bounce: crate::egress::Bounce = Arc::new(move |envelope, reason| {
+    let bounce: crate::egress::Bounce = Arc::new(move |envelope, reason, origin| {
         if let Some(inner) = bouncer.upgrade() {
-            inner.bounce(envelope, reason);
+            inner.bounce_from(envelope, reason, origin);
         }
     });
     Ok(NetworkEgress::new(
@@ -597,7 +642,7 @@ impl plexus_transport::Inbound for ManagerInbound {
         match envelope.kind {
             EnvelopeKind::Regular => {
                 if let Some(inner) = self.gateway.upgrade() {
-                    inner.receive_tell(envelope);
+                    inner.receive_tell(envelope, None);
                 }
             }
             _ => tracing::warn!(kind = %envelope.kind, "envelope without its connection dropped"),
@@ -609,9 +654,13 @@ impl plexus_transport::Inbound for ManagerInbound {
             return;
         };
         match envelope.kind {
-            EnvelopeKind::Regular => inner.receive_tell(envelope),
+            EnvelopeKind::Regular => inner.receive_tell(envelope, Some(from)),
             EnvelopeKind::Request { id } if !protocol::is_for_gateway(&envelope) => {
                 inner.receive_request(envelope, id, &ReplyPath::Connection(from.clone()));
+            }
+            EnvelopeKind::RequestAll { id } => {
+                let reply = reply_on(&ReplyPath::Connection(from.clone()), &envelope, id);
+                reply(Err(protocol::group_request_refused(&envelope)));
             }
             _ => {
                 tracing::debug!(
@@ -642,10 +691,80 @@ impl Inner {
             hello,
             links: Mutex::new(Vec::new()),
             shutdown: tokio::sync::watch::Sender::new(()),
+            accepted_from: Mutex::new(HashMap::new()),
             delivered: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             bounced: AtomicU64::new(0),
         }
+    }
+
+    /// The served location the gateway's hellos announce: the last one still served,
+    /// none while it serves none (the reserved location reaches nothing by itself).
+    pub(crate) fn served(&self) -> Option<Location> {
+        self.locations().active().last().cloned()
+    }
+
+    /// What this gateway announces in a new handshake: its identity, flow window and
+    /// served location.
+    pub(crate) fn current_hello(&self) -> Hello {
+        let mut hello = self.hello.clone();
+        hello.location = self.served();
+        hello
+    }
+
+    /// Makes the transport manager announce the served location in its next hellos, so
+    /// peers this gateway dials know where it is reached and notice its loss.
+    pub(crate) fn advertise_served(&self) {
+        if let Egress::Network(network) = &self.egress {
+            network.manager().set_advertised_location(self.served());
+        }
+    }
+
+    /// Counts an accepted connection from a peer that advertised `location`.
+    pub(crate) fn accepted_opened(&self, location: &Location) {
+        let mut accepted = self
+            .accepted_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *accepted.entry(location.clone()).or_default() += 1;
+    }
+
+    /// An accepted connection from `location` closed: when it was the last one and no
+    /// dialed transport to `location` is healthy, the peer is lost for the attached
+    /// procs' remote watches and links.
+    pub(crate) fn accepted_closed(&self, location: &Location) {
+        let last = {
+            let mut accepted = self
+                .accepted_from
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match accepted.get_mut(location) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => {
+                    accepted.remove(location);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !last {
+            return;
+        }
+        let dialed = match &self.egress {
+            Egress::Network(network) => network
+                .manager()
+                .transport(&plexus_transport::Dest::new(location.clone()))
+                .is_some_and(|transport| transport.is_healthy()),
+            _ => false,
+        };
+        if dialed {
+            tracing::debug!(%location, "accepted connection closed; a dialed one remains");
+            return;
+        }
+        self.peer_lost(location);
     }
 
     pub(crate) fn locations(&self) -> MutexGuard<'_, LocationStack> {
@@ -736,6 +855,15 @@ impl Inner {
     }
 
     fn post(&self, dest: Option<&Location>, envelope: NetworkEnvelope) -> Result<(), PostError> {
+        self.post_from(dest, envelope, None)
+    }
+
+    fn post_from(
+        &self,
+        dest: Option<&Location>,
+        envelope: NetworkEnvelope,
+        origin: Option<&ProcId>,
+    ) -> Result<(), PostError> {
         let mut envelope = match self.post_here(dest, envelope) {
             Here::Done(outcome) => return outcome,
             Here::Leave(envelope) => envelope,
@@ -744,7 +872,7 @@ impl Inner {
         self.forwarded.fetch_add(1, Ordering::Relaxed);
         match (&self.egress, dest) {
             (Egress::Custom(forwarder), Some(dest)) => forwarder.forward(dest, envelope),
-            (Egress::Network(network), Some(dest)) => network.forward(dest, envelope),
+            (Egress::Network(network), Some(dest)) => network.forward_from(dest, envelope, origin),
             // `post_here` hands back only envelopes with a way out.
             _ => Err(PostError::Unaddressed {
                 recipient: envelope.recipient,
@@ -804,12 +932,86 @@ impl Inner {
         }
     }
 
-    /// A tell that arrived on a connection: delivered here or bounced.
-    pub(crate) fn receive_tell(&self, envelope: NetworkEnvelope) {
+    /// A tell that arrived on connection `from`: delivered here, or bounced and (when an
+    /// actor sent it) reported back on `from`; a notice of a refused tell of ours goes to
+    /// its sender's proc.
+    pub(crate) fn receive_tell(
+        &self,
+        envelope: NetworkEnvelope,
+        from: Option<&plexus_transport::ConnectionRef>,
+    ) {
+        if protocol::is_refused_tell(&envelope) {
+            self.take_refused(&envelope);
+            return;
+        }
         let header = header_of(&envelope);
         if let Err(reason) = self.post(None, envelope) {
+            self.refuse_back(&header, &reason, from);
             self.bounce(header, reason);
         }
+    }
+
+    /// Tells the gateway on `from` that its actor's `tell` was refused here, so that the
+    /// sender's proc hears of it (see [`protocol::RefusedTell`]). Never waits.
+    pub(crate) fn refuse_back(
+        &self,
+        tell: &NetworkEnvelope,
+        reason: &dyn fmt::Display,
+        from: Option<&plexus_transport::ConnectionRef>,
+    ) {
+        let Some(from) = from else { return };
+        let Some(notice) = protocol::refused_tell(tell, &reason.to_string()) else {
+            return;
+        };
+        match from.try_send(notice) {
+            Ok(()) => {}
+            Err(plexus_transport::TrySendError::Full(notice)) => {
+                let from = from.clone();
+                tokio::spawn(async move {
+                    if from.send(notice).await.is_err() {
+                        tracing::debug!("connection gone, refused-tell notice dropped");
+                    }
+                });
+            }
+            Err(error) => tracing::debug!(%error, "refused-tell notice not sent"),
+        }
+    }
+
+    /// A notice that a tell of one of our actors was refused by the receiving side:
+    /// reported to the undeliverable handler of the sender's proc, if attached here.
+    fn take_refused(&self, envelope: &NetworkEnvelope) {
+        let refused = match postcard::from_bytes::<protocol::RefusedTell>(&envelope.payload) {
+            Ok(refused) => refused,
+            Err(error) => {
+                tracing::warn!(%error, "a refused-tell notice does not decode, dropped");
+                return;
+            }
+        };
+        self.bounced.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            sender = %refused.sender,
+            recipient = %refused.recipient,
+            name = %refused.name,
+            reason = %refused.reason,
+            "tell refused by the receiving side"
+        );
+        let Some(Target::Local(entry)) = self.target(refused.sender.proc()) else {
+            tracing::debug!(sender = %refused.sender, "refused tell of a proc not attached here");
+            return;
+        };
+        let reason = UndeliverableReason::RemoteSendFailed(TellError::Unroutable {
+            recipient: refused.recipient.clone(),
+            reason: format!("refused by the receiving side: {}", refused.reason),
+        });
+        entry.proc.report_remote_undeliverable(
+            refused.recipient,
+            UndeliveredRemote {
+                sender: Some(refused.sender),
+                name: refused.name,
+                payload: Some(refused.payload),
+            },
+            reason,
+        );
     }
 
     /// A request that arrived on a connection: answered on `replies` exactly once.
@@ -860,6 +1062,10 @@ impl Inner {
     }
 
     /// Passes request `id` on to a proxied proc over `link`, answering on `replies`.
+    ///
+    /// Bounded by [`GatewayConfig::request_timeout`], not by the asker's timeout, which
+    /// the envelope does not carry (see that field), and forgotten as soon as the
+    /// connection the request came on closes.
     pub(crate) fn relay_request(
         &self,
         link: Arc<Link>,
@@ -885,12 +1091,19 @@ impl Inner {
             }
             // An error means the link's sender is gone; the request then fails below.
             let _ = tells_sent.await;
-            let outcome = relay(&link, envelope, timeout).await;
-            reply(
-                outcome
-                    .map(|bytes| bytes.to_vec())
-                    .map_err(remote_ask_error),
-            );
+            // The relay ends with its asker: once the connection the request came on has
+            // closed, no answer can reach anyone, so the relayed request is forgotten
+            // rather than held until `request_timeout`.
+            tokio::select! {
+                outcome = relay(&link, envelope, timeout) => reply(
+                    outcome
+                        .map(|bytes| bytes.to_vec())
+                        .map_err(remote_ask_error),
+                ),
+                () = replies.closed() => {
+                    tracing::debug!("asker gone, relayed request forgotten");
+                }
+            }
         });
     }
 
@@ -942,6 +1155,7 @@ impl Inner {
         dest: Option<Location>,
         mut envelope: NetworkEnvelope,
         timeout: Duration,
+        origin: Option<&ProcId>,
     ) -> Result<Bytes, RemoteRequestError> {
         let Recipient::Actor(actor) = envelope.recipient.clone() else {
             return Err(RemoteRequestError::Unroutable {
@@ -985,7 +1199,7 @@ impl Inner {
                         self.forwarded.fetch_add(1, Ordering::Relaxed);
                         let network = Arc::clone(network);
                         drop(self);
-                        network.request(&dest, envelope, timeout).await
+                        network.request(&dest, envelope, timeout, origin).await
                     }
                     _ => Err(RemoteRequestError::Unroutable {
                         proc: actor.proc().clone(),
@@ -1012,6 +1226,18 @@ impl Inner {
 
     /// Logs, counts and reports a tell that could not be delivered or sent.
     pub(crate) fn bounce(&self, envelope: NetworkEnvelope, reason: PostError) {
+        self.bounce_from(envelope, reason, None);
+    }
+
+    /// Logs and counts a tell that could not be delivered or sent after it was taken,
+    /// and reports it to the undeliverable handler of the proc it came from (`origin`,
+    /// else its sender's proc) when that proc is attached here (design 3.5, 3.9).
+    pub(crate) fn bounce_from(
+        &self,
+        envelope: NetworkEnvelope,
+        reason: PostError,
+        origin: Option<&ProcId>,
+    ) {
         self.bounced.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             sender = ?envelope.sender,
@@ -1020,6 +1246,33 @@ impl Inner {
             kind = %envelope.kind,
             error = %reason,
             "envelope bounced"
+        );
+        let (EnvelopeKind::Regular, Recipient::Actor(recipient)) =
+            (&envelope.kind, &envelope.recipient)
+        else {
+            return;
+        };
+        let origin = origin.or_else(|| envelope.sender.as_ref().map(ActorId::proc));
+        let Some(Target::Local(entry)) = origin.and_then(|origin| self.target(origin)) else {
+            return;
+        };
+        let tell_error = match reason {
+            PostError::Transport { .. } | PostError::BrokenLink { .. } => TellError::Disconnected {
+                recipient: recipient.clone(),
+            },
+            other => TellError::Unroutable {
+                recipient: recipient.clone(),
+                reason: other.to_string(),
+            },
+        };
+        entry.proc.report_remote_undeliverable(
+            recipient.clone(),
+            UndeliveredRemote {
+                sender: envelope.sender.clone(),
+                name: envelope.name.to_string(),
+                payload: Some(envelope.payload.to_vec()),
+            },
+            UndeliverableReason::RemoteSendFailed(tell_error),
         );
     }
 }
@@ -1055,6 +1308,9 @@ async fn relay(
             Err(RemoteRequestError::BrokenLink)
         }
         Err(plexus_transport::RequestError::Ignored { .. }) => Err(RemoteRequestError::Ignored),
+        Err(plexus_transport::RequestError::FailedWith { name, payload, .. }) => {
+            Err(protocol::read_failure(&name, &payload))
+        }
         Err(_) => Err(RemoteRequestError::Failed),
     }
 }
@@ -1147,6 +1403,7 @@ impl fmt::Debug for Attachment {
 impl ServeGuard {
     pub(crate) fn record(gateway: &Arc<Inner>, location: Location) -> ServeGuard {
         let token = gateway.locations().push(location.clone());
+        gateway.advertise_served();
         ServeGuard {
             gateway: Arc::downgrade(gateway),
             token,
@@ -1168,7 +1425,9 @@ impl Drop for ServeGuard {
         let Some(inner) = self.gateway.upgrade() else {
             return;
         };
-        if inner.locations().remove(self.token) {
+        let removed = inner.locations().remove(self.token);
+        if removed {
+            inner.advertise_served();
             tracing::info!(location = %self.location, "gateway stopped serving location");
         }
     }

@@ -26,6 +26,19 @@
 //!   then reached under its own id ([`ProxyAttachment`]).
 //! - A [`WeakGateway`] bounces envelopes with [`PostError::BrokenLink`] once the gateway
 //!   is gone.
+//! - Nothing vanishes without a count (design 3.5, 3.9): a tell the gateway took from a
+//!   proc's route and then could not send (the dial failed, the connection was lost with
+//!   it queued) or that the receiving gateway refused (a
+//!   [`protocol::UNDELIVERABLE`] notice comes back) is reported to that proc's
+//!   undeliverable handler with
+//!   [`Proc::report_remote_undeliverable`](plexus_core::Proc::report_remote_undeliverable).
+//!   What no side can count: when a peer dies, the tells already written to it and not
+//!   yet handled there (at most one flow window per flow, or the connection's queue
+//!   without flow control) are lost with it; a refused tell sent from outside any actor
+//!   names no sender and is only logged and counted where it was refused.
+//! - Typed ask errors travel as `Failed` responses carrying the postcard
+//!   [`RemoteAskError`](plexus_core::RemoteAskError) (see [`protocol`]); group requests
+//!   are refused with a typed `Unroutable`.
 //!
 //! # Feature flags
 //!

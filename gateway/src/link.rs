@@ -63,7 +63,7 @@ impl Link {
         if let Some(inner) = gateway.upgrade() {
             inner.track(&link);
         }
-        let bounce: Bounce = Arc::new(move |envelope, reason| {
+        let bounce: Bounce = Arc::new(move |envelope, reason, _origin| {
             if let Some(inner) = gateway.upgrade() {
                 inner.bounce(envelope, reason);
             }
@@ -120,7 +120,7 @@ async fn send_loop(
                     let closed = matches!(refused, SendError::Closed(_));
                     let envelope = refused.into_envelope();
                     let recipient = envelope.recipient.clone();
-                    bounce(envelope, PostError::BrokenLink { recipient });
+                    bounce(envelope, PostError::BrokenLink { recipient }, None);
                     if closed {
                         break;
                     }
@@ -133,7 +133,7 @@ async fn send_loop(
     while let Ok(outgoing) = tells.try_recv() {
         if let Outgoing::Envelope(envelope) | Outgoing::Acked(envelope, _) = outgoing {
             let recipient = envelope.recipient.clone();
-            bounce(envelope, PostError::BrokenLink { recipient });
+            bounce(envelope, PostError::BrokenLink { recipient }, None);
         }
     }
 }
@@ -172,13 +172,10 @@ impl LinkInbound {
             EnvelopeKind::Request { id } => {
                 inner.receive_request(envelope, id, &self.replies);
             }
-            EnvelopeKind::Regular => inner.receive_tell(envelope),
+            EnvelopeKind::Regular => inner.receive_tell(envelope, from),
             EnvelopeKind::RequestAll { id } => {
                 let reply = reply_on(&self.replies, &envelope, id);
-                reply(Err(RemoteAskError::UnknownMessage {
-                    actor: envelope.recipient.to_string(),
-                    message: envelope.name.to_string(),
-                }));
+                reply(Err(protocol::group_request_refused(&envelope)));
             }
             _ => {
                 tracing::debug!(kind = %envelope.kind, recipient = %envelope.recipient, "unexpected envelope on a link, dropped");
@@ -235,6 +232,17 @@ pub(crate) enum ReplyPath {
 }
 
 impl ReplyPath {
+    /// Resolves once nothing can be answered on this path any more: the connection the
+    /// requests came on has closed.
+    pub(crate) async fn closed(&self) {
+        match self {
+            ReplyPath::Queue(queue) => queue.closed().await,
+            ReplyPath::Connection(connection) => {
+                let _ = connection.closed().await;
+            }
+        }
+    }
+
     fn send(&self, response: NetworkEnvelope) {
         match self {
             ReplyPath::Queue(queue) => {

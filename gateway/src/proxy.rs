@@ -57,7 +57,7 @@ impl Gateway {
         drop(wires);
         let negotiated = perform_handshake(
             &mut wire,
-            self.inner.hello.clone(),
+            self.inner.current_hello(),
             config.manager.handshake_timeout,
         )
         .await
@@ -81,6 +81,9 @@ impl Gateway {
         let timeout = config.request_timeout;
         let answer = match link.connection.request(request, timeout).await {
             Ok(response) => protocol::read_response(&response).map_err(|e| e.to_string()),
+            Err(plexus_transport::RequestError::FailedWith { name, payload, .. }) => {
+                Err(protocol::read_failure(&name, &payload).to_string())
+            }
             Err(error) => Err(error.to_string()),
         };
         let outcome = answer.and_then(|bytes| {

@@ -12,7 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, MessageName, NetworkEnvelope, Recipient};
-use plexus_core::{DeliveryError, Location, Outbound, RemoteAskError, RemoteRoute, RouteError};
+use plexus_core::{
+    DeliveryError, Location, Outbound, ProcId, RemoteAskError, RemoteRoute, RouteError,
+};
 
 use crate::error::{PostError, RemoteRequestError};
 use crate::gateway::{Attached, Gateway, Inner};
@@ -23,6 +25,8 @@ pub(crate) struct GatewayRoute {
     pub(crate) entry: Weak<Attached>,
     /// Advertised once the gateway is gone, so refs keep a stable location.
     pub(crate) fallback: Location,
+    /// The proc this route serves: told of its tells lost after the route took them.
+    pub(crate) origin: ProcId,
 }
 
 impl GatewayRoute {
@@ -108,13 +112,14 @@ impl RemoteRoute for GatewayRoute {
 
     fn tell(&self, message: Outbound) -> BoxFuture<'static, Result<(), RouteError>> {
         let gateway = self.gateway();
+        let origin = self.origin.clone();
         Box::pin(async move {
             let Some(gateway) = gateway else {
                 return Err(RouteError::BrokenLink);
             };
             let location = message.recipient.location.clone();
             let envelope = envelope_of(message, EnvelopeKind::Regular);
-            match gateway.send_to(&location, envelope).await {
+            match gateway.send_from(&location, envelope, Some(&origin)).await {
                 Ok(()) => Ok(()),
                 Err(error) => route_error(&location, error).map_or(Ok(()), Err),
             }
@@ -128,7 +133,8 @@ impl RemoteRoute for GatewayRoute {
         let location = message.recipient.location.clone();
         // Kept to hand back on `Full`; the envelope takes the payload.
         let kept = message.clone();
-        match gateway.post_to(&location, envelope_of(message, EnvelopeKind::Regular)) {
+        let envelope = envelope_of(message, EnvelopeKind::Regular);
+        match gateway.post_from(&location, envelope, Some(&self.origin)) {
             Ok(()) => Ok(()),
             Err(error) => match route_error(&location, error) {
                 None => Ok(()),
@@ -143,6 +149,7 @@ impl RemoteRoute for GatewayRoute {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, RemoteAskError>> {
         let gateway = self.gateway();
+        let origin = self.origin.clone();
         Box::pin(async move {
             let location = message.recipient.location.clone();
             let Some(gateway) = gateway else {
@@ -152,7 +159,7 @@ impl RemoteRoute for GatewayRoute {
             };
             let envelope = envelope_of(message, EnvelopeKind::Request { id: 0 });
             gateway
-                .request_to(&location, envelope, timeout)
+                .request_from(&location, envelope, timeout, Some(&origin))
                 .await
                 .map(|reply| reply.to_vec())
                 .map_err(|error| ask_error(&location, error))

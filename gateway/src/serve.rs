@@ -188,7 +188,7 @@ async fn accept_wire(mut wire: Wire, gateway: Weak<Inner>, links: Arc<Mutex<Vec<
     let Some(inner) = gateway.upgrade() else {
         return;
     };
-    let hello = inner.hello.clone();
+    let hello = inner.current_hello();
     let limit = inner.config.manager.handshake_timeout;
     let connection = inner.config.manager.connection.clone();
     let capacity = inner.config.dest_queue_capacity;
@@ -215,13 +215,18 @@ async fn accept_wire(mut wire: Wire, gateway: Weak<Inner>, links: Arc<Mutex<Vec<
             let mut links = links.lock().unwrap_or_else(PoisonError::into_inner);
             links.retain(|link| link.upgrade().is_some_and(|link| link.is_open()));
             links.push(Arc::downgrade(&link));
+            drop(links);
+            if let (Some(location), Some(inner)) = (&peer_location, gateway.upgrade()) {
+                inner.accepted_opened(location);
+            }
             // The accepted link is owned by this task until it closes. A peer that said
-            // where it is reached is then lost for the attached procs' remote watches.
+            // where it is reached is then lost for the attached procs' remote watches
+            // and links, once no other connection to it remains.
             tokio::spawn(async move {
                 link.connection.closed().await;
                 drop(link);
                 if let (Some(location), Some(inner)) = (peer_location, gateway.upgrade()) {
-                    inner.peer_lost(&location);
+                    inner.accepted_closed(&location);
                 }
             });
         }

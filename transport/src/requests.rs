@@ -40,11 +40,24 @@ pub enum RequestError {
         /// The time allowed.
         after: Duration,
     },
-    /// The peer could not handle the request (for example it did not decode there).
+    /// The peer could not handle the request (for example it did not decode there); its
+    /// `Failed` response carried no payload.
     #[error("peer failed to handle request {id}")]
     Failed {
         /// The request's id.
         id: u64,
+    },
+    /// The peer answered with a `Failed` response that carries a payload: an error
+    /// typed by the protocol above the transport (a gateway sends its serialized ask
+    /// error, named by `name`). The transport keeps it undecoded.
+    #[error("peer failed request {id} with `{name}` ({} bytes)", payload.len())]
+    FailedWith {
+        /// The request's id.
+        id: u64,
+        /// The response's message name.
+        name: plexus_codec::MessageName,
+        /// The response's payload.
+        payload: bytes::Bytes,
     },
     /// The peer's handler dropped the request without replying.
     #[error("peer ignored request {id}")]
@@ -127,7 +140,12 @@ impl Requests {
         };
         let result = match outcome {
             Outcome::Ok => Ok(response),
-            Outcome::Failed => Err(RequestError::Failed { id }),
+            Outcome::Failed if response.payload.is_empty() => Err(RequestError::Failed { id }),
+            Outcome::Failed => Err(RequestError::FailedWith {
+                id,
+                name: response.name,
+                payload: response.payload,
+            }),
             Outcome::Ignored => Err(RequestError::Ignored { id }),
         };
         // The requester may have given up in the meantime; nothing else waits for it.
@@ -256,6 +274,26 @@ mod tests {
             Err(RequestError::Failed { id: a })
         );
         assert_eq!(requests.in_flight(), 0);
+    }
+
+    /// A `Failed` response with a payload keeps its name and payload for the requester;
+    /// one without stays a bare `Failed`.
+    #[test]
+    fn failed_responses_keep_their_payload() {
+        let requests = Requests::default();
+        let (a, mut rx_a) = requests.register().unwrap();
+        let mut failed = response(a, Outcome::Failed);
+        failed.name = plexus_codec::MessageName::from_static("test.Error");
+        failed.payload = bytes::Bytes::from_static(&[1, 2]);
+        assert!(requests.resolve(failed).is_none());
+        assert_eq!(
+            rx_a.try_recv().unwrap(),
+            Err(RequestError::FailedWith {
+                id: a,
+                name: plexus_codec::MessageName::from_static("test.Error"),
+                payload: bytes::Bytes::from_static(&[1, 2]),
+            })
+        );
     }
 
     /// Tearing the table down fails every pending request with `Disconnected` and refuses

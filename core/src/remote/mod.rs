@@ -15,6 +15,8 @@
 //! - `system.rs`: the system protocol (remote watch, link, stop, lookup).
 //! - `watch.rs`: the watcher side of remote watches, fired exactly once.
 //! - `spawn.rs`: spawnable kinds, remote spawn, and supervised remote children.
+//! - `undeliverable.rs`: late reports of remote tells lost after the route took them
+//!   ([`Proc::report_remote_undeliverable`], [`UndeliveredRemote`]).
 
 use std::sync::{Arc, PoisonError};
 
@@ -29,6 +31,7 @@ mod route;
 mod serde_ref;
 mod spawn;
 pub(crate) mod system;
+mod undeliverable;
 pub(crate) mod watch;
 
 pub use codecs::RemoteActor;
@@ -39,6 +42,7 @@ pub use spawn::{
     DEFAULT_SPAWN_TIMEOUT, Placement, RegisterSpawnableError, RemoteChild, RemoteChildSpec,
     RemoteSpawnError, SpawnRefusal,
 };
+pub use undeliverable::UndeliveredRemote;
 pub(crate) use watch::RemoteWatches;
 
 /// The prefix of the wire names of system messages (remote watch, stop, lookup). Core

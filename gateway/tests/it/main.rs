@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accepted;
 mod attach;
 mod flow;
 mod flush;
@@ -14,4 +15,5 @@ mod remote;
 mod routing;
 mod serve_unwind;
 mod support;
+mod undeliverable;
 mod weak;

@@ -199,3 +199,135 @@ async fn server_ends_when_its_gateway_is_dropped() {
     .await
     .expect("an accepted connection outlived its gateway");
 }
+
+/// On the wire, a typed ask error is a `Failed` response named `plexus.AskError` whose
+/// payload is the postcard `RemoteAskError` (the gateway contract), which the transport
+/// hands to a plain requester as `RequestError::FailedWith`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_ask_errors_travel_as_failed_responses() {
+    use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
+    use plexus_transport::{
+        ConnectionConfig, Dest, Hello, RequestError, TcpConfig, TcpWireBuilder, WireBuilder,
+        perform_handshake, spawn_connection,
+    };
+
+    let network = InprocNetwork::new();
+    let answerer = networked(&network);
+    let server = answerer.serve(any_tcp()).await.unwrap();
+    let proc = Proc::new(ProcId::unique("answers"));
+    let _attached = answerer.attach(&proc).unwrap();
+
+    let mut wires = TcpWireBuilder::new(TcpConfig::default())
+        .connect(&Dest::new(server.location().clone()))
+        .await
+        .unwrap();
+    let mut wire = wires.pop().unwrap();
+    let hello = Hello::new(ProcId::unique("plain-client"), 1);
+    let negotiated = perform_handshake(&mut wire, hello, WAIT).await.unwrap();
+    let connection =
+        spawn_connection(wire, negotiated, ConnectionConfig::default(), |_| {}).unwrap();
+
+    let missing = ActorId::new(proc.id().clone(), "missing", 0);
+    let request = NetworkEnvelope::message(
+        None,
+        Recipient::Actor(missing),
+        EnvelopeKind::Request { id: 0 },
+        &Echo(1),
+    )
+    .unwrap();
+    match connection.request(request, WAIT).await {
+        Err(RequestError::FailedWith { name, payload, .. }) => {
+            assert_eq!(&*name, plexus_gateway::protocol::ASK_ERROR);
+            assert_eq!(
+                postcard::from_bytes::<RemoteAskError>(&payload).unwrap(),
+                RemoteAskError::NotFound {
+                    actor: "missing".into()
+                }
+            );
+        }
+        other => panic!("expected a failed response with the error, got {other:?}"),
+    }
+}
+
+/// A group request (`RequestAll`, to a group or to an actor) and a request to a group
+/// are answered at once with a typed `Unroutable` error: gateways do not route requests
+/// to groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_requests_are_refused_with_a_typed_error() {
+    use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
+    use plexus_transport::{
+        ConnectionConfig, Dest, Hello, RequestError, TcpConfig, TcpWireBuilder, WireBuilder,
+        perform_handshake, spawn_connection,
+    };
+
+    let network = InprocNetwork::new();
+    let answerer = networked(&network);
+    let server = answerer.serve(any_tcp()).await.unwrap();
+    let proc = Proc::new(ProcId::unique("answers"));
+    let _attached = answerer.attach(&proc).unwrap();
+    let echo = spawn_echoer(&proc);
+
+    let mut wires = TcpWireBuilder::new(TcpConfig::default())
+        .connect(&Dest::new(server.location().clone()))
+        .await
+        .unwrap();
+    let mut wire = wires.pop().unwrap();
+    let hello = Hello::new(ProcId::unique("plain-client"), 1);
+    let negotiated = perform_handshake(&mut wire, hello, WAIT).await.unwrap();
+    // Responses to ids the connection did not hand out come to the inbound handler.
+    let (responses_tx, mut responses) = mpsc::unbounded_channel();
+    let connection = spawn_connection(
+        wire,
+        negotiated,
+        ConnectionConfig::default(),
+        move |envelope: NetworkEnvelope| {
+            let _ = responses_tx.send(envelope);
+        },
+    )
+    .unwrap();
+    let refusal = |payload: &[u8]| {
+        let error = postcard::from_bytes::<RemoteAskError>(payload).unwrap();
+        assert!(
+            matches!(error, RemoteAskError::Unroutable { .. }),
+            "{error:?}"
+        );
+    };
+
+    let group = Recipient::Group("workers".into());
+    for (id, recipient) in [(1_000, group.clone()), (1_001, Recipient::Actor(echo))] {
+        let request = NetworkEnvelope::message(
+            None,
+            recipient.clone(),
+            EnvelopeKind::RequestAll { id },
+            &Echo(1),
+        )
+        .unwrap();
+        connection.send(request).await.unwrap();
+        let response = timeout(WAIT, responses.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{recipient}: no answer"))
+            .unwrap();
+        assert_eq!(response.kind.request_id(), Some(id), "{recipient}");
+        assert!(matches!(
+            response.kind,
+            EnvelopeKind::Response {
+                outcome: plexus_codec::Outcome::Failed,
+                ..
+            }
+        ));
+        assert_eq!(&*response.name, plexus_gateway::protocol::ASK_ERROR);
+        refusal(&response.payload);
+    }
+
+    let request =
+        NetworkEnvelope::message(None, group, EnvelopeKind::Request { id: 0 }, &Echo(1)).unwrap();
+    let started = Instant::now();
+    match connection.request(request, WAIT).await {
+        Err(RequestError::FailedWith { name, payload, .. }) => {
+            assert_eq!(&*name, plexus_gateway::protocol::ASK_ERROR);
+            refusal(&payload);
+        }
+        other => panic!("expected a typed refusal, got {other:?}"),
+    }
+    assert!(started.elapsed() < WAIT / 2, "answered at once");
+}

@@ -50,7 +50,8 @@ pub struct DestTransport {
     /// Whether this side dialed the connections (rather than adopting one the peer
     /// dialed), for the simultaneous-dial rule.
     dialed: bool,
-    /// Set by `retire`: the connections drain instead of closing on drop.
+    /// Set by `retire` and `close_draining`: the connections drain instead of closing on
+    /// drop.
     retired: AtomicBool,
     /// This transport, weakly, for the watchers it starts.
     me: Weak<DestTransport>,
@@ -282,6 +283,29 @@ impl DestTransport {
         }
         tracing::debug!(dest = %self.dest, "destination transport closed");
         self.declare_lost();
+    }
+
+    /// Closes every connection after it has written what is queued on it, and reports
+    /// the loss like [`close`](Self::close). New sends on them fail with `Closed`; sends
+    /// waiting for room or flow credit fail with `Closed` once the peer has ended its
+    /// side, and requests still unanswered then fail with `Disconnected`. Returns the
+    /// connections, for the caller to wait until they have ended.
+    pub(crate) fn close_draining(&self) -> Vec<ConnectionHandle> {
+        // Dropping the transport must not cut the connections off while they drain.
+        self.retired.store(true, Ordering::Release);
+        let connections: Vec<ConnectionHandle> = self
+            .wires
+            .iter()
+            .map(|slot| {
+                slot.healthy.store(false, Ordering::Release);
+                let connection = slot.connection();
+                connection.close_gracefully();
+                connection
+            })
+            .collect();
+        tracing::debug!(dest = %self.dest, "destination transport closing after its queues");
+        self.declare_lost();
+        connections
     }
 
     /// Whether this side dialed the transport's connections; `false` for one adopted

@@ -310,6 +310,9 @@ pub struct OutprocTransportManager {
 struct Inner {
     builder: Arc<dyn WireBuilder>,
     hello: Hello,
+    /// The location announced in every later hello, replacing `hello.location`; see
+    /// [`OutprocTransportManager::set_advertised_location`].
+    advertised: std::sync::RwLock<Option<plexus_core::Location>>,
     config: ManagerConfig,
     inbound: Arc<dyn Inbound>,
     spawner: Spawner,
@@ -318,6 +321,9 @@ struct Inner {
     /// Accepted connections that are no destination's transport (their peer advertised
     /// no location): held here so they run until they end or the manager goes.
     unkeyed: std::sync::Mutex<Vec<ConnectionHandle>>,
+    /// Connections of closed transports still writing out their queues, by destination:
+    /// a new dial of that destination waits for them, so it keeps per-pair order.
+    draining: std::sync::Mutex<std::collections::HashMap<Dest, Vec<ConnectionHandle>>>,
     /// This manager, weakly, for the transports it makes.
     me: std::sync::Weak<Inner>,
 }
@@ -396,6 +402,7 @@ impl OutprocTransportManager {
         }
         let inner = Arc::new_cyclic(|me| Inner {
             builder,
+            advertised: std::sync::RwLock::new(hello.location.clone()),
             hello,
             table: ConnectOnce::new(config.connect),
             config,
@@ -403,6 +410,7 @@ impl OutprocTransportManager {
             spawner,
             events: Arc::new(Events::new()),
             unkeyed: std::sync::Mutex::new(Vec::new()),
+            draining: std::sync::Mutex::new(std::collections::HashMap::new()),
             me: me.clone(),
         });
         let health = health::spawn(&inner);
@@ -520,7 +528,7 @@ impl OutprocTransportManager {
         let peer = wire.peer().to_owned();
         let negotiated = perform_handshake(
             &mut wire,
-            self.inner.hello.clone(),
+            self.inner.hello(),
             self.inner.config.handshake_timeout,
         )
         .await
@@ -614,11 +622,20 @@ impl OutprocTransportManager {
     }
 
     /// Closes and forgets the transport of `dest` (or cancels its dial), and its backoff.
-    /// Its in-flight requests fail with `Disconnected`. Returns whether it had one.
+    /// Returns whether it had one.
+    ///
+    /// Nothing queued is lost: each connection first writes what is queued on it, then
+    /// ends (design 3.9: every tell is delivered or reported). Sends still waiting for
+    /// room or flow credit on it fail with `Closed`, and its requests still unanswered
+    /// fail with `Disconnected`, once the peer has ended its side. The next send to
+    /// `dest` dials again, but only after these connections have ended (at most half
+    /// the connect timeout, after which they are cut off, also when nobody dials again),
+    /// so a new connection never overtakes tells still queued on an old one.
     pub fn close_transport(&self, dest: &Dest) -> bool {
         let had = self.inner.table.contains(dest);
         if let Some(transport) = self.inner.table.remove(dest) {
-            transport.close();
+            let closing = transport.close_draining();
+            self.inner.remember_draining(dest, closing);
         }
         if had {
             tracing::info!(%dest, "transport closed");
@@ -667,6 +684,48 @@ impl OutprocTransportManager {
         &self.inner.config
     }
 
+    /// Sets the location this side announces in the hello of every connection it dials
+    /// or accepts from now on (`None`: none), so peers know where it is reached: they
+    /// can key the connection by it ([`adopt`](Self::adopt)) and tell their procs when
+    /// it is lost. Connections already open keep what they announced. A gateway sets it
+    /// to the location it serves.
+    ///
+    /// ```
+    /// use plexus_core::{Location, ProcId};
+    /// use plexus_transport::{Hello, InprocNetwork, ManagerConfig, OutprocTransportManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let manager = OutprocTransportManager::new(
+    ///     InprocNetwork::new(),
+    ///     Hello::new(ProcId::new("local", 1), 1),
+    ///     ManagerConfig::default(),
+    ///     |_| {},
+    /// )?;
+    /// assert_eq!(manager.advertised_location(), None);
+    /// manager.set_advertised_location(Some(Location::Local(3)));
+    /// assert_eq!(manager.advertised_location(), Some(Location::Local(3)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_advertised_location(&self, location: Option<plexus_core::Location>) {
+        *self
+            .inner
+            .advertised
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = location;
+    }
+
+    /// The location announced in new hellos; see
+    /// [`set_advertised_location`](Self::set_advertised_location).
+    pub fn advertised_location(&self) -> Option<plexus_core::Location> {
+        self.inner
+            .advertised
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// A transport of `dest` with at least one healthy wire: the stored one, or a new
     /// dial. A stored transport whose wires are all down is removed first, so the dial
     /// happens in this call and is bounded by the connect timeout.
@@ -692,6 +751,17 @@ impl Drop for OutprocTransportManager {
 }
 
 impl Inner {
+    /// The hello of a new connection: the configured one with the advertised location.
+    fn hello(&self) -> Hello {
+        let mut hello = self.hello.clone();
+        hello.location = self
+            .advertised
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        hello
+    }
+
     /// The stored transport of `dest`, or the outcome of the (one) dial.
     async fn connect(
         self: &Arc<Self>,
@@ -700,6 +770,7 @@ impl Inner {
         let inner = Arc::clone(self);
         self.table
             .get_or_connect(dest, move |dest| async move {
+                inner.wait_drained(&dest).await;
                 let wires = inner.builder.connect(&dest).await?;
                 let connections = inner.open(wires).await?;
                 tracing::info!(%dest, wires = connections.len(), "destination connected");
@@ -718,6 +789,53 @@ impl Inner {
         let transport = DestTransport::new(dest.clone(), connections, Some(owner), true);
         self.events.publish(DestEvent::Connected(dest));
         transport
+    }
+
+    /// Records the connections of a closed transport of `dest` that still write out
+    /// their queues, and cuts them off if they still run after half the connect timeout
+    /// (a peer that stopped reading must not hold them, or their requests, for longer).
+    fn remember_draining(&self, dest: &Dest, closing: Vec<ConnectionHandle>) {
+        let limit = self.config.connect.connect_timeout / 2;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let watched = closing.clone();
+                runtime.spawn(async move {
+                    let ended =
+                        futures::future::join_all(watched.iter().map(ConnectionHandle::closed));
+                    if tokio::time::timeout(limit, ended).await.is_err() {
+                        tracing::warn!(?limit, "closed connections still draining, cut off");
+                        watched.iter().for_each(ConnectionHandle::close);
+                    }
+                });
+            }
+            // No runtime to wait on (the manager is dropped after its runtime): the
+            // connections' tasks are gone anyway.
+            Err(_) => closing.iter().for_each(ConnectionHandle::close),
+        }
+        let mut draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = draining.entry(dest.clone()).or_default();
+        entry.retain(|connection| connection.close_reason().is_none());
+        entry.extend(closing);
+    }
+
+    /// Waits until the connections of closed transports of `dest` have ended, cutting
+    /// off any still running after half the connect timeout.
+    async fn wait_drained(&self, dest: &Dest) {
+        let closing = self
+            .draining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(dest)
+            .unwrap_or_default();
+        if closing.is_empty() {
+            return;
+        }
+        let limit = self.config.connect.connect_timeout / 2;
+        let ended = futures::future::join_all(closing.iter().map(ConnectionHandle::closed));
+        if tokio::time::timeout(limit, ended).await.is_err() {
+            tracing::warn!(%dest, ?limit, "closed connections still draining, cut off");
+            closing.iter().for_each(ConnectionHandle::close);
+        }
     }
 
     /// Holds `connection` until it ends, so an unkeyed accepted connection is not closed
@@ -794,8 +912,7 @@ impl Inner {
         let mut connections = Vec::with_capacity(wires.len());
         for (index, mut wire) in wires.into_iter().enumerate() {
             let shaken =
-                perform_handshake(&mut wire, self.hello.clone(), self.config.handshake_timeout)
-                    .await;
+                perform_handshake(&mut wire, self.hello(), self.config.handshake_timeout).await;
             let negotiated = match shaken {
                 Ok(negotiated) => negotiated,
                 Err(source) => {

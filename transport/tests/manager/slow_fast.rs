@@ -253,8 +253,14 @@ async fn a_slow_recipient_does_not_delay_a_fast_one_on_the_same_connection() {
     proc.expose(&fast, RemoteHandlers::new().tell::<Tick>())
         .unwrap();
     let gauges = HashMap::from([
-        ("slow".to_owned(), slow.mailbox().unwrap()),
-        ("fast".to_owned(), fast.mailbox().unwrap()),
+        (
+            "slow".to_owned(),
+            slow.mailbox().expect("a local ref has a mailbox"),
+        ),
+        (
+            "fast".to_owned(),
+            fast.mailbox().expect("a local ref has a mailbox"),
+        ),
     ]);
     let window = FlowConfig {
         window_messages: 64,
