@@ -284,11 +284,13 @@ impl Cluster {
         .note(format!(
             "{asks} sequential asks from a task to an actor in a peer OS process through \
                  two gateways over loopback TCP; p50/p99 {:.1}/{:.1} us, baseline {:.1}/{:.1} \
-                 us; baseline: one u64 frame each way, echoed by a task in the peer",
+                 us (p50 ratio {:.3}); baseline: one u64 frame each way, echoed by a task in \
+                 the peer",
             ours.p50 / 1e3,
             ours.p99 / 1e3,
             theirs.p50 / 1e3,
-            theirs.p99 / 1e3
+            theirs.p99 / 1e3,
+            theirs.p50 / ours.p50
         ))
     }
 
