@@ -19,10 +19,12 @@
 //!   charges the gateway for its multiplexing as well.
 //!
 //! Each side runs [`ROUNDS`] times, alternating, after one unmeasured warm-up (which also
-//! opens the peer's connection back to this process); the median counts. `--quick` runs a
-//! tenth of each count.
+//! opens the peer's connection back to this process); the median counts. Each report also
+//! notes the CPU time both processes spent per message (see [`cpu`]), steadier than the
+//! rates on a loaded machine. `--quick` runs a tenth of each count.
 
 mod actors;
+mod cpu;
 pub(crate) mod peer;
 mod raw;
 
@@ -37,6 +39,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
 use self::actors::{Arm, Blast, Counter, Done, Echo, Notifier, Sender};
+use self::cpu::{CpuMeter, CpuPerMessage};
 use crate::report::Report;
 
 const TELL: &str = "cluster_remote_tell";
@@ -175,6 +178,7 @@ struct Cluster {
     reports: mpsc::UnboundedReceiver<Done>,
     senders: Vec<ActorRef<Sender>>,
     raw: SocketAddr,
+    cpu: CpuMeter,
 }
 
 impl Cluster {
@@ -220,6 +224,7 @@ impl Cluster {
             reports,
             senders,
             raw: peer.raw,
+            cpu: CpuMeter::new(peer.child.id()),
         }
     }
 
@@ -234,46 +239,63 @@ impl Cluster {
 
     async fn remote_tell(&mut self, tells: u64) -> Report {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours_cpu, mut theirs_cpu) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
+            let before = self.cpu.sample();
             ours.push(self.plexus_tells(1, tells).await);
+            ours_cpu.push(self.cpu.per_message(before, tells));
+            let before = self.cpu.sample();
             theirs.push(self.raw_tells(1, tells).await);
+            theirs_cpu.push(self.cpu.per_message(before, tells));
         }
         let (ours, theirs) = (median(ours), median(theirs));
-        Report::new(TELL, "msg/s", ours, theirs, ours / theirs)
+        let report = Report::new(TELL, "msg/s", ours, theirs, ours / theirs)
             .target(0.5)
             .note(format!(
                 "{tells} tells, 1 actor -> 1 actor in a peer OS process through two gateways \
                  over loopback TCP, done when the peer's report arrives; baseline: \
                  length-prefixed postcard (u64, u64) frames through a 64 KiB BufWriter to a \
                  decoding task in the peer, done when its sum arrives"
-            ))
+            ));
+        with_cpu(report, &ours_cpu, &theirs_cpu)
     }
 
     async fn remote_fan_in(&mut self, tells: u64) -> Report {
         let tells = tells - tells % FAN_IN_SENDERS as u64;
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours_cpu, mut theirs_cpu) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
+            let before = self.cpu.sample();
             ours.push(self.plexus_tells(FAN_IN_SENDERS, tells).await);
+            ours_cpu.push(self.cpu.per_message(before, tells));
+            let before = self.cpu.sample();
             theirs.push(self.raw_tells(FAN_IN_SENDERS, tells).await);
+            theirs_cpu.push(self.cpu.per_message(before, tells));
         }
         let (ours, theirs) = (median(ours), median(theirs));
-        Report::new(FAN_IN, "msg/s", ours, theirs, ours / theirs)
+        let report = Report::new(FAN_IN, "msg/s", ours, theirs, ours / theirs)
             .target(0.5)
             .note(format!(
                 "{tells} tells, {FAN_IN_SENDERS} actors -> 1 actor in a peer OS process over \
                  the gateways' one connection; baseline: {FAN_IN_SENDERS} writers over \
                  {FAN_IN_SENDERS} sockets, each decoded by its own task in the peer"
-            ))
+            ));
+        with_cpu(report, &ours_cpu, &theirs_cpu)
     }
 
     async fn remote_ask(&mut self, asks: u64) -> Report {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours_cpu, mut theirs_cpu) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
+            let before = self.cpu.sample();
             ours.push(Latency::of(self.plexus_asks(asks).await));
+            ours_cpu.push(self.cpu.per_message(before, asks));
+            let before = self.cpu.sample();
             theirs.push(Latency::of(self.raw_asks(asks).await));
+            theirs_cpu.push(self.cpu.per_message(before, asks));
         }
         let (ours, theirs) = (Latency::median(ours), Latency::median(theirs));
-        Report::new(
+        let report = Report::new(
             ASK,
             "ns/ask",
             ours.mean,
@@ -291,7 +313,8 @@ impl Cluster {
             theirs.p50 / 1e3,
             theirs.p99 / 1e3,
             theirs.p50 / ours.p50
-        ))
+        ));
+        with_cpu(report, &ours_cpu, &theirs_cpu)
     }
 
     /// `tells` tells to the counter from the first `senders` senders (each a contiguous
@@ -391,6 +414,18 @@ impl Cluster {
             .expect("the raw asks within the run bound")
             .expect("the raw asking task")
             .expect("raw asks")
+    }
+}
+
+/// Adds the CPU note, when both processes' CPU time could be read.
+fn with_cpu(
+    report: Report,
+    plexus: &[Option<CpuPerMessage>],
+    baseline: &[Option<CpuPerMessage>],
+) -> Report {
+    match cpu::note(plexus, baseline) {
+        Some(note) => report.note(note),
+        None => report,
     }
 }
 
