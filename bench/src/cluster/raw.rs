@@ -40,6 +40,8 @@ pub(crate) async fn serve(listener: TcpListener) {
             Ok((stream, _)) => stream,
             Err(error) => {
                 eprintln!("cluster peer: raw accept failed: {error}");
+                // An error that persists (out of descriptors) must not spin this task.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
         };
