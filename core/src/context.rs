@@ -142,6 +142,32 @@ impl<A: Actor> Context<A> {
         self.relations().watchers.push((back, LinkKind::Link));
     }
 
+    /// Ends this actor's side of a link with `other`, an actor known to have stopped or
+    /// about to be stopped by this one, and tells `other`'s side to drop its half: with a
+    /// normal reason, which stops nobody. Without it, an actor that links to a new actor
+    /// after each restart (a remote child's stand-in) would keep every earlier link, here
+    /// and in the other proc's watch table, until its own final stop.
+    pub(crate) fn release_link(&mut self, other: &ActorId) {
+        let Some(relations) = self.relations.as_mut() else {
+            return;
+        };
+        let Some(pos) = relations
+            .watchers
+            .iter()
+            .position(|(watcher, kind)| *kind == LinkKind::Link && watcher.watcher_id() == other)
+        else {
+            return;
+        };
+        let (watcher, kind) = relations.watchers.remove(pos);
+        let released = LinkDied {
+            id: self.id().clone(),
+            reason: StopReason::Normal,
+            kind,
+        };
+        // A local actor that has stopped refuses it; nothing is left to release then.
+        let _ = watcher.deliver_link_died(released);
+    }
+
     /// Watches `other`: this actor learns of its final stop, exactly once, through
     /// [`Actor::on_link_died`]; `other` is not affected by this actor's stop.
     ///

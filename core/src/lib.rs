@@ -7,6 +7,8 @@
 //! (fail fast with `Full`), [`ask`](ActorRef::ask) (await the typed reply) and stop it.
 //! Actors spawned with [`Context::spawn_child`] are supervised: restarted according to
 //! their [`Restart`] policy and their parent's [`Supervision`], keeping their id and refs.
+//! [`Context::spawn_remote_child`] supervises a child that runs on another proc the same
+//! way; [`RemoteChild`] follows it across restarts and moves.
 //!
 //! ```
 //! use plexus_core::{Actor, Context, Handler, Proc, ProcId};
@@ -61,7 +63,7 @@ pub use context::{Context, TaskHandle};
 pub use conversation::{
     Compensation, CompletedTurn, Conversation, ConversationBuilder, ConversationError,
     ConversationPhase, ConversationReply, ConversationState, CrashPolicy, CrashReport, ExitNotice,
-    Liveness, Participant, ParticipantExit, ParticipantState, Routing, Turn,
+    Liveness, Participant, ParticipantExit, ParticipantState, RemoteParticipant, Routing, Turn,
 };
 pub use dispatch::{
     DeliveryError, ExposeError, PendingDelivery, RemoteAskError, RemoteHandlers, RemoteReply,
@@ -74,7 +76,8 @@ pub use mailbox::{DEFAULT_MAILBOX_CAPACITY, Mailbox, MailboxGauge};
 pub use observer::{ActorInfo, ActorProbe, ActorStatus, Observer};
 pub use proc::{Proc, ProcBuilder};
 pub use remote::{
-    Outbound, RemoteActor, RemoteAddr, RemoteMessage, RemoteRoute, RouteError, SYSTEM_PREFIX,
-    UNBOUNDED_ASK,
+    DEFAULT_SPAWN_TIMEOUT, Outbound, Placement, RegisterSpawnableError, RemoteActor, RemoteAddr,
+    RemoteChild, RemoteChildSpec, RemoteMessage, RemoteRoute, RemoteSpawnError, RouteError,
+    SYSTEM_PREFIX, SpawnRefusal, UNBOUNDED_ASK,
 };
 pub use supervision::{ChildSpec, Restart, Strategy, Supervision};

@@ -25,9 +25,10 @@
 //! - `metrics` (off by default): export mailbox depth, handled messages and handler time
 //!   through the [`metrics`](https://docs.rs/metrics) facade; see the
 //!   `metrics` module (present with the feature) for the metric names.
-//! - `console` (off by default): the `console` module (snapshot sources, the live terminal
-//!   view, JSON output) and the `plexus-console` binary; adds `crossterm`, `tokio`,
-//!   `futures` and `serde_json`.
+//! - `console` (off by default): the `console` module (snapshot sources, also through a
+//!   gateway to monitors in other processes, the live terminal view, JSON output) and the
+//!   `plexus-console` binary; adds `plexus-gateway`, `crossterm`, `tokio`, `futures` and
+//!   `serde_json`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

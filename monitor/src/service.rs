@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use plexus_core::{
-    Actor, ActorRef, Context, ExposeError, Handler, Proc, RemoteHandlers, RemoteMessage, SpawnError,
+    Actor, ActorRef, Context, ExposeError, Handler, Proc, RemoteActor, RemoteHandlers,
+    RemoteMessage, SpawnError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -68,14 +69,19 @@ impl MonitorService {
     pub fn new(monitor: Monitor) -> Self {
         MonitorService { monitor }
     }
-
-    /// The remote messages it accepts: [`SnapshotRequest`] as an ask.
-    pub fn remote_handlers() -> RemoteHandlers<MonitorService> {
-        RemoteHandlers::new().ask::<SnapshotRequest>()
-    }
 }
 
 impl Actor for MonitorService {}
+
+impl RemoteActor for MonitorService {
+    /// The remote messages it accepts: [`SnapshotRequest`] as an ask. So a proc with a
+    /// route reaches a served monitor with
+    /// `proc.lookup_remote::<MonitorService>(&addr, MONITOR_ACTOR_NAME)` and asks it like
+    /// any remote actor.
+    fn remote_handlers() -> RemoteHandlers<MonitorService> {
+        RemoteHandlers::new().ask::<SnapshotRequest>()
+    }
+}
 
 impl Handler<SnapshotRequest> for MonitorService {
     type Reply = Snapshot;
@@ -138,7 +144,7 @@ impl Monitor {
     /// ```
     pub fn serve_on(&self, proc: &Proc) -> Result<ActorRef<MonitorService>, ServeError> {
         let service = proc.spawn(MONITOR_ACTOR_NAME, MonitorService::new(self.clone()))?;
-        if let Err(error) = proc.expose(&service, MonitorService::remote_handlers()) {
+        if let Err(error) = proc.expose_remote(&service) {
             // A service that cannot be reached is of no use; do not leave it running.
             service.stop();
             return Err(error.into());

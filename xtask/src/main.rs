@@ -201,9 +201,16 @@ impl std::error::Error for TaskError {}
 
 /// The repository root: the parent of the directory holding xtask's `Cargo.toml`.
 ///
-/// Taken from the compile-time manifest directory, so tasks work from any cwd.
+/// `cargo run` (behind `cargo xtask`) sets `CARGO_MANIFEST_DIR` for the program it runs,
+/// so the run-time value comes first: the compile-time one is baked into the binary, and
+/// cargo reuses a build copied from another checkout (workspace paths are relative in its
+/// fingerprints), which would then run every task against that other checkout. The
+/// compile-time value is the fallback when the binary is run directly.
 pub(crate) fn repo_root() -> Result<PathBuf, TaskError> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .ok_or(TaskError::NoRepoRoot)

@@ -18,6 +18,16 @@
 //! A receive never holds a reply it could lose: replies wait in the conversation's buffer,
 //! and a receive takes one only in the poll that returns it. A receive that times out or is
 //! dropped leaves nothing behind, so the next reply goes to the next receive.
+//!
+//! Participants may live on other procs or hosts. A remote actor takes part through
+//! [`RemoteParticipant`] (`remote.rs`): each turn's request is sent as a remote ask
+//! through the gateway, and its reply finishes the turn. The actor is watched with a
+//! remote watch, so its stop is seen with its own reason; a lost connection to its
+//! location ([`Proc::peer_lost`](crate::Proc::peer_lost), a removed route, or an ask that
+//! fails with `Disconnected`) counts as a crash with
+//! [`StopReason::Disconnected`](crate::StopReason::Disconnected). From there the crash
+//! policy, the buffered replies, the state and the exit notices behave exactly as for a
+//! local crash: the conversation sees only an exit and its reason.
 
 mod builder;
 mod error;
@@ -26,6 +36,7 @@ mod inner;
 mod participant;
 mod phase;
 mod policy;
+mod remote;
 mod shared;
 mod state;
 
@@ -41,6 +52,7 @@ pub use exit::{ExitNotice, ParticipantExit};
 pub use participant::{ConversationReply, Participant, Turn};
 pub use phase::ConversationPhase;
 pub use policy::{Compensation, CompletedTurn, CrashPolicy, CrashReport, Routing};
+pub use remote::RemoteParticipant;
 pub use state::{ConversationState, Liveness, ParticipantState};
 
 use inner::Sent;
@@ -65,7 +77,9 @@ use shared::Shared;
 /// - Without participants (and with `Req` = `Resp`) the conversation is a buffer:
 ///   `receive` returns what `send` put in, in order.
 /// - Participants are watched: a crash is handled by the [`CrashPolicy`]. Replies that
-///   arrived before a failure are still received, then the failure.
+///   arrived before a failure are still received, then the failure. A participant on
+///   another proc or host ([`RemoteParticipant`]) whose connection is lost counts as
+///   crashed with [`StopReason::Disconnected`](crate::StopReason::Disconnected).
 /// - [`complete`](Self::complete) ends the sending; the conversation closes by itself once
 ///   every turn is answered and every reply received. [`close`](Self::close) ends it at
 ///   once. `Closed` and `Failed` are final; later operations return `Closed` or the

@@ -12,14 +12,20 @@ use crate::id::ActorId;
 
 use super::error::ConversationError;
 
+/// The stop reason of a remote ref given as a participant directly.
+const NOT_REMOTE_TURNS: &str = "a remote ref cannot take turns; wrap it in RemoteParticipant";
+
 /// A party a conversation can route requests to and watch for crashes.
 ///
-/// Implemented for every [`ActorRef`] whose actor handles [`Turn<Req, Resp>`](Turn). The
-/// trait is the seam for participants behind other refs: a participant on another proc or
-/// host implements it by forwarding the turn's request and feeding the replies that come
-/// back into the turn's [`ConversationReply`]; its [`exited`](Participant::exited) future
-/// must also resolve when the connection to it is lost, which the conversation then treats
-/// as a crash.
+/// Implemented for every local [`ActorRef`] whose actor handles
+/// [`Turn<Req, Resp>`](Turn), and by [`RemoteParticipant`](crate::RemoteParticipant) for
+/// an actor on another proc or host. A turn cannot cross a process, so a remote
+/// [`ActorRef`] given directly counts as crashed at once, with [`StopReason::Failed`].
+///
+/// The trait is the seam for participants behind other refs: an implementation forwards
+/// the turn's request and feeds the replies that come back into the turn's
+/// [`ConversationReply`]; its [`exited`](Participant::exited) future must also resolve
+/// when the connection to it is lost, which the conversation then treats as a crash.
 pub trait Participant<Req, Resp>: Send + Sync + 'static {
     /// The participant's actor id.
     fn id(&self) -> &ActorId;
@@ -54,6 +60,17 @@ where
     }
 
     fn exited(&self) -> BoxFuture<'static, StopReason> {
+        if self.is_remote() {
+            // A turn holds a handle into this process and never crosses one, so a remote
+            // ref can take no turn: counted as a crash now rather than a turn left open.
+            tracing::warn!(
+                participant = %self.id(),
+                "a remote ref cannot take turns; wrap it in RemoteParticipant"
+            );
+            return Box::pin(std::future::ready(StopReason::Failed(
+                NOT_REMOTE_TURNS.to_owned(),
+            )));
+        }
         let participant = self.clone();
         Box::pin(async move { participant.wait_for_stop().await })
     }
@@ -68,6 +85,9 @@ pub(crate) trait ReplySink<Resp>: Send + Sync {
     /// Takes one reply (if any) for `turn`; `last` finishes the turn.
     fn reply(&self, turn: TurnId, reply: Option<Resp>, last: bool)
     -> Result<(), ConversationError>;
+
+    /// Whether `turn` still waits for an answer.
+    fn is_open(&self, turn: TurnId) -> bool;
 }
 
 /// One request of a conversation, handed to one participant together with the handle to
@@ -167,6 +187,16 @@ impl<Resp> ConversationReply<Resp> {
     /// Finishes the turn without a further reply (after streamed replies, or to decline).
     pub fn end(self) -> Result<(), ConversationError> {
         self.forward(None, true)
+    }
+
+    /// Whether the turn still waits for an answer: `false` once it is finished, once the
+    /// conversation counted this participant as crashed or took the turn back, and once
+    /// the conversation has ended. A participant may skip work for a turn that is not open,
+    /// since its replies would be refused.
+    pub fn is_open(&self) -> bool {
+        self.sink
+            .upgrade()
+            .is_some_and(|sink| sink.is_open(self.turn))
     }
 
     fn forward(&self, reply: Option<Resp>, last: bool) -> Result<(), ConversationError> {

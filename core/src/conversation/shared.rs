@@ -228,6 +228,10 @@ where
         }
         Ok(())
     }
+
+    fn is_open(&self, turn: TurnId) -> bool {
+        self.lock().is_open(turn)
+    }
 }
 
 impl<Req, Resp> Drop for Shared<Req, Resp> {

@@ -14,6 +14,7 @@
 //! - `serde_ref.rs`: refs inside messages, [`Proc::remote_ref`], [`Proc::lookup_remote`].
 //! - `system.rs`: the system protocol (remote watch, link, stop, lookup).
 //! - `watch.rs`: the watcher side of remote watches, fired exactly once.
+//! - `spawn.rs`: spawnable kinds, remote spawn, and supervised remote children.
 
 use std::sync::{Arc, PoisonError};
 
@@ -26,6 +27,7 @@ mod message;
 mod remote_ref;
 mod route;
 mod serde_ref;
+mod spawn;
 pub(crate) mod system;
 pub(crate) mod watch;
 
@@ -33,6 +35,10 @@ pub use codecs::RemoteActor;
 pub use message::RemoteMessage;
 pub(crate) use remote_ref::RemoteTarget;
 pub use route::{Outbound, RemoteAddr, RemoteRoute, RouteError, UNBOUNDED_ASK};
+pub use spawn::{
+    DEFAULT_SPAWN_TIMEOUT, Placement, RegisterSpawnableError, RemoteChild, RemoteChildSpec,
+    RemoteSpawnError, SpawnRefusal,
+};
 pub(crate) use watch::RemoteWatches;
 
 /// The prefix of the wire names of system messages (remote watch, stop, lookup). Core

@@ -11,6 +11,7 @@
 //!
 //!   $sys.Stop{target, graceful} ──────────────────────────▶ stop / stop_gracefully
 //!   $sys.Lookup{name} (ask) ──────────────────────────────▶ ActorId, or NotFound / NotExposed
+//!   $sys.Spawn{kind, name, args} (ask; see spawn.rs) ─────▶ ActorId, or a SpawnRefusal
 //! ```
 //!
 //! A `Stopped` notice is sent with the stopped actor as its sender, so it travels in the
@@ -298,6 +299,7 @@ impl Proc {
                     Err(error)
                 }
             },
+            (super::spawn::SPAWN, Some(reply)) => self.on_spawn(payload, reply),
             (_, reply) => {
                 if let Some(reply) = reply {
                     reply.answer(Err(RemoteAskError::UnknownMessage {

@@ -12,5 +12,6 @@ mod net;
 mod proxy;
 mod remote;
 mod routing;
+mod serve_unwind;
 mod support;
 mod weak;

@@ -1,13 +1,13 @@
-//! `plexus-console`: attaches to the procs at the given locations and shows their actors
-//! live, or prints one merged snapshot with `--json`. See `plexus-console --help`.
+//! `plexus-console`: reads the monitors served on the given procs (by proc address,
+//! through a gateway of its own) and shows their actors live, or prints one merged
+//! snapshot with `--json`. See `plexus-console --help`.
 
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 
-use plexus_core::Location;
 use plexus_monitor::console::{
-    ConsoleArgs, ConsoleError, SnapshotSource, SourceError, USAGE, print_json, run_live,
+    ConsoleArgs, ConsoleError, ConsoleLink, SnapshotSource, USAGE, print_json, run_live,
 };
 
 #[tokio::main]
@@ -33,25 +33,19 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &ConsoleArgs) -> Result<(), ConsoleError> {
-    let sources = args
-        .locations
+    // One console proc on one gateway sends every request; no connection is opened
+    // before the first fetch.
+    let link = ConsoleLink::new()?;
+    let sources: Vec<Box<dyn SnapshotSource>> = args
+        .procs
         .iter()
-        .map(source_for)
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|addr| -> Box<dyn SnapshotSource> {
+            Box::new(link.source(addr.clone()).timeout(args.options.timeout))
+        })
+        .collect();
     if args.json {
         print_json(&sources, &args.options, &mut std::io::stdout().lock()).await
     } else {
         run_live(&sources, &args.options).await
     }
-}
-
-/// The source that reads the monitor service of the procs at `location`.
-///
-/// Sources are built without connecting; each connects on its first fetch. The
-/// gateway-backed source plugs in here, as a `WireSource` whose carrier is a remote ask
-/// to `MONITOR_ACTOR_NAME` at `location`; until it does, this build reaches no location.
-fn source_for(location: &Location) -> Result<Box<dyn SnapshotSource>, SourceError> {
-    Err(SourceError::NoTransport {
-        location: location.to_string(),
-    })
 }

@@ -3,17 +3,18 @@
 
 use std::time::Duration;
 
-use plexus_core::{Location, ParseError};
+use plexus_core::{Location, ParseError, ProcAddr};
 
 use super::ConsoleOptions;
 
 /// The usage text printed by `--help`.
 pub const USAGE: &str = "\
-usage: plexus-console [OPTIONS] <LOCATION>...
+usage: plexus-console [OPTIONS] <PROC>...
 
-Shows the actors of the procs at each LOCATION (tcp://HOST:PORT or unix://PATH),
-merged into one live table, with deadlocks and stuck handlers highlighted.
-Keys: q, Esc or Ctrl-C quit.
+Shows the actors of each PROC, merged into one live table, with deadlocks and
+stuck handlers highlighted. PROC is a proc address, LABEL#INSTANCE@LOCATION
+(e.g. app#4242@tcp://127.0.0.1:7000), as the monitored program prints it; the
+proc must serve its monitor (Monitor::serve_on). Keys: q, Esc or Ctrl-C quit.
 
 options:
   --json                  print one merged snapshot as JSON and exit
@@ -21,7 +22,7 @@ options:
   --stuck <DURATION>      a handler running this long is stuck (default 1s)
   --grave-window <DURATION>
                           how long stopped actors stay listed (default 10s)
-  --timeout <DURATION>    how long to wait for each location (default 2s)
+  --timeout <DURATION>    how long to wait for each proc (default 2s)
   -h, --help              print this text
 
 DURATION is a whole number with a unit: 500ms, 2s, 1m.";
@@ -30,8 +31,8 @@ DURATION is a whole number with a unit: 500ms, 2s, 1m.";
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConsoleArgs {
-    /// The locations to read, in order.
-    pub locations: Vec<Location>,
+    /// The procs to read, in order.
+    pub procs: Vec<ProcAddr>,
     /// Print one merged snapshot as JSON and exit instead of showing the live view.
     pub json: bool,
     /// Print [`USAGE`] and exit.
@@ -61,12 +62,19 @@ pub enum ArgsError {
     /// A refresh interval or timeout of zero.
     #[error("`{0}` must be longer than zero")]
     ZeroDuration(&'static str),
-    /// A location that does not parse.
+    /// A proc address that does not parse.
     #[error(transparent)]
-    BadLocation(#[from] ParseError),
-    /// No location given.
-    #[error("no location given (see --help)")]
-    NoLocation,
+    BadProc(#[from] ParseError),
+    /// A location where a proc address belongs: gateways route by proc, and a location
+    /// alone does not say which of the procs attached there to read.
+    #[error(
+        "`{0}` is a location, not a proc: give LABEL#INSTANCE@{0}, the address the \
+         monitored program prints"
+    )]
+    BareLocation(String),
+    /// No proc given.
+    #[error("no proc given (see --help)")]
+    NoProc,
 }
 
 impl ConsoleArgs {
@@ -76,9 +84,9 @@ impl ConsoleArgs {
     /// use plexus_monitor::console::ConsoleArgs;
     /// use std::time::Duration;
     ///
-    /// let args = ConsoleArgs::parse(["--interval", "500ms", "tcp://127.0.0.1:7000"])?;
+    /// let args = ConsoleArgs::parse(["--interval", "500ms", "app#3@tcp://127.0.0.1:7000"])?;
     /// assert_eq!(args.options.refresh, Duration::from_millis(500));
-    /// assert_eq!(args.locations[0].to_string(), "tcp://127.0.0.1:7000");
+    /// assert_eq!(args.procs[0].location.to_string(), "tcp://127.0.0.1:7000");
     /// # Ok::<(), plexus_monitor::console::ArgsError>(())
     /// ```
     pub fn parse<I, S>(args: I) -> Result<ConsoleArgs, ArgsError>
@@ -87,16 +95,16 @@ impl ConsoleArgs {
         S: AsRef<str>,
     {
         let mut parsed = ConsoleArgs {
-            locations: Vec::new(),
+            procs: Vec::new(),
             json: false,
             help: false,
             options: ConsoleOptions::default(),
         };
         let mut args = args.into_iter().map(|arg| arg.as_ref().to_owned());
-        let mut only_locations = false;
+        let mut only_procs = false;
         while let Some(arg) = args.next() {
-            if only_locations || !arg.starts_with('-') {
-                parsed.locations.push(arg.parse()?);
+            if only_procs || !arg.starts_with('-') {
+                parsed.procs.push(proc_addr(&arg)?);
                 continue;
             }
             // `--flag=value` and `--flag value` are both accepted.
@@ -106,7 +114,7 @@ impl ConsoleArgs {
             };
             let options = &mut parsed.options;
             match flag.as_str() {
-                "--" => only_locations = true,
+                "--" => only_procs = true,
                 "-h" | "--help" => parsed.help = true,
                 "--json" => parsed.json = true,
                 "--interval" => {
@@ -124,11 +132,19 @@ impl ConsoleArgs {
                 _ => return Err(ArgsError::UnknownOption(flag)),
             }
         }
-        if parsed.locations.is_empty() && !parsed.help {
-            return Err(ArgsError::NoLocation);
+        if parsed.procs.is_empty() && !parsed.help {
+            return Err(ArgsError::NoProc);
         }
         Ok(parsed)
     }
+}
+
+/// A proc address; a bare location is refused with a hint rather than a parse error.
+fn proc_addr(arg: &str) -> Result<ProcAddr, ArgsError> {
+    if !arg.contains('@') && arg.parse::<Location>().is_ok() {
+        return Err(ArgsError::BareLocation(arg.to_owned()));
+    }
+    Ok(arg.parse()?)
 }
 
 fn duration(
@@ -171,7 +187,7 @@ mod tests {
     #[test]
     fn flags_and_locations_parse() {
         let args = ConsoleArgs::parse([
-            "tcp://127.0.0.1:7000",
+            "app#1@tcp://127.0.0.1:7000",
             "--json",
             "--interval=250ms",
             "--stuck",
@@ -179,14 +195,17 @@ mod tests {
             "--grave-window",
             "1m",
             "--timeout=5s",
-            "unix:///tmp/plexus.sock",
+            "edge#2@unix:///tmp/plexus.sock",
         ])
         .unwrap();
         assert!(args.json && !args.help);
-        let locations: Vec<String> = args.locations.iter().map(ToString::to_string).collect();
+        let procs: Vec<String> = args.procs.iter().map(ToString::to_string).collect();
         assert_eq!(
-            locations,
-            ["tcp://127.0.0.1:7000", "unix:///tmp/plexus.sock"]
+            procs,
+            [
+                "app#1@tcp://127.0.0.1:7000",
+                "edge#2@unix:///tmp/plexus.sock"
+            ]
         );
         assert_eq!(args.options.refresh, Duration::from_millis(250));
         assert_eq!(args.options.stuck_after, Duration::from_secs(3));
@@ -199,32 +218,40 @@ mod tests {
     fn bad_command_lines_are_refused() {
         assert_eq!(
             ConsoleArgs::parse::<[&str; 0], &str>([]),
-            Err(ArgsError::NoLocation)
+            Err(ArgsError::NoProc)
         );
         assert!(ConsoleArgs::parse(["--help"]).unwrap().help);
         assert_eq!(
-            ConsoleArgs::parse(["--verbose", "tcp://127.0.0.1:1"]),
+            ConsoleArgs::parse(["--verbose", "app#1@tcp://127.0.0.1:1"]),
             Err(ArgsError::UnknownOption("--verbose".to_owned()))
         );
         assert_eq!(
-            ConsoleArgs::parse(["tcp://127.0.0.1:1", "--interval"]),
+            ConsoleArgs::parse(["app#1@tcp://127.0.0.1:1", "--interval"]),
             Err(ArgsError::MissingValue("--interval"))
         );
         assert_eq!(
-            ConsoleArgs::parse(["--stuck", "2h", "tcp://127.0.0.1:1"]),
+            ConsoleArgs::parse(["--stuck", "2h", "app#1@tcp://127.0.0.1:1"]),
             Err(ArgsError::BadDuration {
                 option: "--stuck",
                 value: "2h".to_owned()
             })
         );
         assert_eq!(
-            ConsoleArgs::parse(["--interval", "0s", "tcp://127.0.0.1:1"]),
+            ConsoleArgs::parse(["--interval", "0s", "app#1@tcp://127.0.0.1:1"]),
             Err(ArgsError::ZeroDuration("--interval"))
         );
         assert!(matches!(
-            ConsoleArgs::parse(["udp://127.0.0.1:1"]),
-            Err(ArgsError::BadLocation(_))
+            ConsoleArgs::parse(["app#1@udp://127.0.0.1:1"]),
+            Err(ArgsError::BadProc(_))
         ));
+        assert!(matches!(
+            ConsoleArgs::parse(["app@tcp://127.0.0.1:1"]),
+            Err(ArgsError::BadProc(_))
+        ));
+        assert_eq!(
+            ConsoleArgs::parse(["tcp://127.0.0.1:7000"]),
+            Err(ArgsError::BareLocation("tcp://127.0.0.1:7000".to_owned()))
+        );
     }
 
     /// Durations need a unit; bare numbers and overflows are refused.

@@ -1,9 +1,10 @@
-//! The console: reads snapshots from one or more locations, merges them, and shows them
+//! The console: reads snapshots from one or more procs, merges them, and shows them
 //! live in a terminal or prints them once as JSON. The `plexus-console` binary is a thin
-//! `main` over this module.
+//! `main` over this module: one [`GatewaySource`] per proc address on its command line,
+//! all sending through one [`ConsoleLink`].
 //!
 //! ```text
-//! SnapshotSource (one per location) ─ fetch_merged ─▶ Snapshot ─ render_screen ─▶ lines
+//! SnapshotSource (one per proc) ─ fetch_merged ─▶ Snapshot ─ render_screen ─▶ lines
 //!                                                         │                        │
 //!                                                     print_json              run_live (terminal)
 //! ```
@@ -12,6 +13,7 @@
 //! [`render_screen`], a pure function of the snapshots and the time.
 
 mod args;
+mod remote;
 mod screen;
 mod source;
 mod terminal;
@@ -20,6 +22,7 @@ use std::io::Write;
 use std::time::Duration;
 
 pub use args::{ArgsError, ConsoleArgs, USAGE};
+pub use remote::{ConsoleLink, DEFAULT_FETCH_TIMEOUT, GatewaySource};
 pub use screen::{ActorRow, Frame, Line, Span, Tone, actor_rows, fit_height, render_screen};
 pub use source::{
     Carrier, Fetched, LocalSource, ProcSource, SnapshotSource, SourceError, SourceFailure,

@@ -2,9 +2,9 @@
 //! together and merged into one view.
 //!
 //! [`LocalSource`] reads a [`Monitor`] of this process directly. [`WireSource`] asks a
-//! monitor service with an encoded request over any [`Carrier`] and decodes the reply:
-//! with a gateway's remote ask as carrier it reads another process;
+//! monitor service with an encoded request over any [`Carrier`] and decodes the reply;
 //! [`ProcSource`] is one whose carrier is [`Proc::deliver_remote`] in this process.
+//! Other processes are read by a `GatewaySource` (module `remote`).
 
 use std::fmt;
 use std::future::Future;
@@ -55,12 +55,6 @@ pub trait SnapshotSource: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SourceError {
-    /// This build has no transport for the location.
-    #[error("no transport to reach {location} in this build")]
-    NoTransport {
-        /// The location, as given.
-        location: String,
-    },
     /// The location could not be reached (connection refused, lost, ...).
     #[error("cannot reach {location}: {reason}")]
     Unreachable {
@@ -84,6 +78,12 @@ pub enum SourceError {
         /// The source's label.
         location: String,
         /// What the decoder reported.
+        reason: String,
+    },
+    /// The console's own gateway or proc could not be set up.
+    #[error("cannot set up the console's gateway: {reason}")]
+    Gateway {
+        /// What the gateway reported.
         reason: String,
     },
     /// No answer within the console's timeout.

@@ -217,12 +217,17 @@ async fn json_output_is_the_merged_snapshot() {
 }
 
 /// A tmux server on a socket of its own, killed with everything in it on drop.
-struct Tmux {
-    socket: String,
+pub(crate) struct Tmux {
+    pub(crate) socket: String,
 }
 
 impl Tmux {
-    fn run(&self, args: &[&str]) -> Output {
+    /// Whether tmux can be run here; tests that need a terminal skip without it.
+    pub(crate) fn available() -> bool {
+        Command::new("tmux").arg("-V").output().is_ok()
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         Command::new("tmux")
             .arg("-L")
             .arg(&self.socket)
@@ -232,14 +237,19 @@ impl Tmux {
             .expect("tmux could not be run")
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         let output = self.run(&["capture-pane", "-p", "-t", "console"]);
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Polls the screen until `done` holds; fails with `what` and the last screen after
     /// `limit`.
-    fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let screen = self.screen();
@@ -265,17 +275,17 @@ impl Drop for Tmux {
     }
 }
 
-/// The `console_local` example, built again when any source it is made of is newer than
-/// the binary: `cargo test` builds examples only when no test target is named, and a
-/// stale binary would test old code. A run that built it fresh (`cargo test` with no
-/// target, as CI runs) pays no second build with other features.
-fn console_local_example() -> PathBuf {
+/// The example `name`, built again when any source it is made of is newer than the
+/// binary: `cargo test` builds examples only when no test target is named, and a stale
+/// binary would test old code. A run that built it fresh (`cargo test` with no target, as
+/// CI runs) pays no second build with other features.
+pub(crate) fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/it-<hash> → target/<profile>/examples/console_local
+    // target/<profile>/deps/it-<hash> → target/<profile>/examples/<name>
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let example = profile_dir
         .join("examples")
-        .join(format!("console_local{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest_dir.parent().unwrap();
     let built = modified(&example);
@@ -284,6 +294,9 @@ fn console_local_example() -> PathBuf {
         manifest_dir.join("examples"),
         manifest_dir.join("Cargo.toml"),
         workspace.join("core").join("src"),
+        workspace.join("codec").join("src"),
+        workspace.join("transport").join("src"),
+        workspace.join("gateway").join("src"),
         workspace.join("Cargo.lock"),
     ];
     if built.is_none_or(|built| sources.iter().any(|source| newer_than(source, built))) {
@@ -298,16 +311,13 @@ fn console_local_example() -> PathBuf {
                 "--features",
                 "console",
             ])
-            .args(["--example", "console_local"])
+            .args(["--example", name])
             .current_dir(&manifest_dir);
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
         let status = build.status().unwrap();
-        assert!(
-            status.success(),
-            "building the console_local example failed"
-        );
+        assert!(status.success(), "building the {name} example failed");
     }
     assert!(example.exists(), "no example at {}", example.display());
     example
@@ -349,11 +359,11 @@ fn console_quits_on_ctrl_c() {
 /// Runs `console_local` in a tmux pane of its own, checks the live view, sends the
 /// tmux key `quit_key` and checks that the console exited and restored the terminal.
 fn drive_console_local(tag: &str, quit_key: &str) {
-    if Command::new("tmux").arg("-V").output().is_err() {
+    if !Tmux::available() {
         eprintln!("skipped: tmux is not installed, so no terminal can be driven");
         return;
     }
-    let example = console_local_example();
+    let example = example("console_local");
     let tmux = Tmux {
         socket: format!("plexus-console-test-{}-{tag}", std::process::id()),
     };
@@ -426,12 +436,16 @@ fn binary_checks_its_command_line() {
     assert!(String::from_utf8_lossy(&help.stdout).starts_with("usage: plexus-console"));
 
     for (args, message) in [
-        (&[][..], "no location given"),
+        (&[][..], "no proc given"),
         (
-            &["--interval", "0s", "tcp://127.0.0.1:7000"][..],
+            &["--interval", "0s", "app#1@tcp://127.0.0.1:7000"][..],
             "`--interval` must be longer than zero",
         ),
-        (&["udp://127.0.0.1:7000"][..], "invalid scheme"),
+        (&["app#1@udp://127.0.0.1:7000"][..], "invalid scheme"),
+        (
+            &["tcp://127.0.0.1:7000"][..],
+            "`tcp://127.0.0.1:7000` is a location, not a proc",
+        ),
     ] {
         let refused = Command::new(console).args(args).output().unwrap();
         assert_eq!(refused.status.code(), Some(2), "{args:?}");

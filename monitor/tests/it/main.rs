@@ -12,5 +12,7 @@ mod lifecycle;
 mod mailbox;
 #[cfg(feature = "metrics")]
 mod metrics;
+#[cfg(feature = "console")]
+mod remote;
 mod serde;
 mod service;

@@ -11,6 +11,11 @@
 //!   resolves within 2 s and the watches on the killed process fire with `Disconnected`.
 //! - [`ref_inside_a_message`]: a ref sent inside a message to another process is used
 //!   there to reply.
+//! - [`supervision::supervisor_moves_child_off_a_killed_node`]: a supervisor in the hub
+//!   places its child on another node when the child's node process is killed.
+//! - [`conversation::killed_participant_under_each_policy`]: a conversation whose
+//!   participant's process is killed behaves under `Fail`, `RouteToNext` and `Compensate`
+//!   as it does after a local crash, with the reason `Disconnected`.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,7 +25,9 @@
 )]
 
 mod actors;
+mod conversation;
 mod node;
+mod supervision;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -60,6 +67,16 @@ fn main() {
     }
     runtime.block_on(async {
         scenario("ref_inside_a_message", ref_inside_a_message()).await;
+        scenario(
+            "supervisor_moves_child_off_a_killed_node",
+            supervision::supervisor_moves_child_off_a_killed_node(),
+        )
+        .await;
+        scenario(
+            "killed_participant_under_each_policy",
+            conversation::killed_participant_under_each_policy(),
+        )
+        .await;
         scenario("cluster_of_three", cluster_of_three()).await;
     });
 }

@@ -20,6 +20,8 @@ pub(crate) async fn run() -> Result<(), BoxError> {
     proc.expose_remote(&driver)?;
     let staller = proc.spawn("staller", Staller)?;
     proc.expose_remote(&staller)?;
+    crate::supervision::register_kinds(&proc)?;
+    crate::conversation::spawn_node_side(&proc)?;
 
     println!(
         "READY {}",

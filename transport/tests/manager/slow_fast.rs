@@ -253,8 +253,8 @@ async fn a_slow_recipient_does_not_delay_a_fast_one_on_the_same_connection() {
     proc.expose(&fast, RemoteHandlers::new().tell::<Tick>())
         .unwrap();
     let gauges = HashMap::from([
-        ("slow".to_owned(), slow.mailbox()),
-        ("fast".to_owned(), fast.mailbox()),
+        ("slow".to_owned(), slow.mailbox().unwrap()),
+        ("fast".to_owned(), fast.mailbox().unwrap()),
     ]);
     let window = FlowConfig {
         window_messages: 64,
@@ -304,7 +304,10 @@ async fn a_slow_recipient_does_not_delay_a_fast_one_on_the_same_connection() {
         !slow_sender.is_finished(),
         "the slow flow's sender must be held back by credit"
     );
-    assert!(slow.mailbox().depth() >= 7, "the slow mailbox is full");
+    assert!(
+        slow.mailbox().unwrap().depth() >= 7,
+        "the slow mailbox is full"
+    );
 
     gate.send(true).unwrap();
     within(Duration::from_secs(20), "every slow tick", async {
@@ -381,7 +384,10 @@ async fn r9_asks_to_a_fast_actor_are_not_held_behind_a_slow_one() {
         .unwrap();
     proc.expose(&b, RemoteHandlers::new().ask::<Tick>())
         .unwrap();
-    let gauges = HashMap::from([("a".to_owned(), a.mailbox()), ("b".to_owned(), b.mailbox())]);
+    let gauges = HashMap::from([
+        ("a".to_owned(), a.mailbox().unwrap()),
+        ("b".to_owned(), b.mailbox().unwrap()),
+    ]);
     let window = FlowConfig {
         window_messages: WINDOW,
         ..FlowConfig::default()
@@ -434,7 +440,7 @@ async fn r9_asks_to_a_fast_actor_are_not_held_behind_a_slow_one() {
     );
     // The window bounds what `a` holds: its mailbox, plus at most one window of tells
     // queued in its flow or in flight.
-    assert!(a.mailbox().depth() <= 16);
+    assert!(a.mailbox().unwrap().depth() <= 16);
 
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];

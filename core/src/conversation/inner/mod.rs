@@ -265,6 +265,11 @@ where
         Ok(())
     }
 
+    /// Whether `turn` still waits for an answer (final phases keep no turns).
+    pub(crate) fn is_open(&self, turn: TurnId) -> bool {
+        self.turns.contains_key(&turn)
+    }
+
     /// Takes back turns a cancelled send never delivered.
     pub(crate) fn withdraw(&mut self, turns: &[TurnId]) {
         for turn in turns {
