@@ -84,7 +84,7 @@ impl Report {
     /// A human-readable block.
     pub(crate) fn text(&self) -> String {
         let mut text = format!(
-            "{:<16} plexus {:>14.1}  baseline {:>14.1}  {}  ratio {:.3} {}",
+            "{:<21} plexus {:>14.1}  baseline {:>14.1}  {}  ratio {:.3} {}",
             self.workload,
             self.plexus,
             self.baseline,
@@ -96,7 +96,7 @@ impl Report {
             let _ = write!(text, " (target {target})");
         }
         if !self.notes.is_empty() {
-            let _ = write!(text, "\n{:<16} {}", "", self.notes);
+            let _ = write!(text, "\n{:<21} {}", "", self.notes);
         }
         text
     }
