@@ -360,6 +360,62 @@ impl Gateway {
         self.inner.target(proc).is_some()
     }
 
+    /// The live procs attached to this gateway, directly or through a proxy, sorted.
+    pub fn attached_procs(&self) -> Vec<ProcId> {
+        self.inner.attached_procs()
+    }
+
+    /// The live procs attached to the gateway reached at `location`, sorted; this
+    /// gateway's own when `location` is one of its own. It is how a tool given only a
+    /// location (the console) learns which procs to address.
+    ///
+    /// Fails like [`request_to`](Gateway::request_to): unreachable, disconnected, timed
+    /// out; a reply that does not decode is [`RemoteAskError::Decode`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use plexus_core::{Location, Proc, ProcId};
+    /// use plexus_gateway::{Gateway, GatewayConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Gateway::new(Location::Local(0), GatewayConfig::default())?;
+    /// let served = server.serve("tcp://127.0.0.1:0".parse()?).await?;
+    /// let proc = Proc::new(ProcId::unique("app"));
+    /// let _attachment = server.attach(&proc)?;
+    ///
+    /// let client = Gateway::new(Location::Local(0), GatewayConfig::default())?;
+    /// let procs = client.list_procs(served.location(), Duration::from_secs(5)).await?;
+    /// assert_eq!(procs, vec![proc.id().clone()]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_procs(
+        &self,
+        location: &Location,
+        timeout: Duration,
+    ) -> Result<Vec<ProcId>, RemoteRequestError> {
+        if self.inner.is_own(location) {
+            return Ok(self.inner.attached_procs());
+        }
+        let Egress::Network(network) = &self.inner.egress else {
+            return Err(RemoteRequestError::Unreachable {
+                dest: location.clone(),
+                reason: "this gateway is isolated".to_owned(),
+            });
+        };
+        let network = Arc::clone(network);
+        let reply = network
+            .request(location, protocol::list_procs_request(), timeout, None)
+            .await?;
+        postcard::from_bytes(&reply).map_err(|error| {
+            RemoteRequestError::Remote(RemoteAskError::Decode {
+                message: protocol::LIST_PROCS.to_owned(),
+                reason: error.to_string(),
+            })
+        })
+    }
+
     /// Delivers one envelope to an attached proc without waiting; see the type's
     /// documentation.
     ///
@@ -849,6 +905,18 @@ impl Inner {
     }
 
     /// Whether `location` is one this gateway is reached at.
+    /// The live procs attached here, directly or through a proxy, sorted.
+    pub(crate) fn attached_procs(&self) -> Vec<ProcId> {
+        let mut procs: Vec<ProcId> = self
+            .read_procs()
+            .iter()
+            .filter(|(_, entry)| entry.is_live())
+            .map(|(id, _)| id.clone())
+            .collect();
+        procs.sort_by_key(ToString::to_string);
+        procs
+    }
+
     fn is_own(&self, location: &Location) -> bool {
         let locations = self.locations();
         locations.reserved() == location || locations.active().any(|own| own == location)

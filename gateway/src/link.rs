@@ -183,7 +183,7 @@ impl LinkInbound {
         }
     }
 
-    /// A request to the gateway itself: only the proxy attach exists.
+    /// A request to the gateway itself: the proxy attach, or the list of attached procs.
     fn control_request(
         &self,
         inner: &Arc<Inner>,
@@ -192,6 +192,16 @@ impl LinkInbound {
         from: Option<&ConnectionRef>,
     ) {
         let reply = reply_on(&self.replies, envelope, id);
+        if &*envelope.name == protocol::LIST_PROCS {
+            match postcard::to_allocvec(&inner.attached_procs()) {
+                Ok(encoded) => reply(Ok(encoded)),
+                Err(error) => reply(Err(RemoteAskError::Encode {
+                    message: protocol::LIST_PROCS.to_owned(),
+                    reason: error.to_string(),
+                })),
+            }
+            return;
+        }
         let outcome: Result<(), String> = if &*envelope.name != protocol::ATTACH {
             Err(format!("unknown gateway request `{}`", envelope.name))
         } else if !self.accepts_proxies {

@@ -38,6 +38,13 @@
 //! [`Recipient::Transport`] named [`ATTACH`] whose payload is the postcard `ProcId`; the
 //! answer is a response as above with an empty reply or the refusal as a
 //! [`RemoteAskError`].
+//!
+//! # Listing procs
+//!
+//! A request to [`Recipient::Transport`] named [`LIST_PROCS`] (empty payload) is answered
+//! with the postcard `Vec<ProcId>` of the live procs attached to the gateway, directly or
+//! through a proxy, sorted. Tools that are given only a location (the console) learn from
+//! it which procs to address.
 
 use bytes::Bytes;
 use plexus_codec::{EnvelopeKind, MessageName, NetworkEnvelope, Outcome, Recipient};
@@ -51,6 +58,8 @@ pub const REPLY: &str = "plexus.Reply";
 pub const ASK_ERROR: &str = "plexus.AskError";
 /// The name of the proxy-attach request.
 pub const ATTACH: &str = "plexus.gateway.Attach";
+/// The name of the request that lists the procs attached to a gateway.
+pub const LIST_PROCS: &str = "plexus.gateway.ListProcs";
 /// The name of the notice that a tell was refused by the receiving side.
 pub const UNDELIVERABLE: &str = "plexus.gateway.Undeliverable";
 
@@ -191,6 +200,13 @@ pub(crate) fn attach_request(proc: &ProcId) -> Option<NetworkEnvelope> {
     envelope.name = MessageName::from_static(ATTACH);
     envelope.payload = Bytes::from(payload);
     Some(envelope)
+}
+
+/// The request for the procs attached to a gateway.
+pub(crate) fn list_procs_request() -> NetworkEnvelope {
+    let mut envelope = NetworkEnvelope::control(EnvelopeKind::Request { id: 0 });
+    envelope.name = MessageName::from_static(LIST_PROCS);
+    envelope
 }
 
 /// Whether `envelope` is addressed to the gateway itself rather than to an actor.

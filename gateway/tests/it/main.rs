@@ -8,6 +8,7 @@ mod accepted;
 mod attach;
 mod flow;
 mod flush;
+mod list;
 mod locations;
 mod net;
 mod proxy;
