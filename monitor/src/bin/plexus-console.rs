@@ -33,14 +33,22 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &ConsoleArgs) -> Result<(), ConsoleError> {
-    // One console proc on one gateway sends every request; no connection is opened
-    // before the first fetch.
     let link = ConsoleLink::new()?;
-    let sources: Vec<Box<dyn SnapshotSource>> = args
-        .procs
-        .iter()
+    let mut procs = args.procs.clone();
+    for location in &args.locations {
+        let found = link.discover(location, args.options.timeout).await?;
+        if found.is_empty() {
+            eprintln!("plexus-console: no proc at {location} serves its monitor");
+        }
+        procs.extend(found);
+    }
+    if procs.is_empty() {
+        return Err(ConsoleError::NoSources);
+    }
+    let sources: Vec<Box<dyn SnapshotSource>> = procs
+        .into_iter()
         .map(|addr| -> Box<dyn SnapshotSource> {
-            Box::new(link.source(addr.clone()).timeout(args.options.timeout))
+            Box::new(link.source(addr).timeout(args.options.timeout))
         })
         .collect();
     if args.json {

@@ -9,12 +9,13 @@ use super::ConsoleOptions;
 
 /// The usage text printed by `--help`.
 pub const USAGE: &str = "\
-usage: plexus-console [OPTIONS] <PROC>...
+usage: plexus-console [OPTIONS] <TARGET>...
 
-Shows the actors of each PROC, merged into one live table, with deadlocks and
-stuck handlers highlighted. PROC is a proc address, LABEL#INSTANCE@LOCATION
-(e.g. app#4242@tcp://127.0.0.1:7000), as the monitored program prints it; the
-proc must serve its monitor (Monitor::serve_on). Keys: q, Esc or Ctrl-C quit.
+Shows the actors of each TARGET, merged into one live table, with deadlocks and
+stuck handlers highlighted. TARGET is a location (e.g. tcp://127.0.0.1:7000):
+every proc attached there that serves its monitor (Monitor::serve_on) is read;
+or a proc address, LABEL#INSTANCE@LOCATION (e.g. app#4242@tcp://127.0.0.1:7000),
+to read that proc only. Keys: q, Esc or Ctrl-C quit.
 
 options:
   --json                  print one merged snapshot as JSON and exit
@@ -33,6 +34,8 @@ DURATION is a whole number with a unit: 500ms, 2s, 1m.";
 pub struct ConsoleArgs {
     /// The procs to read, in order.
     pub procs: Vec<ProcAddr>,
+    /// The locations whose procs (those serving their monitor) are all read.
+    pub locations: Vec<Location>,
     /// Print one merged snapshot as JSON and exit instead of showing the live view.
     pub json: bool,
     /// Print [`USAGE`] and exit.
@@ -65,15 +68,8 @@ pub enum ArgsError {
     /// A proc address that does not parse.
     #[error(transparent)]
     BadProc(#[from] ParseError),
-    /// A location where a proc address belongs: gateways route by proc, and a location
-    /// alone does not say which of the procs attached there to read.
-    #[error(
-        "`{0}` is a location, not a proc: give LABEL#INSTANCE@{0}, the address the \
-         monitored program prints"
-    )]
-    BareLocation(String),
-    /// No proc given.
-    #[error("no proc given (see --help)")]
+    /// No proc or location given.
+    #[error("no proc or location given (see --help)")]
     NoProc,
 }
 
@@ -96,6 +92,7 @@ impl ConsoleArgs {
     {
         let mut parsed = ConsoleArgs {
             procs: Vec::new(),
+            locations: Vec::new(),
             json: false,
             help: false,
             options: ConsoleOptions::default(),
@@ -104,7 +101,10 @@ impl ConsoleArgs {
         let mut only_procs = false;
         while let Some(arg) = args.next() {
             if only_procs || !arg.starts_with('-') {
-                parsed.procs.push(proc_addr(&arg)?);
+                match target(&arg)? {
+                    Target::Proc(addr) => parsed.procs.push(addr),
+                    Target::Location(location) => parsed.locations.push(location),
+                }
                 continue;
             }
             // `--flag=value` and `--flag value` are both accepted.
@@ -132,19 +132,27 @@ impl ConsoleArgs {
                 _ => return Err(ArgsError::UnknownOption(flag)),
             }
         }
-        if parsed.procs.is_empty() && !parsed.help {
+        if parsed.procs.is_empty() && parsed.locations.is_empty() && !parsed.help {
             return Err(ArgsError::NoProc);
         }
         Ok(parsed)
     }
 }
 
-/// A proc address; a bare location is refused with a hint rather than a parse error.
-fn proc_addr(arg: &str) -> Result<ProcAddr, ArgsError> {
-    if !arg.contains('@') && arg.parse::<Location>().is_ok() {
-        return Err(ArgsError::BareLocation(arg.to_owned()));
+/// What one positional argument names.
+enum Target {
+    Proc(ProcAddr),
+    Location(Location),
+}
+
+/// A proc address, or else a location (a proc address always has an `@`).
+fn target(arg: &str) -> Result<Target, ArgsError> {
+    if !arg.contains('@') {
+        if let Ok(location) = arg.parse::<Location>() {
+            return Ok(Target::Location(location));
+        }
     }
-    Ok(arg.parse()?)
+    Ok(Target::Proc(arg.parse()?))
 }
 
 fn duration(
@@ -248,10 +256,21 @@ mod tests {
             ConsoleArgs::parse(["app@tcp://127.0.0.1:1"]),
             Err(ArgsError::BadProc(_))
         ));
+        assert!(matches!(
+            ConsoleArgs::parse(["udp://127.0.0.1:7000"]),
+            Err(ArgsError::BadProc(_))
+        ));
+    }
+
+    /// A location alone names every monitored proc attached there.
+    #[test]
+    fn locations_are_targets_too() {
+        let args = ConsoleArgs::parse(["tcp://127.0.0.1:7000", "app#1@tcp://127.0.0.1:1"]).unwrap();
         assert_eq!(
-            ConsoleArgs::parse(["tcp://127.0.0.1:7000"]),
-            Err(ArgsError::BareLocation("tcp://127.0.0.1:7000".to_owned()))
+            args.locations,
+            vec!["tcp://127.0.0.1:7000".parse::<Location>().unwrap()]
         );
+        assert_eq!(args.procs.len(), 1);
     }
 
     /// Durations need a unit; bare numbers and overflows are refused.

@@ -92,7 +92,7 @@ pub enum ConsoleError {
     #[error(transparent)]
     Args(#[from] ArgsError),
     /// No source was given.
-    #[error("no location to read")]
+    #[error("no proc to read: none given, or none at the given locations serves its monitor")]
     NoSources,
     /// A source could not be set up.
     #[error(transparent)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use plexus_core::{ActorRef, AskError, Location, Proc, ProcAddr, ProcId};
-use plexus_gateway::{Attachment, Gateway, GatewayConfig};
+use plexus_gateway::{Attachment, Gateway, GatewayConfig, RemoteRequestError};
 
 use super::source::{SnapshotSource, SourceError};
 use crate::service::{MONITOR_ACTOR_NAME, MonitorService, SnapshotRequest};
@@ -51,7 +51,7 @@ struct LinkInner {
     proc: Proc,
     // Kept for as long as the proc sends: dropping either takes its route away.
     _attachment: Attachment,
-    _gateway: Gateway,
+    gateway: Gateway,
 }
 
 impl fmt::Debug for ConsoleLink {
@@ -88,7 +88,7 @@ impl ConsoleLink {
             inner: Arc::new(LinkInner {
                 proc,
                 _attachment: attachment,
-                _gateway: gateway.clone(),
+                gateway: gateway.clone(),
             }),
         })
     }
@@ -96,6 +96,52 @@ impl ConsoleLink {
     /// The console's proc.
     pub fn proc(&self) -> &Proc {
         &self.inner.proc
+    }
+
+    /// The procs attached at `location` that serve their monitor, as proc addresses:
+    /// the gateway there lists its procs, and each is asked whether it serves
+    /// [`MONITOR_ACTOR_NAME`]; those that do not are left out. Each step waits at most
+    /// `timeout`.
+    ///
+    /// Fails with [`SourceError::Unreachable`] or [`SourceError::TimedOut`] when the
+    /// location cannot be asked.
+    pub async fn discover(
+        &self,
+        location: &Location,
+        timeout: Duration,
+    ) -> Result<Vec<ProcAddr>, SourceError> {
+        let label = location.to_string();
+        let procs = self
+            .inner
+            .gateway
+            .list_procs(location, timeout)
+            .await
+            .map_err(|error| match error {
+                RemoteRequestError::Timeout { after } => SourceError::TimedOut {
+                    location: label.clone(),
+                    after,
+                },
+                other => SourceError::Unreachable {
+                    location: label.clone(),
+                    reason: other.to_string(),
+                },
+            })?;
+        let mut served = Vec::new();
+        for proc in procs {
+            let addr = ProcAddr::new(proc, location.clone());
+            let lookup = self
+                .inner
+                .proc
+                .lookup_remote::<MonitorService>(&addr, MONITOR_ACTOR_NAME);
+            match tokio::time::timeout(timeout, lookup).await {
+                Ok(Ok(_)) => served.push(addr),
+                Ok(Err(error)) => {
+                    tracing::debug!(%addr, %error, "proc serves no monitor, left out");
+                }
+                Err(_) => tracing::debug!(%addr, "no answer about a monitor, left out"),
+            }
+        }
+        Ok(served)
     }
 
     /// A source reading the monitor served on the proc at `addr`, waiting

@@ -221,9 +221,9 @@ impl Drop for Node {
     }
 }
 
-/// Runs `plexus-console --json --timeout 5s` on `procs`; fails the test if it takes
-/// longer than 20 seconds.
-fn run_console_json(procs: &[&ProcAddr]) -> Output {
+/// Runs `plexus-console --json --timeout 5s` on `procs` (proc addresses or locations);
+/// fails the test if it takes longer than 20 seconds.
+fn run_console_json<T: ToString>(procs: &[T]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_plexus-console"))
         .args(["--json", "--timeout", "5s"])
         .args(procs.iter().map(ToString::to_string))
@@ -242,9 +242,9 @@ fn run_console_json(procs: &[&ProcAddr]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// Runs `plexus-console --json` on `procs` and returns its snapshot; fails the test if
-/// it exits with an error.
-fn console_json(procs: &[&ProcAddr]) -> Snapshot {
+/// Runs `plexus-console --json` on `procs` (proc addresses or locations) and returns its
+/// snapshot; fails the test if it exits with an error.
+fn console_json<T: ToString>(procs: &[T]) -> Snapshot {
     let output = run_console_json(procs);
     assert!(
         output.status.success(),
@@ -319,6 +319,10 @@ fn deadlock_across_two_os_processes() {
     assert_eq!(deadlocks[0].actors.len(), 2, "{deadlocks:?}");
     assert!(deadlocks[0].contains(&ring_1) && deadlocks[0].contains(&ring_2));
     assert_ne!(ring_1.proc(), ring_2.proc());
+
+    // Given only the two locations, the console finds the monitored procs there itself.
+    let by_location = console_json(&[&first.addr.location, &second.addr.location]);
+    assert_eq!(by_location.deadlocks(), deadlocks);
 
     // The same through the library, as the live view fetches.
     let runtime = tokio::runtime::Runtime::new().unwrap();
