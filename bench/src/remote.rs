@@ -221,7 +221,10 @@ async fn connected_peer(
         .expect("expose");
     let target = Arc::new(ProcTarget {
         proc: proc.clone(),
-        gauges: Mutex::new(HashMap::from([("summer".to_owned(), summer.mailbox())])),
+        gauges: Mutex::new(HashMap::from([(
+            "summer".to_owned(),
+            summer.mailbox().expect("a local actor has a mailbox"),
+        )])),
     });
     let (mut client, mut server) = tcp_pair().await;
     let (at_client, at_server) = tokio::join!(
