@@ -891,7 +891,7 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     config.validate()?;
-    let (read, write) = tokio::io::split(stream);
+    let (read, write) = crate::wire::split_stream(stream);
     let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
     let (control_tx, control_rx) = control::control_lane();
     let (closed_tx, closed_rx) = watch::channel(None);
