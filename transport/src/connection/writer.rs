@@ -44,6 +44,12 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         // After a stall, one ping is enough; a burst of them would measure nothing.
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(BATCH);
+        // One waiter for the whole life of the writer: a new `notified()` per wake-up
+        // took the notify's lock twice (to join its waiters and to leave them).
+        let shared = Arc::clone(&self.shared);
+        let drain = shared.drain.notified();
+        tokio::pin!(drain);
+        let mut draining = false;
         loop {
             let first = tokio::select! {
                 biased;
@@ -55,8 +61,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     }
                     None
                 }
-                () = self.shared.drain.notified() => {
+                () = &mut drain, if !draining => {
                     // Refuse new sends; `recv_many` then yields what is queued, then 0.
+                    draining = true;
                     self.queue.close();
                     continue;
                 }
