@@ -49,7 +49,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::flow::{
-    FlowConfigError, FlowError, FlowTarget, SendFlows, SendWindow, envelope_bytes, flow_of,
+    FlowConfigError, FlowError, FlowTarget, SendFlows, SendWindow, envelope_bytes, flow_key,
 };
 use crate::handshake::Negotiated;
 use crate::requests::Requests;
@@ -324,6 +324,17 @@ impl Drop for Spent {
     }
 }
 
+/// Why [`ConnectionHandle::send_now`] could not queue an envelope at once.
+enum NotNow {
+    /// Refused for good; the envelope is in the error.
+    Refused(SendError),
+    /// Waiting would help: for credit (`spent` is `None`) or for room in the queue.
+    Wait {
+        envelope: NetworkEnvelope,
+        spent: Option<Spent>,
+    },
+}
+
 /// Counters of one connection, for tests, metrics and the monitor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionStats {
@@ -472,19 +483,63 @@ impl ConnectionHandle {
     /// Cancel-safe: if the future is dropped before it completes, the envelope was not
     /// queued.
     pub async fn send(&self, envelope: NetworkEnvelope) -> Result<(), SendError> {
-        // Dropping `spent` unqueued (a cancelled send, a closed queue) gives the credit
-        // back, so a cancelled send never shrinks its flow's window.
-        let spent = self.spend(&envelope).await?;
-        // The common case, credit and room both there, takes no await at all.
-        let envelope = match self.queue.try_send(envelope) {
+        // The common case, credit and room both there, completes here without awaiting.
+        // Only a send that has to wait builds the waiting future, on the heap: it is
+        // several times the size of an envelope, and an inline one made every send's
+        // future that large, which cost a copy of it per send.
+        match self.send_now(envelope) {
+            Ok(()) => Ok(()),
+            Err(NotNow::Refused(error)) => Err(error),
+            Err(NotNow::Wait { envelope, spent }) => {
+                Box::pin(self.send_waiting(envelope, spent)).await
+            }
+        }
+    }
+
+    /// Queues `envelope` if its credit and the queue's room are there now.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value; the caller goes on with it"
+    )]
+    fn send_now(&self, envelope: NetworkEnvelope) -> Result<(), NotNow> {
+        let spent = match self.try_spend(&envelope) {
+            Ok(spent) => spent,
+            Err(FlowError::NoCredit { .. }) => {
+                return Err(NotNow::Wait {
+                    envelope,
+                    spent: None,
+                });
+            }
+            Err(error) => return Err(NotNow::Refused(self.refused(envelope, error))),
+        };
+        match self.queue.try_send(envelope) {
             Ok(()) => {
                 spent.keep();
-                return Ok(());
+                Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(envelope)) => envelope,
+            Err(mpsc::error::TrySendError::Full(envelope)) => Err(NotNow::Wait {
+                envelope,
+                spent: Some(spent),
+            }),
+            // `spent` is dropped here, which gives the credit back.
             Err(mpsc::error::TrySendError::Closed(envelope)) => {
-                return Err(SendError::Closed(envelope));
+                Err(NotNow::Refused(SendError::Closed(envelope)))
             }
+        }
+    }
+
+    /// The rest of [`send`](Self::send) once it has to wait: for credit when `spent` is
+    /// `None`, then for room in the queue. Dropping `spent` unqueued (a cancelled send, a
+    /// closed queue) gives the credit back, so a cancelled send never shrinks its flow's
+    /// window.
+    async fn send_waiting(
+        &self,
+        envelope: NetworkEnvelope,
+        spent: Option<Spent>,
+    ) -> Result<(), SendError> {
+        let spent = match spent {
+            Some(spent) => spent,
+            None => self.spend(&envelope).await?,
         };
         match self.queue.send(envelope).await {
             Ok(()) => {
@@ -496,22 +551,30 @@ impl ConnectionHandle {
     }
 
     /// Spends the credit `envelope` costs when the peer runs flow control and the
-    /// envelope is flow controlled (a tell or a request to an actor or a group), waiting
-    /// for a grant while there is none. Responses and control envelopes never wait.
-    async fn spend(&self, envelope: &NetworkEnvelope) -> Result<Spent, SendError> {
-        let Some(flows) = &self.shared.send_flows else {
+    /// envelope is flow controlled (a tell or a request to an actor or a group), or fails
+    /// at once, with [`FlowError::NoCredit`] when there is none now. Responses and control
+    /// envelopes spend nothing.
+    fn try_spend(&self, envelope: &NetworkEnvelope) -> Result<Spent, FlowError> {
+        let (Some(flows), Some(key)) = (&self.shared.send_flows, flow_key(envelope)) else {
             return Ok(Spent::nothing());
         };
-        let Some(flow) = flow_of(envelope) else {
-            return Ok(Spent::nothing());
-        };
-        let window = flows.window(&flow);
+        let window = flows.window_for(key);
         let bytes = envelope_bytes(envelope);
-        let acquired = match window.try_acquire(bytes) {
-            Err(FlowError::NoCredit { .. }) => window.acquire(bytes).await,
-            other => other,
+        window.try_acquire(bytes)?;
+        Ok(Spent {
+            window: Some(window),
+            bytes,
+        })
+    }
+
+    /// Like [`try_spend`](Self::try_spend), waiting for a grant while there is no credit.
+    async fn spend(&self, envelope: &NetworkEnvelope) -> Result<Spent, SendError> {
+        let (Some(flows), Some(key)) = (&self.shared.send_flows, flow_key(envelope)) else {
+            return Ok(Spent::nothing());
         };
-        match acquired {
+        let window = flows.window_for(key);
+        let bytes = envelope_bytes(envelope);
+        match window.acquire(bytes).await {
             Ok(()) => Ok(Spent {
                 window: Some(window),
                 bytes,
@@ -539,24 +602,14 @@ impl ConnectionHandle {
         reason = "the envelope is handed back by value, as the channel's own errors do"
     )]
     pub fn try_send(&self, envelope: NetworkEnvelope) -> Result<(), TrySendError> {
-        let spent = match (&self.shared.send_flows, flow_of(&envelope)) {
-            (Some(flows), Some(flow)) => {
-                let window = flows.window(&flow);
-                let bytes = envelope_bytes(&envelope);
-                if let Err(error) = window.try_acquire(bytes) {
-                    return Err(match self.refused(envelope, error) {
-                        SendError::Closed(envelope) => TrySendError::Closed(envelope),
-                        SendError::Flow { envelope, error } => {
-                            TrySendError::Flow { envelope, error }
-                        }
-                    });
-                }
-                Spent {
-                    window: Some(window),
-                    bytes,
-                }
+        let spent = match self.try_spend(&envelope) {
+            Ok(spent) => spent,
+            Err(error) => {
+                return Err(match self.refused(envelope, error) {
+                    SendError::Closed(envelope) => TrySendError::Closed(envelope),
+                    SendError::Flow { envelope, error } => TrySendError::Flow { envelope, error },
+                });
             }
-            _ => Spent::nothing(),
         };
         match self.queue.try_send(envelope) {
             Ok(()) => {
@@ -578,7 +631,7 @@ impl ConnectionHandle {
     /// the envelope is not flow controlled on this connection.
     pub fn credit_for(&self, envelope: &NetworkEnvelope) -> Option<(u32, u64)> {
         let flows = self.shared.send_flows.as_ref()?;
-        Some(flows.window(&flow_of(envelope)?).available())
+        Some(flows.window_for(flow_key(envelope)?).available())
     }
 
     /// A weak reference to this connection, which does not keep it open.
@@ -838,7 +891,7 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     config.validate()?;
-    let (read, write) = tokio::io::split(stream);
+    let (read, write) = crate::wire::split_stream(stream);
     let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
     let (control_tx, control_rx) = control::control_lane();
     let (closed_tx, closed_rx) = watch::channel(None);

@@ -37,41 +37,52 @@ pub(super) struct Reader<R> {
 
 impl<R: AsyncRead + Unpin> Reader<R> {
     /// Runs until the stream ends, fails, idles out or carries a malformed frame.
+    ///
+    /// The two timers live across reads: creating a timeout per read registered and
+    /// removed a timer entry (a lock in the time driver) on every wake-up, which an
+    /// ask pays on both ends. The idle timer fires at most once per idle timeout and
+    /// is then moved to `idle_timeout` after the last read.
     pub(super) async fn run(mut self) -> ConnectionError {
         let mut buf = vec![0u8; self.read_buffer];
-        let mut next_flush = Instant::now() + self.flush_interval;
+        let mut last_read = Instant::now();
+        let idle = tokio::time::sleep_until(last_read + self.idle_timeout);
+        let flush = tokio::time::sleep_until(last_read + self.flush_interval);
+        tokio::pin!(idle, flush);
         loop {
-            let deadline = Instant::now() + self.idle_timeout;
-            let read = tokio::time::timeout_at(deadline, self.read.read(&mut buf));
-            let read = match &self.flow {
-                None => read.await,
-                Some(flow) => {
-                    // Reading is cancel safe, so the flush timer may interrupt it.
-                    tokio::select! {
-                        read = read => read,
-                        () = tokio::time::sleep_until(next_flush) => {
-                            flow.flush_idle();
-                            next_flush = Instant::now() + self.flush_interval;
-                            continue;
-                        }
+            // Reading is cancel safe, so either timer may interrupt it. Timers first: a
+            // stream that always has data must not keep the credit flush from running.
+            let read = tokio::select! {
+                biased;
+                () = &mut flush, if self.flow.is_some() => {
+                    if let Some(flow) = &self.flow {
+                        flow.flush_idle();
                     }
+                    flush.as_mut().reset(Instant::now() + self.flush_interval);
+                    continue;
                 }
+                () = &mut idle => {
+                    let deadline = last_read + self.idle_timeout;
+                    if Instant::now() >= deadline {
+                        return ConnectionError::IdleTimeout {
+                            idle: self.idle_timeout,
+                        };
+                    }
+                    idle.as_mut().reset(deadline);
+                    continue;
+                }
+                read = self.read.read(&mut buf) => read,
             };
             let n = match read {
-                Err(_) => {
-                    return ConnectionError::IdleTimeout {
-                        idle: self.idle_timeout,
-                    };
-                }
-                Ok(Err(error)) => return error.into(),
-                Ok(Ok(0)) => {
+                Err(error) => return error.into(),
+                Ok(0) => {
                     return match self.decoder.end_of_stream() {
                         Ok(()) => ConnectionError::PeerClosed,
                         Err(error) => ConnectionError::Malformed(error),
                     };
                 }
-                Ok(Ok(n)) => n,
+                Ok(n) => n,
             };
+            last_read = Instant::now();
             if let Err(error) = self.decode(&buf[..n]) {
                 return error;
             }

@@ -1,13 +1,14 @@
 //! The writer task: batches queued envelopes into frames and writes them out.
 //!
 //! It waits for one envelope (or a ping tick), then takes whatever else is already queued
-//! without waiting, until the queue is empty or the encoder advises a flush, and writes the
-//! batch with one `write_all`. Waiting for more would add latency to a lone send; taking
+//! without waiting, in batches, writing whenever the encoder advises a flush and once more
+//! when the queue is empty. Waiting for more would add latency to a lone send; taking
 //! only what is there already gives large batches exactly when sends arrive faster than
 //! the stream drains.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use plexus_codec::{EnvelopeKind, FrameEncoder, FrameState, NetworkEnvelope};
@@ -18,6 +19,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::control::ControlReceiver;
 use super::{ConnectionError, Shared};
 use crate::RequestError;
+
+/// How many queued envelopes the writer takes from the queue at once.
+const BATCH: usize = 256;
 
 pub(super) struct Writer<W> {
     pub(super) write: W,
@@ -39,17 +43,27 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             tokio::time::interval_at(Instant::now() + self.ping_interval, self.ping_interval);
         // After a stall, one ping is enough; a burst of them would measure nothing.
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(BATCH);
+        // One waiter for the whole life of the writer: a new `notified()` per wake-up
+        // took the notify's lock twice (to join its waiters and to leave them).
+        let shared = Arc::clone(&self.shared);
+        let drain = shared.drain.notified();
+        tokio::pin!(drain);
+        let mut draining = false;
         loop {
             let first = tokio::select! {
                 biased;
-                Some(envelope) = self.control.credit.recv() => envelope,
-                Some(envelope) = self.control.replies.recv() => envelope,
-                envelope = self.queue.recv() => match envelope {
-                    Some(envelope) => envelope,
-                    None => break,
-                },
-                () = self.shared.drain.notified() => {
-                    // Refuse new sends; `recv` then yields what is queued, then `None`.
+                Some(envelope) = self.control.credit.recv() => Some(envelope),
+                Some(envelope) = self.control.replies.recv() => Some(envelope),
+                taken = self.queue.recv_many(&mut batch, BATCH) => {
+                    if taken == 0 {
+                        break;
+                    }
+                    None
+                }
+                () = &mut drain, if !draining => {
+                    // Refuse new sends; `recv_many` then yields what is queued, then 0.
+                    draining = true;
                     self.queue.close();
                     continue;
                 }
@@ -58,26 +72,56 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                         // Bounds the table to the flows in use; see `SendFlows::forget_idle`.
                         flows.forget_idle();
                     }
-                    self.ping()
+                    Some(self.ping())
                 }
             };
-            let mut state = self.push(&first);
-            while state == FrameState::Buffered {
-                let next = match self.control.try_recv() {
-                    Some(envelope) => envelope,
-                    None => match self.queue.try_recv() {
-                        Ok(envelope) => envelope,
-                        Err(_) => break,
-                    },
-                };
-                state = self.push(&next);
+            if let Some(envelope) = first {
+                self.push(&envelope);
             }
-            self.write_batch().await?;
+            self.write_available(&mut batch).await?;
         }
         // Every handle is gone: let the peer see a clean end of stream.
         self.write_batch().await?;
         self.write.shutdown().await?;
         Ok(())
+    }
+
+    /// Encodes `batch` and whatever else is queued now, control first, writing whenever
+    /// the encoder advises it and once more when nothing is left.
+    ///
+    /// The queue is taken [`BATCH`] envelopes at a time: one lock of the channel's
+    /// semaphore per batch instead of one per envelope, and the control lane is looked at
+    /// between batches, so a pong or a grant waits behind at most one batch.
+    async fn write_available(
+        &mut self,
+        batch: &mut Vec<NetworkEnvelope>,
+    ) -> Result<(), ConnectionError> {
+        loop {
+            while let Some(envelope) = self.control.try_recv() {
+                if self.push(&envelope) == FrameState::FlushAdvised {
+                    self.write_batch().await?;
+                }
+            }
+            if batch.is_empty() && !self.take_queued(batch) {
+                break;
+            }
+            for envelope in batch.drain(..) {
+                if self.push(&envelope) == FrameState::FlushAdvised {
+                    self.write_batch().await?;
+                }
+            }
+        }
+        self.write_batch().await
+    }
+
+    /// Moves what the queue holds now into `batch` without waiting; `false` when it
+    /// holds nothing (or is closed, which the next wait in `run` finds out).
+    fn take_queued(&mut self, batch: &mut Vec<NetworkEnvelope>) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(
+            self.queue.poll_recv_many(&mut cx, batch, BATCH),
+            Poll::Ready(taken) if taken > 0
+        )
     }
 
     fn ping(&self) -> NetworkEnvelope {

@@ -86,6 +86,7 @@ pub use recv::RecvFlow;
 pub use window::{SendFlows, SendWindow};
 
 use plexus_codec::{EnvelopeKind, Flow, NetworkEnvelope, Recipient};
+use plexus_core::ActorId;
 
 /// A map keyed by flow, looked up for every flow-controlled envelope on both ends. Hashed
 /// with foldhash: a flow is two actor ids, and SipHash over their names showed up in
@@ -285,14 +286,53 @@ pub enum FlowError {
 /// assert_eq!(flow_of(&reply), None);
 /// ```
 pub fn flow_of(envelope: &NetworkEnvelope) -> Option<Flow> {
+    flow_key(envelope).map(|key| key.to_flow())
+}
+
+/// The flow of an envelope, borrowed from it: what [`flow_of`] returns, without cloning
+/// two actor ids. Both ends look a flow up for every envelope, and a connection mostly
+/// carries runs of one flow, so they compare this key with the flow they saw last (the
+/// names are shared, so that is a few pointer comparisons) before they hash anything.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FlowKey<'a> {
+    sender: Option<&'a ActorId>,
+    recipient: &'a Recipient,
+}
+
+impl<'a> FlowKey<'a> {
+    /// The key of `flow` itself.
+    pub(crate) fn of(flow: &'a Flow) -> Self {
+        FlowKey {
+            sender: flow.sender.as_ref(),
+            recipient: &flow.recipient,
+        }
+    }
+
+    /// Whether `flow` is the flow this key names.
+    pub(crate) fn matches(&self, flow: &Flow) -> bool {
+        flow.sender.as_ref() == self.sender && flow.recipient == *self.recipient
+    }
+
+    /// The owned flow.
+    pub(crate) fn to_flow(self) -> Flow {
+        Flow {
+            sender: self.sender.cloned(),
+            recipient: self.recipient.clone(),
+        }
+    }
+}
+
+/// The borrowed flow of `envelope`, or `None` when it is not flow controlled; the rules
+/// of [`flow_of`].
+pub(crate) fn flow_key(envelope: &NetworkEnvelope) -> Option<FlowKey<'_>> {
     match envelope.kind {
         EnvelopeKind::Regular | EnvelopeKind::Request { .. } | EnvelopeKind::RequestAll { .. } => {}
         _ => return None,
     }
     match envelope.recipient {
-        Recipient::Actor(_) | Recipient::Group(_) => Some(Flow {
-            sender: envelope.sender.clone(),
-            recipient: envelope.recipient.clone(),
+        Recipient::Actor(_) | Recipient::Group(_) => Some(FlowKey {
+            sender: envelope.sender.as_ref(),
+            recipient: &envelope.recipient,
         }),
         Recipient::Transport => None,
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use plexus_codec::{Flow, NetworkEnvelope, Recipient};
 use tokio::runtime::Handle;
 
-use super::{FlowConfig, FlowError, FlowMap, RecvFlow, envelope_bytes, flow_of};
+use super::{FlowConfig, FlowError, FlowKey, FlowMap, RecvFlow, envelope_bytes, flow_key};
 
 /// The local recipients of flow-controlled envelopes, as the receiver sees them; the
 /// gateway implements it over its procs' mailboxes.
@@ -154,7 +154,18 @@ struct Inner<T, E> {
     target: T,
     events: E,
     runtime: Handle,
-    flows: Mutex<FlowMap<Arc<Mutex<Slot>>>>,
+    flows: Mutex<Slots>,
+}
+
+/// The flows' slots, and the one the last envelope went to.
+#[derive(Default)]
+struct Slots {
+    map: FlowMap<Arc<Mutex<Slot>>>,
+    /// The slot of the last lookup: a connection mostly carries runs of one flow, and
+    /// comparing the envelope's actor ids with it (shared names, so pointer comparisons)
+    /// costs far less than hashing both ids and cloning them into a key. Cleared
+    /// wherever a slot leaves the map, so it is always a slot of the map.
+    last: Option<(Flow, Arc<Mutex<Slot>>)>,
 }
 
 /// One flow's state plus the facts that decide who delivers: whether a pusher owns the
@@ -189,7 +200,7 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
                 target,
                 events,
                 runtime,
-                flows: Mutex::new(FlowMap::default()),
+                flows: Mutex::new(Slots::default()),
             }),
         }
     }
@@ -200,35 +211,41 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
     /// envelope then went to [`FlowEvents::undeliverable`] and the caller should close the
     /// connection, since the two ends no longer agree on the window.
     pub fn receive(&self, envelope: NetworkEnvelope) -> Result<Received, FlowError> {
-        let Some(flow) = flow_of(&envelope) else {
+        let Some(key) = flow_key(&envelope) else {
             return Ok(Received::NotFlowControlled(envelope));
         };
         let bytes = envelope_bytes(&envelope);
-        self.inner.with_slot(&flow, |slot, guard| {
-            self.receive_locked(envelope, &flow, bytes, slot, guard)
-        })
+        loop {
+            let slot = self.inner.slot(key);
+            let guard = lock(&slot);
+            if guard.retired {
+                // Retired slots have already left the table, so the next lookup finds
+                // the live slot or makes a new one.
+                continue;
+            }
+            return self.receive_locked(envelope, bytes, &slot, guard);
+        }
     }
 
     /// [`receive`](Self::receive) once the flow's live slot is locked.
     fn receive_locked(
         &self,
         envelope: NetworkEnvelope,
-        flow: &Flow,
         bytes: u64,
         slot: &Arc<Mutex<Slot>>,
         mut guard: MutexGuard<'_, Slot>,
     ) -> Result<Received, FlowError> {
         if guard.closed {
-            drop(guard);
             let reason = FlowError::Closed {
-                recipient: flow.recipient.clone(),
+                recipient: guard.state.flow().recipient.clone(),
             };
+            drop(guard);
             self.inner.events.undeliverable(envelope, &reason);
             return Ok(Received::Undeliverable);
         }
         if let Err(error) = guard.state.admit(bytes) {
             drop(guard);
-            tracing::warn!(recipient = %flow.recipient, error = %error, "peer broke its flow window");
+            tracing::warn!(error = %error, "peer broke its flow window");
             self.inner.events.undeliverable(envelope, &error);
             return Err(error);
         }
@@ -250,20 +267,20 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
             Err(Refused::Full(envelope)) => {
                 guard.state.enqueue(envelope);
                 guard.pushing = true;
+                let flow = guard.state.flow().clone();
                 drop(guard);
                 tracing::debug!(recipient = %flow.recipient, "recipient full, starting flow pusher");
                 // Spawned directly: starting the pusher must not depend on a message that
                 // could itself fail to be delivered.
                 let inner = Arc::clone(&self.inner);
-                self.inner
-                    .runtime
-                    .spawn(inner.push(Arc::clone(slot), flow.clone()));
+                self.inner.runtime.spawn(inner.push(Arc::clone(slot), flow));
                 Ok(Received::Queued)
             }
             Err(Refused::Gone(envelope)) => {
                 guard.state.enqueue(envelope);
+                let flow = guard.state.flow().clone();
                 drop(guard);
-                self.inner.close(slot, flow);
+                self.inner.close(slot, &flow);
                 Ok(Received::Undeliverable)
             }
         }
@@ -273,7 +290,7 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
     /// skipped before delivery (its payload did not decode): it is admitted and consumed
     /// at once. Fails like [`receive`](Self::receive) when it broke the peer's credit.
     pub fn skipped(&self, flow: &Flow, bytes: u64) -> Result<(), FlowError> {
-        let credit = self.inner.with_slot(flow, |_, mut guard| {
+        let credit = self.inner.with_slot(FlowKey::of(flow), |mut guard| {
             if guard.closed {
                 return Ok(None);
             }
@@ -298,8 +315,10 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
         let after;
         {
             let mut flows = lock(&self.inner.flows);
-            before = flows.len();
-            flows.retain(|_, slot| {
+            // Any slot may be retired below; the next lookup goes through the map.
+            flows.last = None;
+            before = flows.map.len();
+            flows.map.retain(|_, slot| {
                 let mut guard = lock(slot);
                 if guard.pushing || guard.closed || guard.state.queued() > 0 {
                     return true;
@@ -311,7 +330,7 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
                 guard.retired = true;
                 false
             });
-            after = flows.len();
+            after = flows.map.len();
         }
         for credit in credits {
             self.inner.events.send_control(credit);
@@ -321,13 +340,13 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
 
     /// How many envelopes of `flow` wait in its queue.
     pub fn queued(&self, flow: &Flow) -> usize {
-        let slot = lock(&self.inner.flows).get(flow).cloned();
+        let slot = lock(&self.inner.flows).map.get(flow).cloned();
         slot.map_or(0, |slot| lock(&slot).state.queued())
     }
 
     /// How many flows are known (open, or closed with envelopes still arriving).
     pub fn flow_count(&self) -> usize {
-        lock(&self.inner.flows).len()
+        lock(&self.inner.flows).map.len()
     }
 
     /// The flow configuration.
@@ -348,35 +367,42 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
 
 impl<T: FlowTarget, E: FlowEvents> Inner<T, E> {
     /// Runs `locked` on the live slot of `flow`, created if the flow is new.
-    fn with_slot<R>(
-        &self,
-        flow: &Flow,
-        locked: impl FnOnce(&Arc<Mutex<Slot>>, MutexGuard<'_, Slot>) -> R,
-    ) -> R {
+    fn with_slot<R>(&self, key: FlowKey<'_>, locked: impl FnOnce(MutexGuard<'_, Slot>) -> R) -> R {
         loop {
-            let slot = self.slot(flow);
+            let slot = self.slot(key);
             let guard = lock(&slot);
             if guard.retired {
-                // Retired slots have already left the table, so the next lookup finds
-                // the live slot or makes a new one.
+                // As in `receive`: the next lookup finds the live slot.
                 continue;
             }
-            return locked(&slot, guard);
+            return locked(guard);
         }
     }
 
-    fn slot(&self, flow: &Flow) -> Arc<Mutex<Slot>> {
+    /// The slot of the flow `key` names, in the table or new; never a retired one as
+    /// long as the table's lock is held, since retiring happens under it too.
+    fn slot(&self, key: FlowKey<'_>) -> Arc<Mutex<Slot>> {
         let mut flows = lock(&self.flows);
-        if let Some(slot) = flows.get(flow) {
+        if let Some((flow, slot)) = &flows.last
+            && key.matches(flow)
+        {
             return Arc::clone(slot);
         }
-        let slot = Arc::new(Mutex::new(Slot {
-            state: RecvFlow::new(flow.clone(), &self.config),
-            pushing: false,
-            closed: false,
-            retired: false,
-        }));
-        flows.insert(flow.clone(), Arc::clone(&slot));
+        let flow = key.to_flow();
+        let slot = match flows.map.get(&flow) {
+            Some(slot) => Arc::clone(slot),
+            None => {
+                let slot = Arc::new(Mutex::new(Slot {
+                    state: RecvFlow::new(flow.clone(), &self.config),
+                    pushing: false,
+                    closed: false,
+                    retired: false,
+                }));
+                flows.map.insert(flow.clone(), Arc::clone(&slot));
+                slot
+            }
+        };
+        flows.last = Some((flow, Arc::clone(&slot)));
         slot
     }
 
@@ -460,10 +486,18 @@ impl<T: FlowTarget, E: FlowEvents> Inner<T, E> {
         self.events.send_control(close);
         let mut flows = lock(&self.flows);
         if flows
+            .map
             .get(flow)
             .is_some_and(|current| Arc::ptr_eq(current, slot))
         {
-            flows.remove(flow);
+            flows.map.remove(flow);
+        }
+        if flows
+            .last
+            .as_ref()
+            .is_some_and(|(_, last)| Arc::ptr_eq(last, slot))
+        {
+            flows.last = None;
         }
     }
 }
@@ -486,6 +520,7 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::*;
+    use crate::flow::flow_of;
 
     /// Local mailboxes: each recipient has a room count (absent means unlimited) and may
     /// be gone; delivered envelopes are recorded as (recipient, sequence number).

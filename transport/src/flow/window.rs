@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use plexus_codec::{EnvelopeKind, Flow, NetworkEnvelope, Recipient};
 use tokio::sync::Notify;
 
-use super::{FlowConfig, FlowError, FlowMap, envelope_bytes, flow_of};
+use super::{FlowConfig, FlowError, FlowKey, FlowMap, envelope_bytes, flow_key};
 
 /// The credit a sender holds for one flow.
 ///
@@ -182,7 +182,17 @@ impl SendWindow {
 #[derive(Debug)]
 pub struct SendFlows {
     config: FlowConfig,
-    windows: Mutex<FlowMap<Arc<SendWindow>>>,
+    windows: Mutex<Windows>,
+}
+
+/// The windows by flow, and the one used last.
+#[derive(Debug, Default)]
+struct Windows {
+    map: FlowMap<Arc<SendWindow>>,
+    /// The window of the last send: a sender mostly sends runs to one recipient, and
+    /// comparing its flow with the envelope's (shared names, so pointer comparisons)
+    /// costs far less than hashing two actor ids and cloning them into a key.
+    last: Option<Arc<SendWindow>>,
 }
 
 impl SendFlows {
@@ -193,18 +203,33 @@ impl SendFlows {
     pub fn new(config: FlowConfig) -> Self {
         SendFlows {
             config,
-            windows: Mutex::new(FlowMap::default()),
+            windows: Mutex::new(Windows::default()),
         }
     }
 
     /// The window of `flow`, created with the full initial credit if it is new.
     pub fn window(&self, flow: &Flow) -> Arc<SendWindow> {
+        self.window_for(FlowKey::of(flow))
+    }
+
+    /// The window of the flow named by `key`, created if it is new.
+    pub(crate) fn window_for(&self, key: FlowKey<'_>) -> Arc<SendWindow> {
         let mut windows = self.lock();
-        if let Some(window) = windows.get(flow) {
-            return Arc::clone(window);
+        if let Some(last) = &windows.last
+            && key.matches(last.flow())
+        {
+            return Arc::clone(last);
         }
-        let window = Arc::new(SendWindow::new(flow.clone(), &self.config));
-        windows.insert(flow.clone(), Arc::clone(&window));
+        let flow = key.to_flow();
+        let window = match windows.map.get(&flow) {
+            Some(window) => Arc::clone(window),
+            None => {
+                let window = Arc::new(SendWindow::new(flow.clone(), &self.config));
+                windows.map.insert(flow, Arc::clone(&window));
+                window
+            }
+        };
+        windows.last = Some(Arc::clone(&window));
         window
     }
 
@@ -233,8 +258,8 @@ impl SendFlows {
     /// that is not flow controlled (see [`flow_of`]). Fails like
     /// [`SendWindow::try_acquire`].
     pub fn try_acquire_for(&self, envelope: &NetworkEnvelope) -> Result<(), FlowError> {
-        match flow_of(envelope) {
-            Some(flow) => self.window(&flow).try_acquire(envelope_bytes(envelope)),
+        match flow_key(envelope) {
+            Some(key) => self.window_for(key).try_acquire(envelope_bytes(envelope)),
             None => Ok(()),
         }
     }
@@ -248,15 +273,18 @@ impl SendFlows {
     /// Cancel safe, like [`SendWindow::acquire`]: credit is only taken when the future
     /// completes with `Ok`.
     pub async fn acquire_for(&self, envelope: &NetworkEnvelope) -> Result<(), FlowError> {
-        match flow_of(envelope) {
-            Some(flow) => self.window(&flow).acquire(envelope_bytes(envelope)).await,
+        match flow_key(envelope) {
+            Some(key) => {
+                let window = self.window_for(key);
+                window.acquire(envelope_bytes(envelope)).await
+            }
             None => Ok(()),
         }
     }
 
     /// Adds credit to `flow`'s window, if it exists.
     pub fn grant(&self, flow: &Flow, messages: u32, bytes: u64) {
-        let window = self.lock().get(flow).cloned();
+        let window = self.lock().map.get(flow).cloned();
         match window {
             Some(window) => window.grant(messages, bytes),
             None => tracing::debug!(
@@ -286,8 +314,11 @@ impl SendFlows {
     pub fn forget_idle(&self) -> usize {
         let full = (self.config.window_messages, self.config.window_bytes);
         let mut windows = self.lock();
-        let before = windows.len();
-        windows.retain(|_, window| {
+        // The remembered window is a reference like any other; let it go so that the
+        // count below sees only the tasks that hold the window.
+        windows.last = None;
+        let before = windows.map.len();
+        windows.map.retain(|_, window| {
             // Windows are only handed out under this lock, so a count of one means no
             // task holds this window and none can get it while the lock is held.
             let (messages, bytes) = window.available();
@@ -296,12 +327,12 @@ impl SendFlows {
                 || messages < full.0
                 || bytes < full.1
         });
-        before - windows.len()
+        before - windows.map.len()
     }
 
     /// Closes every window, failing all waiters (the connection is gone).
     pub fn close_all(&self) {
-        let windows: Vec<_> = self.lock().values().cloned().collect();
+        let windows: Vec<_> = self.lock().map.values().cloned().collect();
         for window in windows {
             window.close();
         }
@@ -309,24 +340,25 @@ impl SendFlows {
 
     /// How many flows have a window.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
     /// Whether no flow has a window yet.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().map.is_empty()
     }
 
     /// The recipients of the closed flows, for diagnostics.
     pub fn closed_recipients(&self) -> Vec<Recipient> {
         self.lock()
+            .map
             .values()
             .filter(|window| window.is_closed())
             .map(|window| window.flow().recipient.clone())
             .collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, FlowMap<Arc<SendWindow>>> {
+    fn lock(&self) -> MutexGuard<'_, Windows> {
         // The map is valid after every statement that changes it.
         self.windows.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -20,6 +20,7 @@ mod tcp;
 #[cfg(all(unix, feature = "unix"))]
 mod unix;
 
+use std::any::Any;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -42,9 +43,75 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The byte stream inside a [`Wire`]: anything readable and writable that can move
 /// between tasks.
-pub trait WireIo: AsyncRead + AsyncWrite + Send + Unpin {}
+///
+/// Implemented for every such type; its methods let the connection recognise the
+/// streams it can split without a lock (see [`split_stream`]).
+pub trait WireIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// The stream, to ask for its concrete type.
+    fn as_any(&self) -> &dyn Any;
+    /// The stream, to take it out as its concrete type.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
 
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> WireIo for T {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> WireIo for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+}
+
+/// The reading half of a stream split by [`split_stream`].
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The writing half of a stream split by [`split_stream`].
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Splits `stream` into halves a reader task and a writer task can use at once.
+///
+/// TCP and unix streams (bare, or inside a [`Wire`]) split into their owned halves, which
+/// need no lock: the generic [`tokio::io::split`] puts the stream behind a mutex that
+/// every read and write takes, and with the reader and the writer on two threads the
+/// two contended for it (it showed in the `remote_ask` profile). Any other stream is
+/// split by [`tokio::io::split`].
+pub(crate) fn split_stream<S>(stream: S) -> (ReadHalf, WriteHalf)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    // `(*io)` below: `Box<dyn WireIo>` is itself a `WireIo`, and `io.as_any()` would
+    // describe the box rather than the stream in it.
+    let io: Box<dyn WireIo> = Box::new(stream);
+    let io = if (*io).as_any().is::<Wire>() {
+        match io.into_any().downcast::<Wire>() {
+            Ok(wire) => wire.io,
+            Err(_) => unreachable!("a stream that is a Wire downcasts to a Wire"),
+        }
+    } else {
+        io
+    };
+    if (*io).as_any().is::<tokio::net::TcpStream>() {
+        match io.into_any().downcast::<tokio::net::TcpStream>() {
+            Ok(tcp) => {
+                let (read, write) = tcp.into_split();
+                return (Box::new(read), Box::new(write));
+            }
+            Err(_) => unreachable!("a stream that is a TcpStream downcasts to one"),
+        }
+    }
+    #[cfg(all(unix, feature = "unix"))]
+    if (*io).as_any().is::<tokio::net::UnixStream>() {
+        match io.into_any().downcast::<tokio::net::UnixStream>() {
+            Ok(unix) => {
+                let (read, write) = unix.into_split();
+                return (Box::new(read), Box::new(write));
+            }
+            Err(_) => unreachable!("a stream that is a UnixStream downcasts to one"),
+        }
+    }
+    let (read, write) = tokio::io::split(io);
+    (Box::new(read), Box::new(write))
+}
 
 /// One bidirectional byte stream to a peer, with a description of that peer.
 ///
@@ -238,4 +305,71 @@ where
         wires.push(open().await?);
     }
     Ok(wires)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (dialed.unwrap(), accepted.unwrap().0)
+    }
+
+    /// Both halves work at once, in both directions, over `ours` whose peer is `theirs`.
+    async fn halves_carry_both_ways(
+        ours: impl AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        mut theirs: impl AsyncRead + AsyncWrite + Unpin,
+    ) {
+        let (mut read, mut write) = split_stream(ours);
+        let reading = tokio::spawn(async move {
+            let mut got = [0u8; 5];
+            read.read_exact(&mut got).await.unwrap();
+            got
+        });
+        write.write_all(b"ping!").await.unwrap();
+        write.flush().await.unwrap();
+        let mut got = [0u8; 5];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping!");
+        theirs.write_all(b"pong!").await.unwrap();
+        let echoed = tokio::time::timeout(WAIT, reading).await.unwrap().unwrap();
+        assert_eq!(&echoed, b"pong!");
+    }
+
+    /// A bare TCP stream, a TCP stream inside a `Wire` (the lock-free owned halves) and
+    /// an in-process duplex (the generic split) all split into working halves.
+    #[tokio::test]
+    async fn split_stream_works_for_known_and_other_streams() {
+        let (ours, theirs) = tcp_pair().await;
+        halves_carry_both_ways(ours, theirs).await;
+        let (ours, theirs) = tcp_pair().await;
+        halves_carry_both_ways(Wire::new(ours, "tcp"), theirs).await;
+        let (ours, theirs) = tokio::io::duplex(64);
+        halves_carry_both_ways(Wire::new(ours, "duplex"), theirs).await;
+        let (ours, theirs) = tokio::io::duplex(64);
+        halves_carry_both_ways(ours, theirs).await;
+    }
+
+    /// `split_stream` recognises a TCP stream through the box and the wire around it.
+    #[tokio::test]
+    async fn tcp_is_recognised_inside_a_wire() {
+        let (ours, _theirs) = tcp_pair().await;
+        let io: Box<dyn WireIo> = Box::new(Wire::new(ours, "tcp"));
+        assert!((*io).as_any().is::<Wire>());
+        assert!(!io.as_any().is::<Wire>(), "the box itself is not the wire");
+        let wire = io.into_any().downcast::<Wire>().unwrap();
+        assert!((*wire.io).as_any().is::<TcpStream>());
+    }
 }
