@@ -255,7 +255,7 @@ impl SendFlows {
     }
 
     /// Spends the credit `envelope` costs on its flow, or does nothing for an envelope
-    /// that is not flow controlled (see [`flow_of`]). Fails like
+    /// that is not flow controlled (see [`flow_of`](crate::flow_of)). Fails like
     /// [`SendWindow::try_acquire`].
     pub fn try_acquire_for(&self, envelope: &NetworkEnvelope) -> Result<(), FlowError> {
         match flow_key(envelope) {

@@ -45,7 +45,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// between tasks.
 ///
 /// Implemented for every such type; its methods let the connection recognise the
-/// streams it can split without a lock (see [`split_stream`]).
+/// streams it can split without a lock.
 pub trait WireIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     /// The stream, to ask for its concrete type.
     fn as_any(&self) -> &dyn Any;
