@@ -202,29 +202,37 @@ async fn accept_one(
     let negotiated = perform_handshake(&mut wire, hello, HANDSHAKE_TIMEOUT)
         .await
         .ok()?;
-    // The inbound handler must not block, so a task answers requests and forwards.
-    let (inbound_tx, mut inbound) = mpsc::unbounded_channel();
+    // The envelope is recorded inside the inbound handler itself, in the order the
+    // reader hands it over: a task between the reader and `tx` would let one
+    // connection's backlog be overtaken by a later connection's envelopes, a reordering
+    // of the harness, not of the transport. Answers need an await, so a task sends them;
+    // their order does not matter.
+    let (answer_tx, mut answers) = mpsc::unbounded_channel();
     let connection = spawn_connection(
         wire,
         negotiated,
         ConnectionConfig::default(),
-        move |envelope| {
-            let _ = inbound_tx.send(envelope);
+        move |envelope: NetworkEnvelope| {
+            if let (Requests::Answer, Some(id)) = (requests, envelope.kind.request_id()) {
+                let _ = answer_tx.send(id);
+            }
+            let _ = tx.send((index, envelope));
         },
     )
     .unwrap();
     let responder = connection.clone();
     tokio::spawn(async move {
-        while let Some(envelope) = inbound.recv().await {
-            if let (Requests::Answer, Some(id)) = (requests, envelope.kind.request_id()) {
-                let answer = EnvelopeKind::Response {
-                    id,
-                    outcome: Outcome::Ok,
-                    is_last: true,
-                };
-                let _ = responder.send(NetworkEnvelope::control(answer)).await;
-            }
-            if tx.send((index, envelope)).is_err() {
+        while let Some(id) = answers.recv().await {
+            let answer = EnvelopeKind::Response {
+                id,
+                outcome: Outcome::Ok,
+                is_last: true,
+            };
+            if responder
+                .send(NetworkEnvelope::control(answer))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
