@@ -794,17 +794,26 @@ impl Inner {
     /// Records the connections of a closed transport of `dest` that still write out
     /// their queues, and cuts them off if they still run after half the connect timeout
     /// (a peer that stopped reading must not hold them, or their requests, for longer).
+    /// Once they have ended they are forgotten, so the record stays bounded when nobody
+    /// dials `dest` again.
     fn remember_draining(&self, dest: &Dest, closing: Vec<ConnectionHandle>) {
         let limit = self.config.connect.connect_timeout / 2;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let watched = closing.clone();
+                let me = self.me.clone();
+                let dest = dest.clone();
                 runtime.spawn(async move {
                     let ended =
                         futures::future::join_all(watched.iter().map(ConnectionHandle::closed));
                     if tokio::time::timeout(limit, ended).await.is_err() {
                         tracing::warn!(?limit, "closed connections still draining, cut off");
                         watched.iter().for_each(ConnectionHandle::close);
+                        futures::future::join_all(watched.iter().map(ConnectionHandle::closed))
+                            .await;
+                    }
+                    if let Some(inner) = me.upgrade() {
+                        inner.forget_drained(&dest);
                     }
                 });
             }
@@ -820,12 +829,17 @@ impl Inner {
 
     /// Waits until the connections of closed transports of `dest` have ended, cutting
     /// off any still running after half the connect timeout.
+    ///
+    /// They stay recorded until they have ended, not just until a dial starts waiting:
+    /// a dial cancelled while it waits (`close_transport` aborts it) must leave them for
+    /// the next one, which would otherwise connect at once and overtake their queues.
     async fn wait_drained(&self, dest: &Dest) {
         let closing = self
             .draining
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(dest)
+            .get(dest)
+            .cloned()
             .unwrap_or_default();
         if closing.is_empty() {
             return;
@@ -835,6 +849,21 @@ impl Inner {
         if tokio::time::timeout(limit, ended).await.is_err() {
             tracing::warn!(%dest, ?limit, "closed connections still draining, cut off");
             closing.iter().for_each(ConnectionHandle::close);
+            // A cut-off connection ends as soon as its supervisor runs; only then may a new
+            // one carry the pair's next envelopes.
+            futures::future::join_all(closing.iter().map(ConnectionHandle::closed)).await;
+        }
+        self.forget_drained(dest);
+    }
+
+    /// Forgets the connections of closed transports of `dest` that have ended.
+    fn forget_drained(&self, dest: &Dest) {
+        let mut draining = self.draining.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = draining.get_mut(dest) {
+            entry.retain(|connection| connection.close_reason().is_none());
+            if entry.is_empty() {
+                draining.remove(dest);
+            }
         }
     }
 

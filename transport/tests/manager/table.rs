@@ -1,9 +1,14 @@
 //! The destination table: listing, closing one destination and closing all.
 
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use plexus_core::Location;
-use plexus_transport::{Dest, InprocNetwork};
+use plexus_transport::{Dest, InprocListener, InprocNetwork, Wire, WireError, WireListener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::{Peer, Requests, config, manager, tell, within};
 
@@ -97,7 +102,7 @@ async fn dropping_the_manager_closes_its_connections() {
 /// the order sent, the old connection's before the new one's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_transport_writes_out_its_queue() {
-    use plexus_transport::{TcpConfig, TcpWireBuilder, TcpWireListener, WireListener};
+    use plexus_transport::{TcpConfig, TcpWireBuilder, TcpWireListener};
 
     let listener = TcpWireListener::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -130,4 +135,163 @@ async fn close_transport_writes_out_its_queue() {
         let on = usize::from(seq >= EACH);
         assert_eq!(connection, on, "{seq} came on connection {connection}");
     }
+}
+
+/// Pauses the reads of the wires it wraps while its flag is set, so a test can hold a
+/// closed connection in its drain: the peer reads neither the rest of its queue nor its
+/// end of stream, so it cannot end.
+#[derive(Clone, Default)]
+struct ReadGate {
+    state: Arc<Mutex<(bool, Vec<Waker>)>>,
+}
+
+impl ReadGate {
+    fn pause(&self) {
+        self.state.lock().unwrap().0 = true;
+    }
+
+    fn resume(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.0 = false;
+        state.1.drain(..).for_each(Waker::wake);
+    }
+}
+
+/// A wire whose reads wait while its [`ReadGate`] is paused.
+struct GatedIo {
+    wire: Wire,
+    gate: ReadGate,
+}
+
+impl AsyncRead for GatedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        {
+            let mut state = self.gate.state.lock().unwrap();
+            if state.0 {
+                state.1.push(cx.waker().clone());
+                return Poll::Pending;
+            }
+        }
+        Pin::new(&mut self.wire).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GatedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.wire).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.wire).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.wire).poll_shutdown(cx)
+    }
+}
+
+/// A listener whose first accepted wire reads through a [`ReadGate`].
+struct GatedListener {
+    inner: InprocListener,
+    gate: Option<ReadGate>,
+}
+
+#[async_trait]
+impl WireListener for GatedListener {
+    fn location(&self) -> &Location {
+        self.inner.location()
+    }
+
+    async fn accept(&mut self) -> Result<Wire, WireError> {
+        let wire = self.inner.accept().await?;
+        Ok(match self.gate.take() {
+            Some(gate) => {
+                let peer = wire.peer().to_owned();
+                Wire::new(GatedIo { wire, gate }, peer)
+            }
+            None => wire,
+        })
+    }
+}
+
+/// A dial cancelled by `close_transport` while it waits for the closed connections to
+/// end does not take them along: the next dial still waits for them, so its connection
+/// does not overtake their queues, and the peer sees the old connection's tells first.
+/// (The dial used to take the closed connections out of the record when it started to
+/// wait, so cancelling it left nothing for the next dial to wait on.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_cancelled_dial_leaves_the_drain_to_the_next() {
+    let network = InprocNetwork::new();
+    let gate = ReadGate::default();
+    let listener = GatedListener {
+        inner: network.bind(1).unwrap(),
+        gate: Some(gate.clone()),
+    };
+    let mut peer = Peer::serve(listener, Requests::Answer);
+    let manager = Arc::new(manager(network, config(30_000, 60_000)));
+    let dest = Dest::new(Location::Local(1));
+
+    manager.send(&dest, tell(0, 0, 0)).await.unwrap();
+    assert_eq!(crate::pair_and_seq(&peer.next().await.1).2, 0);
+    // The peer stops reading the first connection: once closed, it stays draining.
+    gate.pause();
+    for seq in 1..100 {
+        manager.send(&dest, tell(0, 0, seq)).await.unwrap();
+    }
+    assert!(manager.close_transport(&dest));
+
+    // A send dials again; its dial waits for the closed connection...
+    let cancelled = tokio::spawn({
+        let (manager, dest) = (manager.clone(), dest.clone());
+        async move { manager.send(&dest, tell(0, 0, 100)).await }
+    });
+    // ...(on this one thread, every task that is ready runs during this sleep, the dial
+    // included, up to its wait)...
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(manager.has_dest(&dest), "the send did not start a dial");
+    // ...and is cancelled by closing the destination again.
+    assert!(manager.close_transport(&dest));
+    let outcome = within(Duration::from_secs(5), "the cancelled send", cancelled).await;
+    assert!(
+        outcome.unwrap().is_err(),
+        "the cancelled dial's send succeeded"
+    );
+
+    // The next dial must wait for the first connection as well.
+    let later = tokio::spawn({
+        let (manager, dest) = (manager.clone(), dest.clone());
+        async move {
+            for seq in 101..110 {
+                manager.send(&dest, tell(0, 0, seq)).await.unwrap();
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        peer.accepted(),
+        1,
+        "a dial connected while the closed connection was still draining"
+    );
+
+    gate.resume();
+    for expected in (1..100).chain(101..110) {
+        let (connection, envelope) = peer.next().await;
+        let seq = crate::pair_and_seq(&envelope).2;
+        assert_eq!(
+            seq, expected,
+            "out of order: {seq} on connection {connection}"
+        );
+    }
+    within(Duration::from_secs(5), "the later sends", later)
+        .await
+        .unwrap();
+    assert_eq!(peer.accepted(), 2, "the later sends dialed again");
 }
