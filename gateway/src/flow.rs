@@ -105,16 +105,18 @@ impl GatewayTarget {
             Some(target) => target,
             None => {
                 if let (Some(id), Some(from)) = (request, from) {
-                    // Answered here with the reason; the transport's own `Failed` answer
-                    // for a gone recipient then finds no waiting request.
+                    // Answered here with the reason and consumed (its credit comes back):
+                    // refusing it as gone would make the connection answer a bare
+                    // `Failed` too, on its control lane, which the writer sends first, so
+                    // the asker would see a decode failure instead of `Unroutable`.
                     let reply = reply_on(&ReplyPath::Connection(from.clone()), &envelope, id);
                     reply(Err(RemoteAskError::Unroutable {
                         reason: format!("proc {} is not attached to this gateway", actor.proc()),
                     }));
-                } else {
-                    let reason = format!("proc {} is not attached to this gateway", actor.proc());
-                    inner.refuse_back(&envelope, &reason, from);
+                    return Ok(());
                 }
+                let reason = format!("proc {} is not attached to this gateway", actor.proc());
+                inner.refuse_back(&envelope, &reason, from);
                 return Err(Refused::Gone(envelope));
             }
         };

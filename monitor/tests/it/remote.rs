@@ -136,12 +136,9 @@ async fn gateway_source_reads_and_maps_failures() {
         matches!(errors[0], SourceError::Unreachable { location, .. } if location.ends_with(&closed_port.to_string())),
         "{errors:?}"
     );
-    // The gateway there answers an unknown proc with a typed `Unroutable`, but the
-    // transport's bare `Failed` answer to the same request can arrive first, which the
-    // route reports as a decode failure; either way the other side gave no snapshot.
+    // The gateway there answers an unknown proc with a typed `Unroutable`.
     assert!(
-        matches!(errors[1], SourceError::Unreachable { location, reason } if location.starts_with("stranger#7@") && reason.contains("stranger#7"))
-            || matches!(errors[1], SourceError::Decode { location, .. } if location.starts_with("stranger#7@")),
+        matches!(errors[1], SourceError::Unreachable { location, reason } if location.starts_with("stranger#7@") && reason.contains("stranger#7")),
         "{errors:?}"
     );
     assert!(
