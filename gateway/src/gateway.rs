@@ -1576,4 +1576,50 @@ mod tests {
             ));
         }
     }
+
+    fn lanes(gateway: &Gateway) -> usize {
+        match &gateway.inner.egress {
+            Egress::Network(network) => network.lane_count(),
+            _ => 0,
+        }
+    }
+
+    /// A lane's task ends after `LANE_IDLE` without traffic and leaves the table; the
+    /// next tell of the same pair starts a new lane, which sends it.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used, reason = "a test: a failure is the report")]
+    async fn idle_lane_ends_and_restarts() {
+        let bound = Duration::from_secs(30);
+        let server = Gateway::new(Location::Local(0), GatewayConfig::default()).unwrap();
+        let served = server
+            .serve("tcp://127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let proc = Proc::new(ProcId::new("far", 1));
+        let _attached = server.attach(&proc).unwrap();
+        let client = Gateway::new(Location::Local(0), GatewayConfig::default()).unwrap();
+        let dest = served.location().clone();
+
+        client.send_to(&dest, tell_to(proc.id())).await.unwrap();
+        tokio::time::timeout(bound, client.flush()).await.unwrap();
+        assert_eq!(lanes(&client), 1);
+        let arrived = |count: u64| {
+            let server = server.clone();
+            async move {
+                while server.stats().delivered < count {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        tokio::time::timeout(bound, arrived(1)).await.unwrap();
+
+        tokio::time::sleep(crate::egress::LANE_IDLE + Duration::from_millis(500)).await;
+        assert_eq!(lanes(&client), 0, "the idle lane ended");
+
+        client.post_to(&dest, tell_to(proc.id())).unwrap();
+        tokio::time::timeout(bound, client.flush()).await.unwrap();
+        assert_eq!(lanes(&client), 1);
+        tokio::time::timeout(bound, arrived(2)).await.unwrap();
+        assert_eq!(client.stats().bounced, 0);
+    }
 }
