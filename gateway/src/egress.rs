@@ -123,6 +123,35 @@ impl Lane {
 /// A lane's queue; compared by allocation to tell a lane from its successor.
 struct Queue {
     tx: mpsc::Sender<Outgoing>,
+    /// The destination's transport as the lane's task last found it, so a tell can learn
+    /// that its destination is connected without a lookup in the manager.
+    transport: Mutex<Option<Arc<DestTransport>>>,
+}
+
+impl Queue {
+    /// Whether the transport the task last used still has a healthy wire.
+    fn connected(&self) -> bool {
+        self.transport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|transport| transport.is_healthy())
+    }
+
+    fn remember(&self, transport: Option<&Arc<DestTransport>>) {
+        let mut held = self
+            .transport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let same = match (held.as_ref(), transport) {
+            (Some(held), Some(transport)) => Arc::ptr_eq(held, transport),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *held = transport.cloned();
+        }
+    }
 }
 
 /// The lanes by the hash of their parts (collisions share a bucket). Lookups hash the
@@ -220,7 +249,10 @@ impl NetworkEgress {
             return Arc::clone(queue);
         }
         let (tx, rx) = mpsc::channel(self.capacity);
-        let queue = Arc::new(Queue { tx });
+        let queue = Arc::new(Queue {
+            tx,
+            transport: Mutex::new(None),
+        });
         let lane = lane.to_lane(key);
         table
             .buckets
@@ -323,6 +355,10 @@ impl NetworkEgress {
         envelope: NetworkEnvelope,
         origin: Option<&ProcId>,
     ) -> Result<(), PostError> {
+        let envelope = match self.push_connected(dest, origin, envelope) {
+            Ok(()) => return Ok(()),
+            Err(envelope) => envelope,
+        };
         let connected = self
             .manager
             .transport(&Dest::new(dest.clone()))
@@ -337,6 +373,37 @@ impl NetworkEgress {
         outcome
             .await
             .unwrap_or(Err(PostError::BrokenLink { recipient }))
+    }
+
+    /// Queues a tell without waiting when its lane's task last found the destination
+    /// connected; hands it back otherwise (or when the queue is full).
+    #[allow(
+        clippy::result_large_err,
+        reason = "the tell is handed back by value to take the slower way"
+    )]
+    fn push_connected(
+        &self,
+        dest: &Location,
+        origin: Option<&ProcId>,
+        envelope: NetworkEnvelope,
+    ) -> Result<(), NetworkEnvelope> {
+        // Under the table's lock, as every push: the task cannot end meanwhile.
+        let mut table = lock(&self.lanes);
+        let lane = LaneRef::of(dest, &envelope, origin);
+        let queue = self.queue(&mut table, &lane);
+        if !queue.connected() {
+            return Err(envelope);
+        }
+        match queue.tx.try_send(Outgoing::Envelope(envelope)) {
+            Ok(()) => Ok(()),
+            Err(
+                mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
+            ) => match pending(back) {
+                Some((envelope, _)) => Err(envelope),
+                // Only tells are pushed here.
+                None => Ok(()),
+            },
+        }
     }
 
     /// Sends a request to `dest` and waits at most `timeout` for its answer, after the
@@ -520,6 +587,7 @@ async fn drain(
                 (Ok(()), None) => {}
             }
         }
+        queue.remember(transport.as_ref());
     }
 }
 

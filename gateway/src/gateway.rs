@@ -111,11 +111,13 @@ pub struct GatewayStats {
     pub bounced: u64,
 }
 
+/// The attached procs, hashed with foldhash: looked up on every tell.
+type Procs = HashMap<ProcId, Entry, foldhash::fast::RandomState>;
 pub(crate) struct Inner {
     /// Attached procs by id: local ones weakly (the [`Attachment`] owns the handle, so a
     /// dropped attachment leaves a dead entry), proxied ones by the link they are reached
     /// through (dead once it closes).
-    procs: RwLock<HashMap<ProcId, Entry>>,
+    procs: RwLock<Procs>,
     locations: Mutex<LocationStack>,
     egress: Egress,
     pub(crate) ingress: Arc<Ingress>,
@@ -739,7 +741,7 @@ impl Inner {
             hello = hello.with_flow(flow.clone());
         }
         Inner {
-            procs: RwLock::new(HashMap::new()),
+            procs: RwLock::new(HashMap::default()),
             locations: Mutex::new(LocationStack::new(reserved)),
             egress,
             ingress: Arc::new(Ingress::new(config.ingress_queue_capacity)),
@@ -841,12 +843,12 @@ impl Inner {
         links.push(Arc::downgrade(link));
     }
 
-    fn read_procs(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ProcId, Entry>> {
+    fn read_procs(&self) -> std::sync::RwLockReadGuard<'_, Procs> {
         // Every statement leaves the map consistent, so a poisoned lock is still valid.
         self.procs.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_procs(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ProcId, Entry>> {
+    fn write_procs(&self) -> std::sync::RwLockWriteGuard<'_, Procs> {
         self.procs.write().unwrap_or_else(PoisonError::into_inner)
     }
 
