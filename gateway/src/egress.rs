@@ -381,7 +381,7 @@ impl NetworkEgress {
         clippy::result_large_err,
         reason = "the tell is handed back by value to take the slower way"
     )]
-    fn push_connected(
+    pub(crate) fn push_connected(
         &self,
         dest: &Location,
         origin: Option<&ProcId>,

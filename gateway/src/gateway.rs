@@ -481,6 +481,38 @@ impl Gateway {
         network.send(dest, envelope, origin).await
     }
 
+    /// The part of [`send_from`](Gateway::send_from) that needs no waiting, for a route's
+    /// tell: delivers to an attached proc, refuses, or queues on a lane whose destination
+    /// is connected, and says how that went. Hands the tell back (its hop spent, already
+    /// counted as forwarded) with the egress to wait on when it must wait for room, a dial
+    /// or the outcome of its send.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the tell is handed back by value to be sent on the waiting path"
+    )]
+    pub(crate) fn send_now(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        origin: &ProcId,
+    ) -> Result<Result<(), PostError>, (Arc<NetworkEgress>, NetworkEnvelope)> {
+        let Egress::Network(network) = &self.inner.egress else {
+            return Ok(self.inner.post_from(Some(dest), envelope, Some(origin)));
+        };
+        let mut envelope = match self.inner.post_here(Some(dest), envelope) {
+            Here::Done(outcome) => return Ok(outcome),
+            Here::Leave(envelope) => envelope,
+        };
+        if let Err(error) = spend_hop(&mut envelope) {
+            return Ok(Err(error));
+        }
+        self.inner.forwarded.fetch_add(1, Ordering::Relaxed);
+        match network.push_connected(dest, Some(origin), envelope) {
+            Ok(()) => Ok(Ok(())),
+            Err(envelope) => Err((Arc::clone(network), envelope)),
+        }
+    }
+
     /// Sends `envelope` as a request for an actor of a proc reached at `dest` and waits at
     /// most `timeout` for the postcard bytes of the reply.
     ///
