@@ -27,14 +27,16 @@
 //! one sender arrive in that order.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use foldhash::fast::FixedState;
 use futures::future::BoxFuture;
 use plexus_codec::{NetworkEnvelope, Recipient};
 use plexus_core::{ActorId, Location, ProcId};
-use plexus_transport::{Dest, OutprocTransportManager};
+use plexus_transport::{Dest, DestTransport, OutprocTransportManager, TransportError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{PostError, RemoteRequestError};
@@ -53,23 +55,12 @@ pub(crate) enum Outgoing {
     Flush(oneshot::Sender<()>),
 }
 
-impl Outgoing {
-    fn recipient(&self) -> Recipient {
-        match self {
-            Outgoing::Envelope(envelope) | Outgoing::Acked(envelope, _) => {
-                envelope.recipient.clone()
-            }
-            Outgoing::Flush(_) => Recipient::Transport,
-        }
-    }
-}
-
 /// Called with every envelope a sending task could not send, and the proc it came from
 /// when known (its undeliverable handler gets the report).
 pub(crate) type Bounce = Arc<dyn Fn(NetworkEnvelope, PostError, Option<&ProcId>) + Send + Sync>;
 
 /// One ordered stream towards a destination.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 struct Lane {
     dest: Dest,
     sender: Option<ActorId>,
@@ -78,29 +69,140 @@ struct Lane {
     /// any actor the proc whose route took them (`None` when nobody said). Its
     /// undeliverable handler hears of every tell the lane's task cannot send.
     origin: Option<ProcId>,
+    /// The lane's key in the table: the hash of its parts.
+    key: u64,
+}
+
+/// A lane named by borrowed parts, so that finding an existing lane copies nothing.
+#[derive(Clone, Copy)]
+struct LaneRef<'a> {
+    dest: &'a Location,
+    sender: Option<&'a ActorId>,
+    recipient: &'a Recipient,
+    origin: Option<&'a ProcId>,
+}
+
+impl<'a> LaneRef<'a> {
+    fn of(dest: &'a Location, envelope: &'a NetworkEnvelope, origin: Option<&'a ProcId>) -> Self {
+        let origin = match &envelope.sender {
+            Some(sender) => Some(sender.proc()),
+            None => origin,
+        };
+        LaneRef {
+            dest,
+            sender: envelope.sender.as_ref(),
+            recipient: &envelope.recipient,
+            origin,
+        }
+    }
+
+    fn key(&self, hasher: &FixedState) -> u64 {
+        hasher.hash_one((self.dest, self.sender, self.recipient, self.origin))
+    }
+
+    fn to_lane(self, key: u64) -> Lane {
+        Lane {
+            dest: Dest::new(self.dest.clone()),
+            sender: self.sender.cloned(),
+            recipient: self.recipient.clone(),
+            origin: self.origin.cloned(),
+            key,
+        }
+    }
 }
 
 impl Lane {
-    fn of(dest: &Location, envelope: &NetworkEnvelope, origin: Option<&ProcId>) -> Self {
-        let origin = match &envelope.sender {
-            Some(sender) => Some(sender.proc().clone()),
-            None => origin.cloned(),
-        };
-        Lane {
-            dest: Dest::new(dest.clone()),
-            sender: envelope.sender.clone(),
-            recipient: envelope.recipient.clone(),
-            origin,
-        }
+    fn is(&self, other: &LaneRef<'_>) -> bool {
+        self.dest.location() == other.dest
+            && self.sender.as_ref() == other.sender
+            && &self.recipient == other.recipient
+            && self.origin.as_ref() == other.origin
     }
 }
 
 /// A lane's queue; compared by allocation to tell a lane from its successor.
 struct Queue {
     tx: mpsc::Sender<Outgoing>,
+    /// The destination's transport as the lane's task last found it, so a tell can learn
+    /// that its destination is connected without a lookup in the manager.
+    transport: Mutex<Option<Arc<DestTransport>>>,
 }
 
-type Lanes = Mutex<HashMap<Lane, Arc<Queue>>>;
+impl Queue {
+    /// Whether the transport the task last used still has a healthy wire.
+    fn connected(&self) -> bool {
+        self.transport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|transport| transport.is_healthy())
+    }
+
+    fn remember(&self, transport: Option<&Arc<DestTransport>>) {
+        let mut held = self
+            .transport
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let same = match (held.as_ref(), transport) {
+            (Some(held), Some(transport)) => Arc::ptr_eq(held, transport),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *held = transport.cloned();
+        }
+    }
+}
+
+/// The lanes by the hash of their parts (collisions share a bucket). Lookups hash the
+/// borrowed parts of a tell once with foldhash: no key is built or copied per tell.
+struct Table {
+    hasher: FixedState,
+    buckets: HashMap<u64, Vec<(Lane, Arc<Queue>)>, FixedState>,
+}
+
+impl Table {
+    fn find(&self, key: u64, lane: &LaneRef<'_>) -> Option<&Arc<Queue>> {
+        self.buckets
+            .get(&key)?
+            .iter()
+            .find(|(held, _)| held.is(lane))
+            .map(|(_, queue)| queue)
+    }
+
+    /// Removes the lane of `key` whose queue is `queue`, if it is still there.
+    fn remove(&mut self, key: u64, queue: &Arc<Queue>) {
+        if let Some(bucket) = self.buckets.get_mut(&key) {
+            bucket.retain(|(_, held)| !Arc::ptr_eq(held, queue));
+            if bucket.is_empty() {
+                self.buckets.remove(&key);
+            }
+        }
+    }
+}
+
+type Lanes = Mutex<Table>;
+
+/// A tell on its way into a lane's queue, handed back when the queue is full.
+type Pending = (
+    NetworkEnvelope,
+    Option<oneshot::Sender<Result<(), PostError>>>,
+);
+
+fn outgoing((envelope, ack): Pending) -> Outgoing {
+    match ack {
+        Some(ack) => Outgoing::Acked(envelope, ack),
+        None => Outgoing::Envelope(envelope),
+    }
+}
+
+fn pending(outgoing: Outgoing) -> Option<Pending> {
+    match outgoing {
+        Outgoing::Envelope(envelope) => Some((envelope, None)),
+        Outgoing::Acked(envelope, ack) => Some((envelope, Some(ack))),
+        Outgoing::Flush(_) => None,
+    }
+}
 
 /// The manager and the lanes.
 pub(crate) struct NetworkEgress {
@@ -110,16 +212,21 @@ pub(crate) struct NetworkEgress {
     bounce: Bounce,
 }
 
-fn lock(lanes: &Lanes) -> MutexGuard<'_, HashMap<Lane, Arc<Queue>>> {
+fn lock(lanes: &Lanes) -> MutexGuard<'_, Table> {
     // Every statement leaves the map consistent, so a poisoned lock is still valid.
     lanes.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl NetworkEgress {
     pub(crate) fn new(manager: OutprocTransportManager, capacity: usize, bounce: Bounce) -> Self {
+        // A fixed seed per gateway: keys stay stable for the table's life.
+        let hasher = FixedState::with_seed(foldhash::fast::RandomState::default().hash_one(0u8));
         NetworkEgress {
             manager: Arc::new(manager),
-            lanes: Arc::new(Mutex::new(HashMap::new())),
+            lanes: Arc::new(Mutex::new(Table {
+                hasher,
+                buckets: HashMap::with_hasher(FixedState::default()),
+            })),
             capacity: capacity.max(1),
             bounce,
         }
@@ -129,17 +236,32 @@ impl NetworkEgress {
         &self.manager
     }
 
+    /// How many lanes have a running task.
+    #[cfg(test)]
+    pub(crate) fn lane_count(&self) -> usize {
+        lock(&self.lanes).buckets.values().map(Vec::len).sum()
+    }
+
     /// The queue of `lane` (under the held lock), starting its task on first use.
-    fn queue(&self, lanes: &mut HashMap<Lane, Arc<Queue>>, lane: &Lane) -> Arc<Queue> {
-        if let Some(queue) = lanes.get(lane) {
+    fn queue(&self, table: &mut Table, lane: &LaneRef<'_>) -> Arc<Queue> {
+        let key = lane.key(&table.hasher);
+        if let Some(queue) = table.find(key, lane) {
             return Arc::clone(queue);
         }
         let (tx, rx) = mpsc::channel(self.capacity);
-        let queue = Arc::new(Queue { tx });
-        lanes.insert(lane.clone(), Arc::clone(&queue));
+        let queue = Arc::new(Queue {
+            tx,
+            transport: Mutex::new(None),
+        });
+        let lane = lane.to_lane(key);
+        table
+            .buckets
+            .entry(key)
+            .or_default()
+            .push((lane.clone(), Arc::clone(&queue)));
         tokio::spawn(drain(
             Arc::clone(&self.manager),
-            lane.clone(),
+            lane,
             Arc::clone(&queue),
             rx,
             Arc::downgrade(&self.lanes),
@@ -148,52 +270,70 @@ impl NetworkEgress {
         queue
     }
 
-    /// Pushes without waiting; hands the item back when the lane's queue is full.
+    /// Pushes without waiting; hands the tell back when its lane's queue is full.
     #[allow(
         clippy::result_large_err,
-        reason = "the item is handed back by value to be pushed again; boxing it would \
+        reason = "the tell is handed back by value to be pushed again; boxing it would \
                   allocate on every full queue"
     )]
-    fn push_now(&self, lane: &Lane, mut outgoing: Outgoing) -> Result<(), Outgoing> {
-        let mut lanes = lock(&self.lanes);
+    fn push_now(
+        &self,
+        dest: &Location,
+        origin: Option<&ProcId>,
+        mut tell: Pending,
+    ) -> Result<(), Pending> {
+        let mut table = lock(&self.lanes);
         // Twice at most: a lane whose task died without removing itself (a panic) is
         // replaced once.
         for _ in 0..2 {
-            let queue = self.queue(&mut lanes, lane);
-            match queue.tx.try_send(outgoing) {
+            let lane = LaneRef::of(dest, &tell.0, origin);
+            let key = lane.key(&table.hasher);
+            let queue = self.queue(&mut table, &lane);
+            match queue.tx.try_send(outgoing(tell)) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(back)) => return Err(back),
+                // Only tells are pushed here, so `back` is one.
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    return pending(back).map_or(Ok(()), Err);
+                }
                 Err(mpsc::error::TrySendError::Closed(back)) => {
-                    tracing::warn!(dest = %lane.dest, "lane task gone, lane replaced");
-                    lanes.remove(lane);
-                    outgoing = back;
+                    tracing::warn!(%dest, "lane task gone, lane replaced");
+                    table.remove(key, &queue);
+                    tell = match pending(back) {
+                        Some(tell) => tell,
+                        None => return Ok(()),
+                    };
                 }
             }
         }
-        Err(outgoing)
+        Err(tell)
     }
 
     /// Pushes, waiting for room in the lane's queue.
-    async fn push(&self, lane: &Lane, mut outgoing: Outgoing) {
+    async fn push(&self, dest: &Location, origin: Option<&ProcId>, mut tell: Pending) {
         loop {
-            outgoing = match self.push_now(lane, outgoing) {
+            tell = match self.push_now(dest, origin, tell) {
                 Ok(()) => return,
-                Err(outgoing) => outgoing,
+                Err(tell) => tell,
             };
-            let queue = match lock(&self.lanes).get(lane) {
-                Some(queue) => Arc::clone(queue),
-                None => continue,
+            let queue = {
+                let table = lock(&self.lanes);
+                let lane = LaneRef::of(dest, &tell.0, origin);
+                match table.find(lane.key(&table.hasher), &lane) {
+                    Some(queue) => Arc::clone(queue),
+                    None => continue,
+                }
             };
             let Ok(permit) = queue.tx.reserve().await else {
                 continue;
             };
-            let lanes = lock(&self.lanes);
+            let table = lock(&self.lanes);
+            let lane = LaneRef::of(dest, &tell.0, origin);
             // The slot is only used if its task still runs, which the table says.
-            if lanes
-                .get(lane)
+            if table
+                .find(lane.key(&table.hasher), &lane)
                 .is_some_and(|current| Arc::ptr_eq(current, &queue))
             {
-                permit.send(outgoing);
+                permit.send(outgoing(tell));
                 return;
             }
         }
@@ -215,21 +355,55 @@ impl NetworkEgress {
         envelope: NetworkEnvelope,
         origin: Option<&ProcId>,
     ) -> Result<(), PostError> {
-        let lane = Lane::of(dest, &envelope, origin);
+        let envelope = match self.push_connected(dest, origin, envelope) {
+            Ok(()) => return Ok(()),
+            Err(envelope) => envelope,
+        };
         let connected = self
             .manager
-            .transport(&lane.dest)
+            .transport(&Dest::new(dest.clone()))
             .is_some_and(|transport| transport.is_healthy());
         if connected {
-            self.push(&lane, Outgoing::Envelope(envelope)).await;
+            self.push(dest, origin, (envelope, None)).await;
             return Ok(());
         }
         let recipient = envelope.recipient.clone();
         let (ack, outcome) = oneshot::channel();
-        self.push(&lane, Outgoing::Acked(envelope, ack)).await;
+        self.push(dest, origin, (envelope, Some(ack))).await;
         outcome
             .await
             .unwrap_or(Err(PostError::BrokenLink { recipient }))
+    }
+
+    /// Queues a tell without waiting when its lane's task last found the destination
+    /// connected; hands it back otherwise (or when the queue is full).
+    #[allow(
+        clippy::result_large_err,
+        reason = "the tell is handed back by value to take the slower way"
+    )]
+    pub(crate) fn push_connected(
+        &self,
+        dest: &Location,
+        origin: Option<&ProcId>,
+        envelope: NetworkEnvelope,
+    ) -> Result<(), NetworkEnvelope> {
+        // Under the table's lock, as every push: the task cannot end meanwhile.
+        let mut table = lock(&self.lanes);
+        let lane = LaneRef::of(dest, &envelope, origin);
+        let queue = self.queue(&mut table, &lane);
+        if !queue.connected() {
+            return Err(envelope);
+        }
+        match queue.tx.try_send(Outgoing::Envelope(envelope)) {
+            Ok(()) => Ok(()),
+            Err(
+                mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
+            ) => match pending(back) {
+                Some((envelope, _)) => Err(envelope),
+                // Only tells are pushed here.
+                None => Ok(()),
+            },
+        }
     }
 
     /// Sends a request to `dest` and waits at most `timeout` for its answer, after the
@@ -241,9 +415,14 @@ impl NetworkEgress {
         timeout: Duration,
         origin: Option<&ProcId>,
     ) -> Result<Bytes, RemoteRequestError> {
-        let lane = Lane::of(dest, &envelope, origin);
         let started = tokio::time::Instant::now();
-        let queued = lock(&self.lanes).get(&lane).map(|queue| queue.tx.clone());
+        let queued = {
+            let table = lock(&self.lanes);
+            let lane = LaneRef::of(dest, &envelope, origin);
+            table
+                .find(lane.key(&table.hasher), &lane)
+                .map(|queue| queue.tx.clone())
+        };
         if let Some(queue) = queued {
             if tokio::time::timeout(timeout, flush_queues(vec![queue]))
                 .await
@@ -253,9 +432,10 @@ impl NetworkEgress {
             }
         }
         let left = timeout.saturating_sub(started.elapsed());
-        match self.manager.request(&lane.dest, envelope, left).await {
+        let dest = Dest::new(dest.clone());
+        match self.manager.request(&dest, envelope, left).await {
             Ok(response) => protocol::read_response(&response),
-            Err(error) => Err(RemoteRequestError::from_transport(&lane.dest, error)),
+            Err(error) => Err(RemoteRequestError::from_transport(&dest, error)),
         }
     }
 }
@@ -269,11 +449,10 @@ impl NetworkEgress {
         envelope: NetworkEnvelope,
         origin: Option<&ProcId>,
     ) -> Result<(), PostError> {
-        let lane = Lane::of(dest, &envelope, origin);
-        match self.push_now(&lane, Outgoing::Envelope(envelope)) {
+        match self.push_now(dest, origin, (envelope, None)) {
             Ok(()) => Ok(()),
-            Err(outgoing) => {
-                tracing::debug!(%dest, recipient = %outgoing.recipient(), "lane full, envelope refused");
+            Err((envelope, _)) => {
+                tracing::debug!(%dest, recipient = %envelope.recipient, "lane full, envelope refused");
                 Err(PostError::Full { dest: dest.clone() })
             }
         }
@@ -287,8 +466,10 @@ impl Forwarder for NetworkEgress {
 
     fn flush(&self) -> BoxFuture<'static, ()> {
         let queues: Vec<mpsc::Sender<Outgoing>> = lock(&self.lanes)
+            .buckets
             .values()
-            .map(|queue| queue.tx.clone())
+            .flatten()
+            .map(|(_, queue)| queue.tx.clone())
             .collect();
         Box::pin(flush_queues(queues))
     }
@@ -310,8 +491,14 @@ pub(crate) async fn flush_queues(queues: Vec<mpsc::Sender<Outgoing>>) {
     }
 }
 
-/// The sending task of one lane: one envelope after another, each handed to a connection
-/// or bounced; ends after [`LANE_IDLE`] without traffic.
+/// How many queued items a lane's task takes at once.
+const BATCH: usize = 64;
+
+/// The sending task of one lane: takes what is queued in batches, hands each envelope to
+/// a connection in order or bounces it; ends after [`LANE_IDLE`] without traffic.
+///
+/// One idle timer serves the lane's life: each batch only notes when it came, and the
+/// timer, when it fires early, is moved to the idle end of the latest batch.
 async fn drain(
     manager: Arc<OutprocTransportManager>,
     lane: Lane,
@@ -320,71 +507,115 @@ async fn drain(
     lanes: Weak<Lanes>,
     bounce: Bounce,
 ) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let idle = tokio::time::sleep(LANE_IDLE);
+    tokio::pin!(idle);
+    let mut last = tokio::time::Instant::now();
     loop {
-        let outgoing = match tokio::time::timeout(LANE_IDLE, rx.recv()).await {
-            Ok(Some(outgoing)) => outgoing,
-            Ok(None) => return,
-            Err(_) => {
+        tokio::select! {
+            biased;
+            received = rx.recv_many(&mut batch, BATCH) => {
+                if received == 0 {
+                    return;
+                }
+                last = tokio::time::Instant::now();
+            }
+            () = &mut idle => {
+                if last.elapsed() < LANE_IDLE {
+                    idle.as_mut().reset(last + LANE_IDLE);
+                    continue;
+                }
                 let Some(lanes) = lanes.upgrade() else { return };
                 let mut table = lock(&lanes);
                 match rx.try_recv() {
-                    Ok(outgoing) => outgoing,
+                    Ok(outgoing) => {
+                        batch.push(outgoing);
+                        last = tokio::time::Instant::now();
+                        idle.as_mut().reset(last + LANE_IDLE);
+                    }
                     Err(_) => {
-                        if table
-                            .get(&lane)
-                            .is_some_and(|current| Arc::ptr_eq(current, &queue))
-                        {
-                            table.remove(&lane);
-                        }
+                        table.remove(lane.key, &queue);
                         return;
                     }
                 }
             }
-        };
-        let (envelope, ack) = match outgoing {
-            Outgoing::Envelope(envelope) => (envelope, None),
-            Outgoing::Acked(envelope, ack) => (envelope, Some(ack)),
-            Outgoing::Flush(ack) => {
-                let _ = ack.send(());
+        }
+        // The destination's transport, looked up once per batch rather than per envelope.
+        let mut transport = manager
+            .transport(&lane.dest)
+            .filter(|transport| transport.is_healthy());
+        for outgoing in batch.drain(..) {
+            let (envelope, ack) = match outgoing {
+                Outgoing::Envelope(envelope) => (envelope, None),
+                Outgoing::Acked(envelope, ack) => (envelope, Some(ack)),
+                Outgoing::Flush(ack) => {
+                    let _ = ack.send(());
+                    continue;
+                }
+            };
+            // Kept for the bounce report: the transport consumes the envelope (the copy
+            // shares the payload's bytes).
+            let kept = envelope.clone();
+            if lanes.strong_count() == 0 {
+                // The gateway is gone: sending would dial again from a gateway nobody holds.
+                let recipient = envelope.recipient;
+                let error = PostError::BrokenLink { recipient };
+                match ack {
+                    Some(ack) => {
+                        if let Err(Err(error)) = ack.send(Err(error)) {
+                            bounce(kept, error, lane.origin.as_ref());
+                        }
+                    }
+                    None => bounce(kept, error, lane.origin.as_ref()),
+                }
                 continue;
             }
-        };
-        // Kept for the bounce report: the transport consumes the envelope (the copy shares
-        // the payload's bytes).
-        let kept = envelope.clone();
-        if lanes.strong_count() == 0 {
-            // The gateway is gone: sending would dial again from a gateway nobody holds.
-            let recipient = envelope.recipient;
-            let error = PostError::BrokenLink { recipient };
-            match ack {
-                Some(ack) => {
-                    if let Err(Err(error)) = ack.send(Err(error)) {
-                        bounce(kept, error, lane.origin.as_ref());
-                    }
-                }
-                None => bounce(kept, error, lane.origin.as_ref()),
-            }
-            continue;
-        }
-        let outcome =
-            manager
-                .send(&lane.dest, envelope)
+            let outcome = send_one(&manager, &lane.dest, &mut transport, envelope, &kept)
                 .await
                 .map_err(|source| PostError::Transport {
                     dest: lane.dest.location().clone(),
                     source: Box::new(source),
                 });
-        match (outcome, ack) {
-            (outcome, Some(ack)) => {
-                // The waiting sender learns the outcome and reports it itself.
-                if let Err(Err(error)) = ack.send(outcome) {
-                    bounce(kept, error, lane.origin.as_ref());
+            match (outcome, ack) {
+                (outcome, Some(ack)) => {
+                    // The waiting sender learns the outcome and reports it itself.
+                    if let Err(Err(error)) = ack.send(outcome) {
+                        bounce(kept, error, lane.origin.as_ref());
+                    }
                 }
+                (Err(error), None) => bounce(kept, error, lane.origin.as_ref()),
+                (Ok(()), None) => {}
             }
-            (Err(error), None) => bounce(kept, error, lane.origin.as_ref()),
-            (Ok(()), None) => {}
         }
+        queue.remember(transport.as_ref());
     }
+}
+
+/// Hands `envelope` to a connection of `dest`: through `transport` while it has a healthy
+/// wire, else through the manager, which dials, replaces a lost transport or takes a newer
+/// one (and then becomes the cached `transport`).
+async fn send_one(
+    manager: &OutprocTransportManager,
+    dest: &Dest,
+    transport: &mut Option<Arc<DestTransport>>,
+    envelope: NetworkEnvelope,
+    kept: &NetworkEnvelope,
+) -> Result<(), TransportError> {
+    if let Some(held) = transport.as_ref() {
+        match held.send(envelope).await {
+            // No wire took the envelope: it was not queued anywhere, so the manager may
+            // send the kept copy without sending it twice.
+            Err(TransportError::NoHealthyWire { .. }) => *transport = None,
+            outcome => return outcome,
+        }
+        manager.send(dest, kept.clone()).await?;
+    } else {
+        manager.send(dest, envelope).await?;
+    }
+    *transport = manager
+        .transport(dest)
+        .filter(|transport| transport.is_healthy());
+    Ok(())
 }
 
 /// A copy of the envelope for a bounce report; the payload's bytes are shared, not

@@ -111,11 +111,13 @@ pub struct GatewayStats {
     pub bounced: u64,
 }
 
+/// The attached procs, hashed with foldhash: looked up on every tell.
+type Procs = HashMap<ProcId, Entry, foldhash::fast::RandomState>;
 pub(crate) struct Inner {
     /// Attached procs by id: local ones weakly (the [`Attachment`] owns the handle, so a
     /// dropped attachment leaves a dead entry), proxied ones by the link they are reached
     /// through (dead once it closes).
-    procs: RwLock<HashMap<ProcId, Entry>>,
+    procs: RwLock<Procs>,
     locations: Mutex<LocationStack>,
     egress: Egress,
     pub(crate) ingress: Arc<Ingress>,
@@ -479,6 +481,38 @@ impl Gateway {
         network.send(dest, envelope, origin).await
     }
 
+    /// The part of [`send_from`](Gateway::send_from) that needs no waiting, for a route's
+    /// tell: delivers to an attached proc, refuses, or queues on a lane whose destination
+    /// is connected, and says how that went. Hands the tell back (its hop spent, already
+    /// counted as forwarded) with the egress to wait on when it must wait for room, a dial
+    /// or the outcome of its send.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the tell is handed back by value to be sent on the waiting path"
+    )]
+    pub(crate) fn send_now(
+        &self,
+        dest: &Location,
+        envelope: NetworkEnvelope,
+        origin: &ProcId,
+    ) -> Result<Result<(), PostError>, (Arc<NetworkEgress>, NetworkEnvelope)> {
+        let Egress::Network(network) = &self.inner.egress else {
+            return Ok(self.inner.post_from(Some(dest), envelope, Some(origin)));
+        };
+        let mut envelope = match self.inner.post_here(Some(dest), envelope) {
+            Here::Done(outcome) => return Ok(outcome),
+            Here::Leave(envelope) => envelope,
+        };
+        if let Err(error) = spend_hop(&mut envelope) {
+            return Ok(Err(error));
+        }
+        self.inner.forwarded.fetch_add(1, Ordering::Relaxed);
+        match network.push_connected(dest, Some(origin), envelope) {
+            Ok(()) => Ok(Ok(())),
+            Err(envelope) => Err((Arc::clone(network), envelope)),
+        }
+    }
+
     /// Sends `envelope` as a request for an actor of a proc reached at `dest` and waits at
     /// most `timeout` for the postcard bytes of the reply.
     ///
@@ -739,7 +773,7 @@ impl Inner {
             hello = hello.with_flow(flow.clone());
         }
         Inner {
-            procs: RwLock::new(HashMap::new()),
+            procs: RwLock::new(HashMap::default()),
             locations: Mutex::new(LocationStack::new(reserved)),
             egress,
             ingress: Arc::new(Ingress::new(config.ingress_queue_capacity)),
@@ -841,12 +875,12 @@ impl Inner {
         links.push(Arc::downgrade(link));
     }
 
-    fn read_procs(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ProcId, Entry>> {
+    fn read_procs(&self) -> std::sync::RwLockReadGuard<'_, Procs> {
         // Every statement leaves the map consistent, so a poisoned lock is still valid.
         self.procs.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_procs(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ProcId, Entry>> {
+    fn write_procs(&self) -> std::sync::RwLockWriteGuard<'_, Procs> {
         self.procs.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -1575,5 +1609,51 @@ mod tests {
                 Err(PostError::Unroutable { .. })
             ));
         }
+    }
+
+    fn lanes(gateway: &Gateway) -> usize {
+        match &gateway.inner.egress {
+            Egress::Network(network) => network.lane_count(),
+            _ => 0,
+        }
+    }
+
+    /// A lane's task ends after `LANE_IDLE` without traffic and leaves the table; the
+    /// next tell of the same pair starts a new lane, which sends it.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used, reason = "a test: a failure is the report")]
+    async fn idle_lane_ends_and_restarts() {
+        let bound = Duration::from_secs(30);
+        let server = Gateway::new(Location::Local(0), GatewayConfig::default()).unwrap();
+        let served = server
+            .serve("tcp://127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let proc = Proc::new(ProcId::new("far", 1));
+        let _attached = server.attach(&proc).unwrap();
+        let client = Gateway::new(Location::Local(0), GatewayConfig::default()).unwrap();
+        let dest = served.location().clone();
+
+        client.send_to(&dest, tell_to(proc.id())).await.unwrap();
+        tokio::time::timeout(bound, client.flush()).await.unwrap();
+        assert_eq!(lanes(&client), 1);
+        let arrived = |count: u64| {
+            let server = server.clone();
+            async move {
+                while server.stats().delivered < count {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        tokio::time::timeout(bound, arrived(1)).await.unwrap();
+
+        tokio::time::sleep(crate::egress::LANE_IDLE + Duration::from_millis(500)).await;
+        assert_eq!(lanes(&client), 0, "the idle lane ended");
+
+        client.post_to(&dest, tell_to(proc.id())).unwrap();
+        tokio::time::timeout(bound, client.flush()).await.unwrap();
+        assert_eq!(lanes(&client), 1);
+        tokio::time::timeout(bound, arrived(2)).await.unwrap();
+        assert_eq!(client.stats().bounced, 0);
     }
 }

@@ -110,16 +110,28 @@ impl RemoteRoute for GatewayRoute {
         }
     }
 
+    /// A tell that needs no waiting (delivered to an attached proc, refused, or queued
+    /// on a lane whose destination is connected) is done before the returned future is
+    /// first polled; only waiting for room, a dial or a send's outcome happens in it.
     fn tell(&self, message: Outbound) -> BoxFuture<'static, Result<(), RouteError>> {
-        let gateway = self.gateway();
+        let Some(gateway) = self.gateway() else {
+            return Box::pin(futures::future::ready(Err(RouteError::BrokenLink)));
+        };
+        let location = message.recipient.location.clone();
+        let envelope = envelope_of(message, EnvelopeKind::Regular);
+        let (network, envelope) = match gateway.send_now(&location, envelope, &self.origin) {
+            Ok(outcome) => {
+                let outcome =
+                    outcome.or_else(|error| route_error(&location, error).map_or(Ok(()), Err));
+                return Box::pin(futures::future::ready(outcome));
+            }
+            Err(waiting) => waiting,
+        };
         let origin = self.origin.clone();
         Box::pin(async move {
-            let Some(gateway) = gateway else {
-                return Err(RouteError::BrokenLink);
-            };
-            let location = message.recipient.location.clone();
-            let envelope = envelope_of(message, EnvelopeKind::Regular);
-            match gateway.send_from(&location, envelope, Some(&origin)).await {
+            // Held so the gateway outlives the send, as for any call on it.
+            let _gateway = gateway;
+            match network.send(&location, envelope, Some(&origin)).await {
                 Ok(()) => Ok(()),
                 Err(error) => route_error(&location, error).map_or(Ok(()), Err),
             }

@@ -203,6 +203,9 @@ async fn accept_wire(mut wire: Wire, gateway: Weak<Inner>, links: Arc<Mutex<Vec<
         }
     };
     let peer_location = negotiated.peer_location.clone();
+    // Locked before the link starts: whoever got an envelope over the link and then
+    // counts the connections counts this one.
+    let mut listed = links.lock().unwrap_or_else(PoisonError::into_inner);
     match Link::open(
         gateway.clone(),
         wire,
@@ -212,10 +215,9 @@ async fn accept_wire(mut wire: Wire, gateway: Weak<Inner>, links: Arc<Mutex<Vec<
         true,
     ) {
         Ok(link) => {
-            let mut links = links.lock().unwrap_or_else(PoisonError::into_inner);
-            links.retain(|link| link.upgrade().is_some_and(|link| link.is_open()));
-            links.push(Arc::downgrade(&link));
-            drop(links);
+            listed.retain(|link| link.upgrade().is_some_and(|link| link.is_open()));
+            listed.push(Arc::downgrade(&link));
+            drop(listed);
             if let (Some(location), Some(inner)) = (&peer_location, gateway.upgrade()) {
                 inner.accepted_opened(location);
             }
