@@ -28,8 +28,10 @@
 //!   ([`SendFlows`]), and at the receiver a state machine per flow with a queue and a
 //!   pusher ([`FlowReceiver`]) so that a full recipient stalls only its own senders.
 //!
-//! Next: the gateway implements [`FlowTarget`] over `Proc::deliver_remote` and accepts
-//! connections through [`OutprocTransportManager::accept`]; then TLS wires.
+//! The gateway (`plexus-gateway`) is the flow target of its connections, over
+//! `Proc::deliver_remote`. Not yet here: TLS wires, and the gateway accepting connections
+//! through [`OutprocTransportManager::accept`] (the duplicate-connection rule) once a swap
+//! of connections can keep each pair's order.
 //!
 //! # Feature flags
 //!
