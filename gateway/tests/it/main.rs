@@ -11,6 +11,7 @@ mod flush;
 mod list;
 mod locations;
 mod net;
+mod promises;
 mod proxy;
 mod remote;
 mod routing;
