@@ -11,8 +11,9 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::time::Duration;
 
-use plexus_core::{ActorId, ActorStatus, Mailbox};
+use plexus_core::{ActorId, ActorStatus};
 
+use crate::graph::Deadlock;
 use crate::snapshot::{ActorSnapshot, Snapshot};
 
 /// How [`render_table_with`] marks rows.
@@ -58,10 +59,7 @@ pub fn render_table(snapshot: &Snapshot) -> String {
 /// line per deadlock.
 pub fn render_table_with(snapshot: &Snapshot, options: &TableOptions) -> String {
     let deadlocks = snapshot.deadlocks();
-    let deadlocked: BTreeSet<&ActorId> = deadlocks
-        .iter()
-        .flat_map(|deadlock| deadlock.actors.iter())
-        .collect();
+    let deadlocked = deadlocked_actors(&deadlocks);
     let header = [
         "ACTOR", "STATUS", "MAILBOX", "HANDLED", "HANDLING", "RESTARTS", "PANICS", "NOTES",
     ];
@@ -69,30 +67,14 @@ pub fn render_table_with(snapshot: &Snapshot, options: &TableOptions) -> String 
     for actor in &snapshot.actors {
         rows.push(row(actor, deadlocked.contains(&actor.id), options));
     }
-    let mut widths = [0usize; 8];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
 
     let totals = &snapshot.totals;
     let mut out = format!(
         "actors: {} alive, {} spawned, {} stopped; {} messages handled\n",
         totals.alive, totals.spawned, totals.stopped, totals.messages
     );
-    for row in &rows {
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let pad = width - cell.chars().count() + 2;
-                line.push_str(cell);
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(line.trim_end());
+    for line in align_columns(&rows) {
+        out.push_str(&line);
         out.push('\n');
     }
     for deadlock in &deadlocks {
@@ -148,13 +130,42 @@ fn row(actor: &ActorSnapshot, deadlocked: bool, options: &TableOptions) -> [Stri
 
 /// Depth over capacity: `3/1024`, `3/unbounded`.
 pub(crate) fn mailbox_cell(actor: &ActorSnapshot) -> String {
-    match actor.mailbox {
-        Mailbox::Bounded(_) => match actor.mailbox.capacity() {
-            Some(capacity) => format!("{}/{capacity}", actor.depth),
-            None => actor.depth.to_string(),
-        },
-        Mailbox::Unbounded => format!("{}/unbounded", actor.depth),
+    match actor.mailbox.capacity() {
+        Some(capacity) => format!("{}/{capacity}", actor.depth),
+        None => format!("{}/unbounded", actor.depth),
     }
+}
+
+/// The actors of every deadlock, to mark their rows.
+pub(crate) fn deadlocked_actors(deadlocks: &[Deadlock]) -> BTreeSet<&ActorId> {
+    deadlocks
+        .iter()
+        .flat_map(|deadlock| deadlock.actors.iter())
+        .collect()
+}
+
+/// One line per row, each column but the last padded to its widest cell plus two spaces,
+/// trailing blanks trimmed: the layout of the plain table and of the console screen.
+pub(crate) fn align_columns<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+                line.push_str(cell);
+                if i + 1 < N {
+                    line.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 2));
+                }
+            }
+            line.truncate(line.trim_end().len());
+            line
+        })
+        .collect()
 }
 
 pub(crate) fn status_name(status: ActorStatus) -> &'static str {

@@ -15,14 +15,16 @@
 //! Deadlocks and stuck handlers are listed above the table, so a short terminal that cuts
 //! the table still shows them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use plexus_core::{ActorId, ActorStatus};
 
 use crate::graph::Deadlock;
 use crate::snapshot::{ActorSnapshot, Snapshot};
-use crate::table::{human_duration, mailbox_cell, short_type_name, status_name};
+use crate::table::{
+    align_columns, deadlocked_actors, human_duration, mailbox_cell, short_type_name, status_name,
+};
 
 use super::ConsoleOptions;
 use super::source::SourceFailure;
@@ -281,10 +283,7 @@ fn actor_rows_with(
     options: &ConsoleOptions,
     deadlocks: &[Deadlock],
 ) -> Vec<ActorRow> {
-    let deadlocked: BTreeSet<&ActorId> = deadlocks
-        .iter()
-        .flat_map(|deadlock| deadlock.actors.iter())
-        .collect();
+    let deadlocked = deadlocked_actors(deadlocks);
     let before: HashMap<&ActorId, &ActorSnapshot> = previous
         .map(|previous| {
             previous
@@ -388,44 +387,28 @@ fn rate_cell(rate: f64) -> String {
 
 /// The table: header and one line per row, columns padded to their widest cell.
 fn layout(rows: &[ActorRow]) -> Vec<Line> {
-    let cells: Vec<([String; 8], Tone)> =
-        std::iter::once((HEADER.map(str::to_owned), Tone::Header))
-            .chain(rows.iter().map(|row| {
-                let cells = [
-                    row.id.to_string(),
-                    row.status.to_owned(),
-                    row.mailbox.clone(),
-                    row.rate.map_or_else(|| "-".to_owned(), rate_cell),
-                    row.handled.to_string(),
-                    row.handling.as_ref().map_or_else(
-                        || "-".to_owned(),
-                        |(message, elapsed)| format!("{message} {}", human_duration(*elapsed)),
-                    ),
-                    row.restarts.to_string(),
-                    row.notes.join(", "),
-                ];
-                (cells, row.tone)
-            }))
-            .collect();
-    let mut widths = [0usize; 8];
-    for (row, _) in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    cells
+    let cells: Vec<[String; 8]> = std::iter::once(HEADER.map(str::to_owned))
+        .chain(rows.iter().map(|row| {
+            [
+                row.id.to_string(),
+                row.status.to_owned(),
+                row.mailbox.clone(),
+                row.rate.map_or_else(|| "-".to_owned(), rate_cell),
+                row.handled.to_string(),
+                row.handling.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |(message, elapsed)| format!("{message} {}", human_duration(*elapsed)),
+                ),
+                row.restarts.to_string(),
+                row.notes.join(", "),
+            ]
+        }))
+        .collect();
+    let tones = std::iter::once(Tone::Header).chain(rows.iter().map(|row| row.tone));
+    align_columns(&cells)
         .into_iter()
-        .map(|(row, tone)| {
-            let mut text = String::new();
-            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-                text.push_str(cell);
-                if i + 1 < row.len() {
-                    let pad = width - cell.chars().count() + 2;
-                    text.extend(std::iter::repeat_n(' ', pad));
-                }
-            }
-            Line::new(text.trim_end(), tone)
-        })
+        .zip(tones)
+        .map(|(text, tone)| Line::new(text, tone))
         .collect()
 }
 
