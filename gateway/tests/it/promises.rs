@@ -1,6 +1,6 @@
 //! The messaging promises of design §3 on the full remote path: remote refs between procs
 //! attached to two gateways over TCP on 127.0.0.1. Each test names the promise it guards:
-//! 3.3 (`try_tell` is `Full` when the remote flow is spent), 3.6 (an undecodable request
+//! 3.3 (`try_tell` is `Full` and `tell(..).await` waits when the remote flow is spent), 3.6 (an undecodable request
 //! is answered `Decode` and the connection keeps serving), 3.7 (a remote watch fires after
 //! the watched actor's earlier messages), 3.8 (a proc restarted at the same location is a
 //! new incarnation old refs never reach).
@@ -314,6 +314,69 @@ async fn remote_try_tell_is_full_once_the_flow_is_spent() {
         seen.lock().unwrap().len() as u64 == accepted + 1
     })
     .await;
+}
+
+/// Promise 3.3: with the remote recipient blocked, `tell(..).await` through gateways over
+/// TCP stops returning once the flow's credit (and the bounded way to it) is spent,
+/// instead of queueing without bound, and goes on when the recipient drains; every tell
+/// arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_tell_waits_for_flow_credit() {
+    let network = InprocNetwork::new();
+    let here = side(&network, any_tcp(), ProcId::unique("here")).await;
+    let there = side(&network, any_tcp(), ProcId::unique("there")).await;
+    let (sink, seen) = spawn_sink(&there, Mailbox::Bounded(1));
+    let remote: ActorRef<Sink> = timeout(WAIT, here.proc.lookup_remote(&there.addr(), "sink"))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let (started, running) = oneshot::channel();
+    let (release, blocked) = oneshot::channel();
+    sink.tell(Block(started, blocked)).await.unwrap();
+    timeout(WAIT, running).await.unwrap().unwrap();
+
+    // Far more than a credit window of the default flow configuration.
+    const COUNT: u64 = 20_000;
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sending = tokio::spawn({
+        let (remote, sent) = (remote.clone(), sent.clone());
+        async move {
+            for n in 0..COUNT {
+                remote.tell(Note(n)).await.unwrap();
+                sent.store(n + 1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    // The sender stalls: its count stops moving well short of the end.
+    let stalled_at = timeout(WAIT, async {
+        let mut last = u64::MAX;
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = sent.load(std::sync::atomic::Ordering::SeqCst);
+            if now == last {
+                break now;
+            }
+            last = now;
+        }
+    })
+    .await
+    .expect("the sender never stopped moving");
+    assert!(
+        stalled_at < COUNT,
+        "all {COUNT} tells returned although the recipient took none"
+    );
+    assert!(!sending.is_finished());
+    assert!(seen.lock().unwrap().is_empty());
+
+    release.send(()).unwrap();
+    timeout(WAIT * 4, sending)
+        .await
+        .expect("the sender did not finish once the recipient drained")
+        .unwrap();
+    eventually("every tell", || seen.lock().unwrap().len() as u64 == COUNT).await;
+    assert_eq!(*seen.lock().unwrap(), (0..COUNT).collect::<Vec<u64>>());
+    assert_eq!(here.proc.undeliverable_count(), 0);
 }
 
 /// Promise 3.6: an ask the receiving side cannot decode (its wire name carries the wrong
