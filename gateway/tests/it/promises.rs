@@ -2,7 +2,7 @@
 //! attached to two gateways over TCP on 127.0.0.1. Each test names the promise it guards:
 //! 3.3 (`try_tell` is `Full` and `tell(..).await` waits when the remote flow is spent), 3.6 (an undecodable request
 //! is answered `Decode` and the connection keeps serving), 3.7 (a remote watch fires after
-//! the watched actor's earlier messages), 3.8 (a proc restarted at the same location is a
+//! the watched actor's earlier messages, and once across a closed connection), 3.8 (a proc restarted at the same location is a
 //! new incarnation old refs never reach).
 
 use std::ops::ControlFlow;
@@ -212,7 +212,7 @@ impl Handler<Forward> for Relay {
 
 /// One side: a networked gateway serving TCP, and a proc attached to it.
 struct Side {
-    _gateway: Gateway,
+    gateway: Gateway,
     server: ServeHandle,
     proc: Proc,
     _attachment: Attachment,
@@ -224,7 +224,7 @@ async fn side(network: &InprocNetwork, location: plexus_core::Location, id: Proc
     let proc = Proc::new(id);
     let attachment = gateway.attach(&proc).unwrap();
     Side {
-        _gateway: gateway,
+        gateway,
         server,
         proc,
         _attachment: attachment,
@@ -486,6 +486,75 @@ async fn remote_watch_fires_after_the_watched_actors_earlier_tells() {
     }
 }
 
+/// Promise 3.7: a remote watch whose connection closes fires once with `Disconnected`;
+/// when the connection is opened again and the watched actor then stops, nothing fires
+/// a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_watch_fires_once_across_a_closed_connection() {
+    let network = InprocNetwork::new();
+    let here = side(&network, any_tcp(), ProcId::unique("here")).await;
+    let there = side(&network, any_tcp(), ProcId::unique("there")).await;
+    let talker = there.proc.spawn("talker", Talker).unwrap();
+    there.proc.expose_remote(&talker).unwrap();
+    let remote: ActorRef<Talker> = timeout(WAIT, here.proc.lookup_remote(&there.addr(), "talker"))
+        .await
+        .unwrap()
+        .unwrap();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let listener = here
+        .proc
+        .spawn(
+            "listener",
+            Listener {
+                heard: heard.clone(),
+            },
+        )
+        .unwrap();
+    here.proc.expose_remote(&listener).unwrap();
+    listener.tell(WatchTalker(remote.clone())).await.unwrap();
+    eventually("the watch to register", || {
+        here.proc.remote_watch_count() == 1
+    })
+    .await;
+
+    let manager = here.gateway.transport().unwrap();
+    assert!(manager.close_transport(&plexus_transport::Dest::new(
+        there.server.location().clone()
+    )));
+    eventually("the notice", || !heard.lock().unwrap().is_empty()).await;
+    assert_eq!(
+        *heard.lock().unwrap(),
+        vec![Heard::Died(StopReason::Disconnected)]
+    );
+
+    // A new connection, then the real stop: its notice finds no watch left.
+    let (sink, _) = spawn_sink(&there, Mailbox::default());
+    let sink_ref: ActorRef<Sink> = timeout(WAIT, here.proc.lookup_remote(&there.addr(), "sink"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        timeout(WAIT, sink_ref.ask(Echo(1))).await.unwrap().unwrap(),
+        2
+    );
+    talker.stop();
+    timeout(WAIT, talker.wait_for_stop()).await.unwrap();
+    // The stop notice, had it been sent, travels ahead of this ask's reply.
+    assert_eq!(
+        timeout(WAIT, sink_ref.ask(Echo(2))).await.unwrap().unwrap(),
+        3
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        heard.lock().unwrap().len(),
+        1,
+        "{:?}",
+        heard.lock().unwrap()
+    );
+    assert_eq!(here.proc.remote_watch_count(), 0);
+    drop(sink);
+}
+
 /// Promise 3.8: a proc restarted at the same TCP location is a new incarnation (same
 /// label, new instance). Refs bound to the old one get a typed error, never the new
 /// actors, and tells through them are reported, not delivered to the successor. The
@@ -514,7 +583,7 @@ async fn a_proc_restarted_at_the_same_location_is_not_reached_by_old_refs() {
                 let proc = Proc::new(ProcId::new("svc", 2));
                 let attachment = gateway.attach(&proc).unwrap();
                 break Side {
-                    _gateway: gateway,
+                    gateway,
                     server,
                     proc,
                     _attachment: attachment,
