@@ -1,9 +1,10 @@
 //! The messaging promises of design §3 on the full remote path: remote refs between procs
 //! attached to two gateways over TCP on 127.0.0.1. Each test names the promise it guards:
-//! 3.3 (`try_tell` is `Full` and `tell(..).await` waits when the remote flow is spent), 3.6 (an undecodable request
-//! is answered `Decode` and the connection keeps serving), 3.7 (a remote watch fires after
-//! the watched actor's earlier messages, and once across a closed connection), 3.8 (a proc restarted at the same location is a
-//! new incarnation old refs never reach).
+//! 3.3 (`try_tell` is `Full` and `tell(..).await` waits when the remote flow is spent),
+//! 3.6 (an undecodable request is answered `Decode` and the connection keeps serving),
+//! 3.7 (a remote watch fires after the watched actor's earlier messages, and once across
+//! a closed connection), 3.8 (a proc restarted at the same location is a new incarnation
+//! old refs never reach).
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
