@@ -68,22 +68,14 @@ impl ConsoleLink {
     /// runtime.
     pub fn new() -> Result<ConsoleLink, SourceError> {
         let gateway =
-            Gateway::new(Location::Local(0), GatewayConfig::default()).map_err(|error| {
-                SourceError::Gateway {
-                    reason: error.to_string(),
-                }
-            })?;
+            Gateway::new(Location::Local(0), GatewayConfig::default()).map_err(setup_failed)?;
         ConsoleLink::on(&gateway)
     }
 
     /// A console proc attached to `gateway`, for a program that already runs one.
     pub fn on(gateway: &Gateway) -> Result<ConsoleLink, SourceError> {
         let proc = Proc::new(ProcId::unique("plexus-console"));
-        let attachment = gateway
-            .attach(&proc)
-            .map_err(|error| SourceError::Gateway {
-                reason: error.to_string(),
-            })?;
+        let attachment = gateway.attach(&proc).map_err(setup_failed)?;
         Ok(ConsoleLink {
             inner: Arc::new(LinkInner {
                 proc,
@@ -154,6 +146,13 @@ impl ConsoleLink {
             timeout: DEFAULT_FETCH_TIMEOUT,
             service: Mutex::new(None),
         }
+    }
+}
+
+/// The console's gateway or proc could not be set up.
+fn setup_failed(error: impl fmt::Display) -> SourceError {
+    SourceError::Gateway {
+        reason: error.to_string(),
     }
 }
 
