@@ -221,8 +221,7 @@ impl Monitor {
                 stopped: registry.stopped,
                 messages: registry.retired_messages,
             };
-            let monitors: Vec<Arc<ActorMonitor>> = registry.actors.values().cloned().collect();
-            (monitors, totals)
+            (registry.monitors(), totals)
         };
         let by_id: HashMap<&ActorId, &Arc<ActorMonitor>> = monitors
             .iter()
@@ -257,11 +256,7 @@ impl Monitor {
     /// The wait-for graph now: an edge from every actor awaiting an ask inside its handler
     /// to the actor it asked.
     pub fn wait_for_graph(&self) -> WaitForGraph {
-        let monitors: Vec<Arc<ActorMonitor>> = lock(&self.shared.registry)
-            .actors
-            .values()
-            .cloned()
-            .collect();
+        let monitors = lock(&self.shared.registry).monitors();
         let mut graph = WaitForGraph::new();
         for monitor in &monitors {
             for target in monitor.wait_targets() {
@@ -347,6 +342,11 @@ impl Shared {
 }
 
 impl Registry {
+    /// The listed actors' monitors, read once the lock is released.
+    fn monitors(&self) -> Vec<Arc<ActorMonitor>> {
+        self.actors.values().cloned().collect()
+    }
+
     /// Reaps up to `budget` actors stopped for at least `window`, oldest first.
     fn reap(&mut self, now: u64, window: Duration, budget: usize) {
         let window = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
