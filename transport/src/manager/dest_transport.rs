@@ -8,11 +8,12 @@
 //! The wire of each envelope is chosen by the [send policy](DestTransport#send-policy).
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use foldhash::fast::FixedState;
 use plexus_codec::NetworkEnvelope;
 
 use super::TransportError;
@@ -400,16 +401,21 @@ impl DestTransport {
                 }
             }
         }
-        let best = self
-            .wires
-            .iter()
-            .filter(|slot| slot.is_healthy())
-            .max_by_key(|slot| score(pair, slot.index))?;
-        let preferred = self
-            .wires
-            .iter()
-            .max_by_key(|slot| score(pair, slot.index))
-            .map(|slot| slot.index);
+        // One pass scores each wire once: the best healthy wire and the preferred wire
+        // (best over all) come from the same scores.
+        let mut best: Option<(u64, &Arc<WireSlot>)> = None;
+        let mut preferred: Option<(u64, usize)> = None;
+        for slot in &self.wires {
+            let score = score(pair, slot.index);
+            if preferred.is_none_or(|(top, _)| score >= top) {
+                preferred = Some((score, slot.index));
+            }
+            if best.is_none_or(|(top, _)| score >= top) && slot.is_healthy() {
+                best = Some((score, slot));
+            }
+        }
+        let (_, best) = best?;
+        let preferred = preferred.map(|(_, index)| index);
         if pin && preferred != Some(best.index) {
             self.pins().insert(pair, best.index);
             self.pinned.store(true, Ordering::Release);
@@ -440,21 +446,21 @@ impl Drop for DestTransport {
     }
 }
 
+/// The hasher of pairs and scores: foldhash, as this runs on every send. A fixed seed
+/// keeps scores, and with them every pair's wire, the same on every run.
+const PAIR_HASHER: FixedState = FixedState::with_seed(0x706c_6578_7573);
+
 /// The hash of an envelope's (sender, recipient) pair.
 fn pair_hash(envelope: &NetworkEnvelope) -> u64 {
-    let mut pair = DefaultHasher::new();
+    let mut pair = PAIR_HASHER.build_hasher();
     envelope.sender.hash(&mut pair);
     envelope.recipient.hash(&mut pair);
     pair.finish()
 }
 
-/// A pair's score on one wire. `DefaultHasher::new` has fixed keys, so scores, and with
-/// them every pair's wire, are the same on every run.
+/// A pair's score on one wire.
 fn score(pair: u64, wire: usize) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    pair.hash(&mut hasher);
-    wire.hash(&mut hasher);
-    hasher.finish()
+    PAIR_HASHER.hash_one((pair, wire))
 }
 
 /// Marks `slot` failed as soon as its connection of `generation` ends, and tells the
