@@ -242,9 +242,9 @@ impl NetworkEgress {
         lock(&self.lanes).buckets.values().map(Vec::len).sum()
     }
 
-    /// The queue of `lane` (under the held lock), starting its task on first use.
-    fn queue(&self, table: &mut Table, lane: &LaneRef<'_>) -> Arc<Queue> {
-        let key = lane.key(&table.hasher);
+    /// The queue of `lane`, whose key is `key` (under the held lock), starting its task on
+    /// first use. The caller hashes the lane once and passes the key, as it needs it too.
+    fn queue(&self, table: &mut Table, lane: &LaneRef<'_>, key: u64) -> Arc<Queue> {
         if let Some(queue) = table.find(key, lane) {
             return Arc::clone(queue);
         }
@@ -288,7 +288,7 @@ impl NetworkEgress {
         for _ in 0..2 {
             let lane = LaneRef::of(dest, &tell.0, origin);
             let key = lane.key(&table.hasher);
-            let queue = self.queue(&mut table, &lane);
+            let queue = self.queue(&mut table, &lane, key);
             match queue.tx.try_send(outgoing(tell)) {
                 Ok(()) => return Ok(()),
                 // Only tells are pushed here, so `back` is one.
@@ -390,7 +390,8 @@ impl NetworkEgress {
         // Under the table's lock, as every push: the task cannot end meanwhile.
         let mut table = lock(&self.lanes);
         let lane = LaneRef::of(dest, &envelope, origin);
-        let queue = self.queue(&mut table, &lane);
+        let key = lane.key(&table.hasher);
+        let queue = self.queue(&mut table, &lane, key);
         if !queue.connected() {
             return Err(envelope);
         }
