@@ -17,7 +17,7 @@ use foldhash::fast::FixedState;
 use plexus_codec::NetworkEnvelope;
 
 use super::TransportError;
-use crate::{ConnectionHandle, Dest, RequestError, SendError};
+use crate::{ConnectionHandle, Dest, SendError};
 
 /// The connections to one [`Dest`], one per wire, and the send policy over them.
 ///
@@ -252,18 +252,19 @@ impl DestTransport {
     /// Dropping the future forgets the request; it may or may not have been sent.
     pub async fn request(
         &self,
-        envelope: NetworkEnvelope,
+        mut envelope: NetworkEnvelope,
         timeout: Duration,
     ) -> Result<NetworkEnvelope, TransportError> {
         while let Some(slot) = self.pick(&envelope) {
-            match slot.connection().request(envelope.clone(), timeout).await {
-                // Id 0: the connection had ended before the request was registered, so it
-                // was never sent and may go on another wire.
-                Err(RequestError::Disconnected { id: 0 }) => {
+            match slot.connection().request_or_return(envelope, timeout).await {
+                // Handed back: the connection had ended before the request was registered,
+                // so it was never sent and may go on another wire.
+                Err((_, Some(returned))) => {
                     slot.mark_failed(&self.dest, &"request found the connection closed");
+                    envelope = returned;
                 }
                 outcome => {
-                    return outcome.map_err(|source| TransportError::Request {
+                    return outcome.map_err(|(source, _)| TransportError::Request {
                         dest: self.dest.clone(),
                         source,
                     });
