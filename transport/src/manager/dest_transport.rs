@@ -213,21 +213,27 @@ impl DestTransport {
             .map_err(|(error, _)| error)
     }
 
-    /// [`send`](Self::send), handing the envelope back when no wire is healthy, so the
-    /// caller may try the destination's newer transport.
-    pub(crate) async fn send_or_return(
+    /// [`send`](Self::send), handing the envelope back with the error whenever it was not
+    /// queued: the caller may try the destination's newer transport (on
+    /// [`TransportError::NoHealthyWire`]) or report the envelope, without keeping a copy
+    /// of every envelope for failures.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`send`](Self::send).
+    pub async fn send_or_return(
         &self,
         mut envelope: NetworkEnvelope,
-    ) -> Result<(), (TransportError, Option<NetworkEnvelope>)> {
+    ) -> Result<(), (TransportError, NetworkEnvelope)> {
         while let Some(slot) = self.pick(&envelope) {
             match slot.connection().send(envelope).await {
                 Ok(()) => return Ok(()),
-                Err(SendError::Flow { error, .. }) => {
+                Err(SendError::Flow { envelope, error }) => {
                     let error = TransportError::Flow {
                         dest: self.dest.clone(),
                         source: error,
                     };
-                    return Err((error, None));
+                    return Err((error, envelope));
                 }
                 Err(refused) => {
                     slot.mark_failed(&self.dest, &"send found the connection closed");
@@ -238,7 +244,7 @@ impl DestTransport {
         let error = TransportError::NoHealthyWire {
             dest: self.dest.clone(),
         };
-        Err((error, Some(envelope)))
+        Err((error, envelope))
     }
 
     /// Sends `envelope` as a request on its pair's wire and waits at most `timeout` for
