@@ -242,9 +242,9 @@ impl NetworkEgress {
         lock(&self.lanes).buckets.values().map(Vec::len).sum()
     }
 
-    /// The queue of `lane` (under the held lock), starting its task on first use.
-    fn queue(&self, table: &mut Table, lane: &LaneRef<'_>) -> Arc<Queue> {
-        let key = lane.key(&table.hasher);
+    /// The queue of `lane`, whose key is `key` (under the held lock), starting its task on
+    /// first use. The caller hashes the lane once and passes the key, as it needs it too.
+    fn queue(&self, table: &mut Table, lane: &LaneRef<'_>, key: u64) -> Arc<Queue> {
         if let Some(queue) = table.find(key, lane) {
             return Arc::clone(queue);
         }
@@ -288,7 +288,7 @@ impl NetworkEgress {
         for _ in 0..2 {
             let lane = LaneRef::of(dest, &tell.0, origin);
             let key = lane.key(&table.hasher);
-            let queue = self.queue(&mut table, &lane);
+            let queue = self.queue(&mut table, &lane, key);
             match queue.tx.try_send(outgoing(tell)) {
                 Ok(()) => return Ok(()),
                 // Only tells are pushed here, so `back` is one.
@@ -390,7 +390,8 @@ impl NetworkEgress {
         // Under the table's lock, as every push: the task cannot end meanwhile.
         let mut table = lock(&self.lanes);
         let lane = LaneRef::of(dest, &envelope, origin);
-        let queue = self.queue(&mut table, &lane);
+        let key = lane.key(&table.hasher);
+        let queue = self.queue(&mut table, &lane, key);
         if !queue.connected() {
             return Err(envelope);
         }
@@ -553,38 +554,47 @@ async fn drain(
                     continue;
                 }
             };
-            // Kept for the bounce report: the transport consumes the envelope (the copy
-            // shares the payload's bytes).
-            let kept = envelope.clone();
             if lanes.strong_count() == 0 {
                 // The gateway is gone: sending would dial again from a gateway nobody holds.
-                let recipient = envelope.recipient;
-                let error = PostError::BrokenLink { recipient };
+                let error = PostError::BrokenLink {
+                    recipient: envelope.recipient.clone(),
+                };
                 match ack {
                     Some(ack) => {
                         if let Err(Err(error)) = ack.send(Err(error)) {
-                            bounce(kept, error, lane.origin.as_ref());
+                            bounce(envelope, error, lane.origin.as_ref());
                         }
                     }
-                    None => bounce(kept, error, lane.origin.as_ref()),
+                    None => bounce(envelope, error, lane.origin.as_ref()),
                 }
                 continue;
             }
-            let outcome = send_one(&manager, &lane.dest, &mut transport, envelope, &kept)
-                .await
-                .map_err(|source| PostError::Transport {
-                    dest: lane.dest.location().clone(),
-                    source: Box::new(source),
-                });
-            match (outcome, ack) {
-                (outcome, Some(ack)) => {
-                    // The waiting sender learns the outcome and reports it itself.
-                    if let Err(Err(error)) = ack.send(outcome) {
-                        bounce(kept, error, lane.origin.as_ref());
+            // A failed send hands the envelope back for the bounce report, so no copy is
+            // kept per envelope.
+            let (error, envelope) =
+                match send_one(&manager, &lane.dest, &mut transport, envelope).await {
+                    Ok(()) => {
+                        if let Some(ack) = ack {
+                            let _ = ack.send(Ok(()));
+                        }
+                        continue;
+                    }
+                    Err((source, envelope)) => {
+                        let error = PostError::Transport {
+                            dest: lane.dest.location().clone(),
+                            source: Box::new(source),
+                        };
+                        (error, envelope)
+                    }
+                };
+            match ack {
+                // The waiting sender learns the outcome and reports it itself.
+                Some(ack) => {
+                    if let Err(Err(error)) = ack.send(Err(error)) {
+                        bounce(envelope, error, lane.origin.as_ref());
                     }
                 }
-                (Err(error), None) => bounce(kept, error, lane.origin.as_ref()),
-                (Ok(()), None) => {}
+                None => bounce(envelope, error, lane.origin.as_ref()),
             }
         }
         queue.remember(transport.as_ref());
@@ -593,24 +603,31 @@ async fn drain(
 
 /// Hands `envelope` to a connection of `dest`: through `transport` while it has a healthy
 /// wire, else through the manager, which dials, replaces a lost transport or takes a newer
-/// one (and then becomes the cached `transport`).
+/// one (and then becomes the cached `transport`). A failure hands the envelope back.
 async fn send_one(
     manager: &OutprocTransportManager,
     dest: &Dest,
     transport: &mut Option<Arc<DestTransport>>,
     envelope: NetworkEnvelope,
-    kept: &NetworkEnvelope,
-) -> Result<(), TransportError> {
-    if let Some(held) = transport.as_ref() {
-        match held.send(envelope).await {
+) -> Result<(), (TransportError, NetworkEnvelope)> {
+    let envelope = match transport.as_ref() {
+        Some(held) => match held.send_or_return(envelope).await {
+            Ok(()) => return Ok(()),
             // No wire took the envelope: it was not queued anywhere, so the manager may
-            // send the kept copy without sending it twice.
-            Err(TransportError::NoHealthyWire { .. }) => *transport = None,
-            outcome => return outcome,
-        }
-        manager.send(dest, kept.clone()).await?;
-    } else {
-        manager.send(dest, envelope).await?;
+            // send it without sending it twice.
+            Err((TransportError::NoHealthyWire { .. }, envelope)) => {
+                *transport = None;
+                envelope
+            }
+            Err(failed) => return Err(failed),
+        },
+        None => envelope,
+    };
+    // Only this slower way (a dial, a replaced transport) keeps a copy for the report: the
+    // manager does not hand the envelope back.
+    let kept = envelope.clone();
+    if let Err(error) = manager.send(dest, envelope).await {
+        return Err((error, kept));
     }
     *transport = manager
         .transport(dest)

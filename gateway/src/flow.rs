@@ -146,7 +146,7 @@ impl GatewayTarget {
                         if let Err(error) = inner.ingress.park_pending(&entry.proc, actor, *pending)
                         {
                             inner.refuse_back(&envelope, &error, from);
-                            inner.bounce(crate::egress::header_of(&envelope), error);
+                            inner.bounce(envelope, error);
                         }
                         Ok(())
                     }

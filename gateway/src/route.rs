@@ -35,9 +35,10 @@ impl GatewayRoute {
     }
 }
 
-/// The envelope of `message`, as a tell or (with `Request`) an ask.
-fn envelope_of(message: Outbound, kind: EnvelopeKind) -> NetworkEnvelope {
-    NetworkEnvelope {
+/// The recipient's location and the envelope of `message`, as a tell or (with `Request`)
+/// an ask. The location is moved out of the message rather than copied.
+fn envelope_of(message: Outbound, kind: EnvelopeKind) -> (Location, NetworkEnvelope) {
+    let envelope = NetworkEnvelope {
         sender: message.sender,
         recipient: Recipient::Actor(message.recipient.actor),
         trace_id: 0,
@@ -45,7 +46,8 @@ fn envelope_of(message: Outbound, kind: EnvelopeKind) -> NetworkEnvelope {
         kind,
         name: MessageName::from_static(message.name),
         payload: Bytes::from(message.payload),
-    }
+    };
+    (message.recipient.location, envelope)
 }
 
 /// What a tell's sender is told when the gateway refused it.
@@ -117,8 +119,7 @@ impl RemoteRoute for GatewayRoute {
         let Some(gateway) = self.gateway() else {
             return Box::pin(futures::future::ready(Err(RouteError::BrokenLink)));
         };
-        let location = message.recipient.location.clone();
-        let envelope = envelope_of(message, EnvelopeKind::Regular);
+        let (location, envelope) = envelope_of(message, EnvelopeKind::Regular);
         let (network, envelope) = match gateway.send_now(&location, envelope, &self.origin) {
             Ok(outcome) => {
                 let outcome =
@@ -142,10 +143,9 @@ impl RemoteRoute for GatewayRoute {
         let Some(gateway) = self.gateway() else {
             return Err((RouteError::BrokenLink, message));
         };
-        let location = message.recipient.location.clone();
         // Kept to hand back on `Full`; the envelope takes the payload.
         let kept = message.clone();
-        let envelope = envelope_of(message, EnvelopeKind::Regular);
+        let (location, envelope) = envelope_of(message, EnvelopeKind::Regular);
         match gateway.post_from(&location, envelope, Some(&self.origin)) {
             Ok(()) => Ok(()),
             Err(error) => match route_error(&location, error) {
@@ -163,13 +163,12 @@ impl RemoteRoute for GatewayRoute {
         let gateway = self.gateway();
         let origin = self.origin.clone();
         Box::pin(async move {
-            let location = message.recipient.location.clone();
             let Some(gateway) = gateway else {
                 return Err(RemoteAskError::Unroutable {
                     reason: "the gateway of this proc is gone".to_owned(),
                 });
             };
-            let envelope = envelope_of(message, EnvelopeKind::Request { id: 0 });
+            let (location, envelope) = envelope_of(message, EnvelopeKind::Request { id: 0 });
             gateway
                 .request_from(&location, envelope, timeout, Some(&origin))
                 .await

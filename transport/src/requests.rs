@@ -214,11 +214,27 @@ impl ConnectionHandle {
     /// request may or may not have been sent.
     pub async fn request(
         &self,
-        mut envelope: NetworkEnvelope,
+        envelope: NetworkEnvelope,
         timeout: Duration,
     ) -> Result<NetworkEnvelope, RequestError> {
+        self.request_or_return(envelope, timeout)
+            .await
+            .map_err(|(error, _)| error)
+    }
+
+    /// [`request`](Self::request), handing the envelope back when the connection had ended
+    /// before the request got an id (`Disconnected` with id 0): it was never sent, so the
+    /// caller may send it on another connection without keeping a copy.
+    pub(crate) async fn request_or_return(
+        &self,
+        mut envelope: NetworkEnvelope,
+        timeout: Duration,
+    ) -> Result<NetworkEnvelope, (RequestError, Option<NetworkEnvelope>)> {
         let requests = &self.shared.requests;
-        let (id, rx) = requests.register()?;
+        let (id, rx) = match requests.register() {
+            Ok(registered) => registered,
+            Err(error) => return Err((error, Some(envelope))),
+        };
         let _forget = Forget { requests, id };
         envelope.kind = EnvelopeKind::Request { id };
         let exchange = async {
@@ -236,8 +252,8 @@ impl ConnectionHandle {
             }
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(RequestError::Timeout { id, after: timeout }),
+            Ok(result) => result.map_err(|error| (error, None)),
+            Err(_) => Err((RequestError::Timeout { id, after: timeout }, None)),
         }
     }
 }

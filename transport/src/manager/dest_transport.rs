@@ -8,15 +8,16 @@
 //! The wire of each envelope is chosen by the [send policy](DestTransport#send-policy).
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use foldhash::fast::FixedState;
 use plexus_codec::NetworkEnvelope;
 
 use super::TransportError;
-use crate::{ConnectionHandle, Dest, RequestError, SendError};
+use crate::{ConnectionHandle, Dest, SendError};
 
 /// The connections to one [`Dest`], one per wire, and the send policy over them.
 ///
@@ -212,21 +213,27 @@ impl DestTransport {
             .map_err(|(error, _)| error)
     }
 
-    /// [`send`](Self::send), handing the envelope back when no wire is healthy, so the
-    /// caller may try the destination's newer transport.
-    pub(crate) async fn send_or_return(
+    /// [`send`](Self::send), handing the envelope back with the error whenever it was not
+    /// queued: the caller may try the destination's newer transport (on
+    /// [`TransportError::NoHealthyWire`]) or report the envelope, without keeping a copy
+    /// of every envelope for failures.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`send`](Self::send).
+    pub async fn send_or_return(
         &self,
         mut envelope: NetworkEnvelope,
-    ) -> Result<(), (TransportError, Option<NetworkEnvelope>)> {
+    ) -> Result<(), (TransportError, NetworkEnvelope)> {
         while let Some(slot) = self.pick(&envelope) {
             match slot.connection().send(envelope).await {
                 Ok(()) => return Ok(()),
-                Err(SendError::Flow { error, .. }) => {
+                Err(SendError::Flow { envelope, error }) => {
                     let error = TransportError::Flow {
                         dest: self.dest.clone(),
                         source: error,
                     };
-                    return Err((error, None));
+                    return Err((error, envelope));
                 }
                 Err(refused) => {
                     slot.mark_failed(&self.dest, &"send found the connection closed");
@@ -237,7 +244,7 @@ impl DestTransport {
         let error = TransportError::NoHealthyWire {
             dest: self.dest.clone(),
         };
-        Err((error, Some(envelope)))
+        Err((error, envelope))
     }
 
     /// Sends `envelope` as a request on its pair's wire and waits at most `timeout` for
@@ -251,18 +258,19 @@ impl DestTransport {
     /// Dropping the future forgets the request; it may or may not have been sent.
     pub async fn request(
         &self,
-        envelope: NetworkEnvelope,
+        mut envelope: NetworkEnvelope,
         timeout: Duration,
     ) -> Result<NetworkEnvelope, TransportError> {
         while let Some(slot) = self.pick(&envelope) {
-            match slot.connection().request(envelope.clone(), timeout).await {
-                // Id 0: the connection had ended before the request was registered, so it
-                // was never sent and may go on another wire.
-                Err(RequestError::Disconnected { id: 0 }) => {
+            match slot.connection().request_or_return(envelope, timeout).await {
+                // Handed back: the connection had ended before the request was registered,
+                // so it was never sent and may go on another wire.
+                Err((_, Some(returned))) => {
                     slot.mark_failed(&self.dest, &"request found the connection closed");
+                    envelope = returned;
                 }
                 outcome => {
-                    return outcome.map_err(|source| TransportError::Request {
+                    return outcome.map_err(|(source, _)| TransportError::Request {
                         dest: self.dest.clone(),
                         source,
                     });
@@ -400,16 +408,21 @@ impl DestTransport {
                 }
             }
         }
-        let best = self
-            .wires
-            .iter()
-            .filter(|slot| slot.is_healthy())
-            .max_by_key(|slot| score(pair, slot.index))?;
-        let preferred = self
-            .wires
-            .iter()
-            .max_by_key(|slot| score(pair, slot.index))
-            .map(|slot| slot.index);
+        // One pass scores each wire once: the best healthy wire and the preferred wire
+        // (best over all) come from the same scores.
+        let mut best: Option<(u64, &Arc<WireSlot>)> = None;
+        let mut preferred: Option<(u64, usize)> = None;
+        for slot in &self.wires {
+            let score = score(pair, slot.index);
+            if preferred.is_none_or(|(top, _)| score >= top) {
+                preferred = Some((score, slot.index));
+            }
+            if best.is_none_or(|(top, _)| score >= top) && slot.is_healthy() {
+                best = Some((score, slot));
+            }
+        }
+        let (_, best) = best?;
+        let preferred = preferred.map(|(_, index)| index);
         if pin && preferred != Some(best.index) {
             self.pins().insert(pair, best.index);
             self.pinned.store(true, Ordering::Release);
@@ -440,21 +453,21 @@ impl Drop for DestTransport {
     }
 }
 
+/// The hasher of pairs and scores: foldhash, as this runs on every send. A fixed seed
+/// keeps scores, and with them every pair's wire, the same on every run.
+const PAIR_HASHER: FixedState = FixedState::with_seed(0x706c_6578_7573);
+
 /// The hash of an envelope's (sender, recipient) pair.
 fn pair_hash(envelope: &NetworkEnvelope) -> u64 {
-    let mut pair = DefaultHasher::new();
+    let mut pair = PAIR_HASHER.build_hasher();
     envelope.sender.hash(&mut pair);
     envelope.recipient.hash(&mut pair);
     pair.finish()
 }
 
-/// A pair's score on one wire. `DefaultHasher::new` has fixed keys, so scores, and with
-/// them every pair's wire, are the same on every run.
+/// A pair's score on one wire.
 fn score(pair: u64, wire: usize) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    pair.hash(&mut hasher);
-    wire.hash(&mut hasher);
-    hasher.finish()
+    PAIR_HASHER.hash_one((pair, wire))
 }
 
 /// Marks `slot` failed as soon as its connection of `generation` ends, and tells the

@@ -431,7 +431,7 @@ impl OutprocTransportManager {
         let transport = self.healthy_transport(dest).await?;
         match transport.send_or_return(envelope).await {
             Ok(()) => Ok(()),
-            Err((TransportError::NoHealthyWire { .. }, Some(envelope))) => {
+            Err((TransportError::NoHealthyWire { .. }, envelope)) => {
                 if let Some(newer) = self.inner.table.get(dest)
                     && !Arc::ptr_eq(&newer, &transport)
                 {
