@@ -22,11 +22,12 @@
 //! [`PendingDelivery::deliver`] from a task of its own, keeping the reader free.
 
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::{Arc, Weak};
 
+// foldhash, not SipHash: every inbound envelope looks its route up by wire name.
+use foldhash::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -107,7 +108,7 @@ pub struct RemoteHandlers<A: Actor> {
 impl<A: Actor> Default for RemoteHandlers<A> {
     fn default() -> Self {
         RemoteHandlers {
-            routes: HashMap::new(),
+            routes: HashMap::default(),
             clash: None,
         }
     }
