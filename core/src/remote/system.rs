@@ -24,6 +24,7 @@
 //! [`Proc::deliver_remote`]: crate::Proc::deliver_remote
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -31,8 +32,10 @@ use serde::{Deserialize, Serialize};
 use crate::actor::{LinkDied, LinkKind, StopReason};
 use crate::cell::{ErasedCell, Watcher};
 use crate::dispatch::{DeliveryError, RemoteAskError, ReplySlot};
+use crate::error::AskError;
 use crate::id::ActorId;
 use crate::proc::{Proc, ProcInner};
+use crate::remote::remote_ref::ask_error;
 use crate::remote::watch::{WatchEntry, WatchNotify};
 use crate::remote::{Outbound, RemoteAddr, RouteError};
 use crate::signal::{Signal, StopRequest};
@@ -143,6 +146,36 @@ pub(crate) fn send_from<T: Serialize>(
         }
         Err((error, _)) => on_fail(error),
     }
+}
+
+/// Sends a system ask (already encoded) to `recipient` and decodes its reply. Errors
+/// name `recipient.actor`, as the errors of any remote ask name the ref asked.
+pub(crate) async fn ask<R: DeserializeOwned>(
+    proc: &Proc,
+    recipient: RemoteAddr,
+    name: &'static str,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<R, AskError> {
+    let actor = recipient.actor.clone();
+    let route = proc.route().ok_or_else(|| AskError::Unroutable {
+        recipient: actor.clone(),
+        reason: format!("proc {} has no route", proc.id()),
+    })?;
+    let outbound = Outbound {
+        sender: crate::runner::current_actor(),
+        recipient,
+        name,
+        payload,
+    };
+    let reply = route
+        .ask(outbound, timeout)
+        .await
+        .map_err(|error| ask_error(actor.clone(), error))?;
+    postcard::from_bytes(&reply).map_err(|error| AskError::Decode {
+        recipient: actor,
+        reason: error.to_string(),
+    })
 }
 
 /// Registers a remote watch (or the watcher's half of a link) of `target` and sends the
