@@ -15,6 +15,7 @@ use crate::id::ActorId;
 use crate::observer::WaitEdge;
 use crate::proc::{Proc, ProcInner};
 use crate::remote::codecs::{MessageCodec, RemoteCodecs};
+use crate::remote::route::tell_now_or_later;
 use crate::remote::system::{self, StopActor};
 use crate::remote::watch::WatchNotify;
 use crate::remote::{Outbound, RemoteAddr, RemoteRoute, RouteError};
@@ -152,28 +153,24 @@ impl RemoteTarget {
         self: &Arc<Self>,
         msg: M,
     ) -> Result<(), TellError> {
-        match self.try_tell(msg) {
-            Ok(()) => Ok(()),
-            Err(TryTellError::Full { message, .. }) => {
-                if tokio::runtime::Handle::try_current().is_err() {
-                    let error = TellError::Unroutable {
-                        recipient: self.recipient(),
-                        reason: "the route is full and no runtime runs here to wait for room"
-                            .to_owned(),
-                    };
-                    return Err(self.undeliverable(message, error));
-                }
-                let target = self.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = target.tell(message).await {
-                        tracing::debug!(%error, "unbounded remote send failed");
-                    }
-                });
-                Ok(())
-            }
-            Err(TryTellError::Remote(error)) => Err(error),
-            Err(TryTellError::Closed { recipient }) => Err(TellError::Closed { recipient }),
-        }
+        let (outbound, route) = match self.prepare(&msg) {
+            Ok(prepared) => prepared,
+            Err(error) => return Err(self.undeliverable(msg, error)),
+        };
+        let target = self.clone();
+        tell_now_or_later(route, outbound, move |error| {
+            let error = match error {
+                // Only ever immediate: a later send waits for room instead.
+                RouteError::Full => TellError::Unroutable {
+                    recipient: target.recipient(),
+                    reason: "the route is full and no runtime runs here to wait for room"
+                        .to_owned(),
+                },
+                error => target.tell_error(error),
+            };
+            tracing::debug!(%error, "unbounded remote send failed");
+            target.undeliverable(msg, error)
+        })
     }
 
     pub(crate) async fn ask<A, M>(&self, msg: M, timeout: Duration) -> Result<A::Reply, AskError>

@@ -36,6 +36,7 @@ use crate::error::AskError;
 use crate::id::ActorId;
 use crate::proc::{Proc, ProcInner};
 use crate::remote::remote_ref::ask_error;
+use crate::remote::route::tell_now_or_later;
 use crate::remote::watch::{WatchEntry, WatchNotify};
 use crate::remote::{Outbound, RemoteAddr, RouteError};
 use crate::signal::{Signal, StopRequest};
@@ -131,21 +132,8 @@ pub(crate) fn send_from<T: Serialize>(
         name,
         payload,
     };
-    match route.try_tell(outbound) {
-        Ok(()) => {}
-        Err((RouteError::Full, outbound)) => {
-            if tokio::runtime::Handle::try_current().is_err() {
-                on_fail(RouteError::Full);
-                return;
-            }
-            tokio::spawn(async move {
-                if let Err(error) = route.tell(outbound).await {
-                    on_fail(error);
-                }
-            });
-        }
-        Err((error, _)) => on_fail(error),
-    }
+    // `on_fail` has heard of any failure, now or later.
+    let _ = tell_now_or_later(route, outbound, on_fail);
 }
 
 /// Sends a system ask (already encoded) to `recipient` and decodes its reply. Errors
