@@ -43,8 +43,8 @@ mod deliver;
 mod error;
 
 pub use deliver::PendingDelivery;
-pub(crate) use deliver::ReplySlot;
-use deliver::{decode_and_ask, decode_and_tell, refuse};
+pub(crate) use deliver::{ReplySlot, refuse};
+use deliver::{decode_and_ask, decode_and_tell};
 pub use error::{DeliveryError, ExposeError, RemoteAskError};
 
 /// Called exactly once with the outcome of a remote ask: the postcard-encoded reply, or

@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use crate::actor::{Actor, BoxError, LinkDied, PanicError, StopReason};
 use crate::actor_ref::ActorRef;
 use crate::context::Context;
-use crate::dispatch::{DeliveryError, RemoteAskError, ReplySlot};
+use crate::dispatch::{DeliveryError, RemoteAskError, ReplySlot, refuse};
 use crate::error::{AskError, SpawnError};
 use crate::id::{ActorId, ProcAddr};
 use crate::proc::{Proc, ProcInner};
@@ -317,19 +317,9 @@ impl Proc {
     /// Handles `$sys.Spawn`: answers exactly once, never waits here; the spawn itself runs
     /// on a task of its own (it may wait for the name to be released).
     pub(crate) fn on_spawn(&self, payload: &[u8], reply: ReplySlot) -> Result<(), DeliveryError> {
-        let request: SpawnActor = match postcard::from_bytes(payload) {
+        let request: SpawnActor = match system::decode(SPAWN, payload) {
             Ok(request) => request,
-            Err(error) => {
-                let reason = error.to_string();
-                reply.answer(Err(RemoteAskError::Decode {
-                    message: SPAWN.to_owned(),
-                    reason: reason.clone(),
-                }));
-                return Err(DeliveryError::Decode {
-                    message: SPAWN,
-                    reason,
-                });
-            }
+            Err(error) => return Err(refuse(Some(reply), error)),
         };
         let maker = self.spawnables(false).and_then(|kinds| {
             kinds

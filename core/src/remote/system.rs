@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::{LinkDied, LinkKind, StopReason};
 use crate::cell::{ErasedCell, Watcher};
-use crate::dispatch::{DeliveryError, RemoteAskError, ReplySlot};
+use crate::dispatch::{DeliveryError, RemoteAskError, ReplySlot, refuse};
 use crate::error::AskError;
 use crate::id::ActorId;
 use crate::proc::{Proc, ProcInner};
@@ -322,16 +322,11 @@ impl Proc {
             },
             (super::spawn::SPAWN, Some(reply)) => self.on_spawn(payload, reply),
             (_, reply) => {
-                if let Some(reply) = reply {
-                    reply.answer(Err(RemoteAskError::UnknownMessage {
-                        actor: SYSTEM_ACTOR.to_owned(),
-                        message: message.to_owned(),
-                    }));
-                }
-                Err(DeliveryError::UnknownMessage {
+                let unknown = DeliveryError::UnknownMessage {
                     actor: SYSTEM_ACTOR.to_owned(),
                     message: message.to_owned(),
-                })
+                };
+                Err(refuse(reply, unknown))
             }
         }
     }
@@ -444,7 +439,10 @@ impl Proc {
     }
 }
 
-fn decode<T: DeserializeOwned>(name: &'static str, payload: &[u8]) -> Result<T, DeliveryError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    name: &'static str,
+    payload: &[u8],
+) -> Result<T, DeliveryError> {
     postcard::from_bytes(payload).map_err(|error| DeliveryError::Decode {
         message: name,
         reason: error.to_string(),
