@@ -182,24 +182,17 @@ impl<A: Actor> Context<A> {
         if let Some(probe) = &self.probe {
             probe.linked(other.id(), kind);
         }
+        let watcher: Arc<dyn Watcher> = self.cell.clone();
         let other = match &other.target {
             Target::Local(cell) => cell,
             Target::Remote(remote) => {
-                let watcher: Arc<dyn Watcher> = self.cell.clone();
-                system::watch(
-                    &self.proc,
-                    remote.addr.clone(),
-                    kind,
-                    WatchNotify::Actor(watcher),
-                    Some(self.id().clone()),
-                )
-                .keep();
+                let notify = WatchNotify::Actor(watcher);
+                let me = Some(self.id().clone());
+                system::watch(&self.proc, remote.addr.clone(), kind, notify, me).keep();
                 return;
             }
         };
-        let watcher: Arc<dyn Watcher> = self.cell.clone();
-        let signal = Signal::Watch { watcher, kind };
-        if other.core.signal(signal).is_err() {
+        if other.core.signal(Signal::Watch { watcher, kind }).is_err() {
             // Its signal queue closes only after its reason is set, so a refused
             // registration always finds the reason: the notification is never lost.
             let reason = other

@@ -85,6 +85,15 @@ impl ReplySlot {
     }
 }
 
+/// Answers an ask's reply, if there is one, with the wire form of `error` (see
+/// [`DeliveryError::ask_answer`]), and returns `error`: one place for every refusal.
+pub(crate) fn refuse(reply: Option<ReplySlot>, error: DeliveryError) -> DeliveryError {
+    if let (Some(reply), Some(answer)) = (reply, error.ask_answer()) {
+        reply.answer(Err(answer));
+    }
+    error
+}
+
 impl Drop for ReplySlot {
     fn drop(&mut self) {
         if let Some(reply) = self.0.take() {
@@ -172,20 +181,10 @@ where
     M: RemoteMessage,
     A::Reply: Serialize,
 {
-    let message = match postcard::from_bytes::<M>(payload) {
+    // Promise 6: a request that cannot be decoded still gets an answer.
+    let message = match decode::<M>(payload) {
         Ok(message) => message,
-        Err(error) => {
-            // Promise 6: a request that cannot be decoded still gets an answer.
-            let reason = error.to_string();
-            reply.answer(Err(RemoteAskError::Decode {
-                message: M::NAME.to_owned(),
-                reason: reason.clone(),
-            }));
-            return Err(DeliveryError::Decode {
-                message: M::NAME,
-                reason,
-            });
-        }
+        Err(error) => return Err(refuse(Some(reply), error)),
     };
     // Checked before enqueueing: the request must not reach the actor with no task left
     // to carry its reply back.
@@ -217,14 +216,12 @@ where
                 }),
             }),
         }),
-        Err(Refused::Closed) => {
-            reply.answer(Err(RemoteAskError::Closed {
+        Err(Refused::Closed) => Err(refuse(
+            Some(reply),
+            DeliveryError::Closed {
                 actor: actor.core.id.clone(),
-            }));
-            Err(DeliveryError::Closed {
-                actor: actor.core.id.clone(),
-            })
-        }
+            },
+        )),
     }
 }
 
@@ -288,12 +285,10 @@ where
                 reply,
             } = *self;
             if actor.core.admission.reserve().await.is_err() {
-                reply.answer(Err(RemoteAskError::Closed {
+                let closed = DeliveryError::Closed {
                     actor: actor.core.id.clone(),
-                }));
-                return Err(DeliveryError::Closed {
-                    actor: actor.core.id.clone(),
-                });
+                };
+                return Err(refuse(Some(reply), closed));
             }
             enqueue_ask(&actor, message, reply);
             Ok(())

@@ -105,6 +105,34 @@ impl DeliveryError {
             _ => None,
         }
     }
+
+    /// What the requester of a refused ask hears: the same refusal, in its wire form.
+    /// `None` for `Full` and `NoRuntime`, which refuse nothing for good (a dropped reply
+    /// still answers `Abandoned`).
+    pub(crate) fn ask_answer(&self) -> Option<RemoteAskError> {
+        Some(match self {
+            DeliveryError::NotFound { actor } => RemoteAskError::NotFound {
+                actor: actor.clone(),
+            },
+            DeliveryError::NotExposed { actor } => RemoteAskError::NotExposed {
+                actor: actor.clone(),
+            },
+            // An ask for a tell-only message finds no ask handler, as the requester sees it.
+            DeliveryError::UnknownMessage { actor, message }
+            | DeliveryError::NotAskable { actor, message } => RemoteAskError::UnknownMessage {
+                actor: actor.clone(),
+                message: message.clone(),
+            },
+            DeliveryError::Decode { message, reason } => RemoteAskError::Decode {
+                message: (*message).to_owned(),
+                reason: reason.clone(),
+            },
+            DeliveryError::Closed { actor } => RemoteAskError::Closed {
+                actor: actor.clone(),
+            },
+            DeliveryError::Full { .. } | DeliveryError::NoRuntime => return None,
+        })
+    }
 }
 
 /// Why a remote ask has no reply. Serializable, so the answer can travel back to the

@@ -22,11 +22,12 @@
 //! [`PendingDelivery::deliver`] from a task of its own, keeping the reader free.
 
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::{Arc, Weak};
 
+// foldhash, not SipHash: every inbound envelope looks its route up by wire name.
+use foldhash::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -42,7 +43,7 @@ mod deliver;
 mod error;
 
 pub use deliver::PendingDelivery;
-pub(crate) use deliver::ReplySlot;
+pub(crate) use deliver::{ReplySlot, refuse};
 use deliver::{decode_and_ask, decode_and_tell};
 pub use error::{DeliveryError, ExposeError, RemoteAskError};
 
@@ -107,7 +108,7 @@ pub struct RemoteHandlers<A: Actor> {
 impl<A: Actor> Default for RemoteHandlers<A> {
     fn default() -> Self {
         RemoteHandlers {
-            routes: HashMap::new(),
+            routes: HashMap::default(),
             clash: None,
         }
     }
@@ -276,40 +277,28 @@ impl<A: Actor> Exposure for Exposed<A> {
         };
         // An envelope for an earlier actor of this name is not for this one (promise 3.8).
         if index.is_some_and(|index| index != actor.core.id.index()) {
-            if let Some(reply) = reply {
-                reply.answer(Err(RemoteAskError::NotFound {
-                    actor: actor_name.to_owned(),
-                }));
-            }
-            return Err(Undelivered::Failed(DeliveryError::NotFound {
+            let not_found = DeliveryError::NotFound {
                 actor: actor_name.to_owned(),
-            }));
+            };
+            return Err(Undelivered::Failed(refuse(reply, not_found)));
         }
         let Some(route) = self.routes.get(message) else {
-            if let Some(reply) = reply {
-                reply.answer(Err(RemoteAskError::UnknownMessage {
-                    actor: actor_name.to_owned(),
-                    message: message.to_owned(),
-                }));
-            }
-            return Err(Undelivered::Failed(DeliveryError::UnknownMessage {
+            let unknown = DeliveryError::UnknownMessage {
                 actor: actor_name.to_owned(),
                 message: message.to_owned(),
-            }));
+            };
+            return Err(Undelivered::Failed(refuse(reply, unknown)));
         };
         let delivered = match (reply, route.ask) {
             (None, _) => (route.tell)(&actor, payload),
             (Some(reply), Some(ask)) => ask(&actor, payload, reply),
-            (Some(reply), None) => {
-                reply.answer(Err(RemoteAskError::UnknownMessage {
+            (Some(reply), None) => Err(refuse(
+                Some(reply),
+                DeliveryError::NotAskable {
                     actor: actor_name.to_owned(),
                     message: message.to_owned(),
-                }));
-                Err(DeliveryError::NotAskable {
-                    actor: actor_name.to_owned(),
-                    message: message.to_owned(),
-                })
-            }
+                },
+            )),
         };
         delivered.map_err(Undelivered::Failed)
     }
@@ -442,14 +431,10 @@ impl Proc {
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliveryError> {
         if actor.proc() != self.id() && !message.starts_with(crate::remote::SYSTEM_PREFIX) {
-            if let Some(reply) = reply {
-                reply(Err(RemoteAskError::NotFound {
-                    actor: actor.to_string(),
-                }));
-            }
-            return Err(DeliveryError::NotFound {
+            let not_found = DeliveryError::NotFound {
                 actor: actor.to_string(),
-            });
+            };
+            return Err(refuse(reply.map(|reply| ReplySlot(Some(reply))), not_found));
         }
         self.deliver_inbound(actor.name(), Some(actor.index()), message, payload, reply)
     }
@@ -488,26 +473,12 @@ impl Proc {
 
     /// The error for a name with no live exposure, answered to an ask's reply too.
     fn not_exposed(&self, actor: &str, reply: Option<ReplySlot>) -> DeliveryError {
-        let running = self.has_actor(actor);
-        if let Some(reply) = reply {
-            reply.answer(Err(if running {
-                RemoteAskError::NotExposed {
-                    actor: actor.to_owned(),
-                }
-            } else {
-                RemoteAskError::NotFound {
-                    actor: actor.to_owned(),
-                }
-            }));
-        }
-        if running {
-            DeliveryError::NotExposed {
-                actor: actor.to_owned(),
-            }
+        let actor = actor.to_owned();
+        let error = if self.has_actor(&actor) {
+            DeliveryError::NotExposed { actor }
         } else {
-            DeliveryError::NotFound {
-                actor: actor.to_owned(),
-            }
-        }
+            DeliveryError::NotFound { actor }
+        };
+        refuse(reply, error)
     }
 }

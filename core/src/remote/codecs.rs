@@ -84,9 +84,10 @@ pub(crate) struct MessageCodec {
     pub(crate) decode_reply: Option<DecodeReplyFn>,
 }
 
-/// The codecs of one actor type, by message `TypeId`.
+/// The codecs of one actor type, by message `TypeId`. Looked up on every remote tell, so
+/// hashed with foldhash rather than SipHash.
 pub(crate) struct RemoteCodecs {
-    pub(crate) by_type: HashMap<TypeId, MessageCodec>,
+    pub(crate) by_type: foldhash::HashMap<TypeId, MessageCodec>,
 }
 
 pub(crate) fn encode<M: RemoteMessage>(message: &dyn Any) -> Result<Vec<u8>, String> {

@@ -15,6 +15,7 @@ use crate::id::ActorId;
 use crate::observer::WaitEdge;
 use crate::proc::{Proc, ProcInner};
 use crate::remote::codecs::{MessageCodec, RemoteCodecs};
+use crate::remote::route::tell_now_or_later;
 use crate::remote::system::{self, StopActor};
 use crate::remote::watch::WatchNotify;
 use crate::remote::{Outbound, RemoteAddr, RemoteRoute, RouteError};
@@ -60,12 +61,16 @@ impl RemoteTarget {
             message_type: std::any::type_name::<M>(),
             reason,
         })?;
-        Ok(Outbound {
+        Ok(self.outbound(codec.name, payload))
+    }
+
+    fn outbound(&self, name: &'static str, payload: Vec<u8>) -> Outbound {
+        Outbound {
             sender: crate::runner::current_actor(),
             recipient: self.addr.clone(),
-            name: codec.name,
+            name,
             payload,
-        })
+        }
     }
 
     fn tell_error(&self, error: RouteError) -> TellError {
@@ -101,84 +106,71 @@ impl RemoteTarget {
         error
     }
 
+    /// The common first step of every tell: the message encoded and the route to send it
+    /// on. The caller still holds the message, to hand it to the undeliverable handler on
+    /// failure.
+    fn prepare<M: Send + 'static>(
+        &self,
+        msg: &M,
+    ) -> Result<(Outbound, Arc<dyn RemoteRoute>), TellError> {
+        let outbound = self.encode(msg)?;
+        let (_, route) = self.route().map_err(|reason| TellError::Unroutable {
+            recipient: self.recipient(),
+            reason,
+        })?;
+        Ok((outbound, route))
+    }
+
     pub(crate) async fn tell<M: Send + 'static>(&self, msg: M) -> Result<(), TellError> {
-        let outbound = match self.encode(&msg) {
-            Ok(outbound) => outbound,
-            Err(error) => return Err(self.undeliverable(msg, error)),
+        let sent = match self.prepare(&msg) {
+            Ok((outbound, route)) => route
+                .tell(outbound)
+                .await
+                .map_err(|error| self.tell_error(error)),
+            Err(error) => Err(error),
         };
-        let route = match self.route() {
-            Ok((_, route)) => route,
-            Err(reason) => {
-                let error = TellError::Unroutable {
-                    recipient: self.recipient(),
-                    reason,
-                };
-                return Err(self.undeliverable(msg, error));
-            }
-        };
-        match route.tell(outbound).await {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                let error = self.tell_error(error);
-                Err(self.undeliverable(msg, error))
-            }
-        }
+        sent.map_err(|error| self.undeliverable(msg, error))
     }
 
     pub(crate) fn try_tell<M: Send + 'static>(&self, msg: M) -> Result<(), TryTellError<M>> {
-        let outbound = match self.encode(&msg) {
-            Ok(outbound) => outbound,
-            Err(error) => return Err(TryTellError::Remote(self.undeliverable(msg, error))),
+        let sent = match self.prepare(&msg) {
+            Ok((outbound, route)) => match route.try_tell(outbound) {
+                Ok(()) => Ok(()),
+                Err((RouteError::Full, _)) => {
+                    return Err(TryTellError::Full {
+                        recipient: self.recipient(),
+                        message: msg,
+                    });
+                }
+                Err((error, _)) => Err(self.tell_error(error)),
+            },
+            Err(error) => Err(error),
         };
-        let route = match self.route() {
-            Ok((_, route)) => route,
-            Err(reason) => {
-                let error = TellError::Unroutable {
-                    recipient: self.recipient(),
-                    reason,
-                };
-                return Err(TryTellError::Remote(self.undeliverable(msg, error)));
-            }
-        };
-        match route.try_tell(outbound) {
-            Ok(()) => Ok(()),
-            Err((RouteError::Full, _)) => Err(TryTellError::Full {
-                recipient: self.recipient(),
-                message: msg,
-            }),
-            Err((error, _)) => {
-                let error = self.tell_error(error);
-                Err(TryTellError::Remote(self.undeliverable(msg, error)))
-            }
-        }
+        sent.map_err(|error| TryTellError::Remote(self.undeliverable(msg, error)))
     }
 
     pub(crate) fn send_unbounded<M: Send + 'static>(
         self: &Arc<Self>,
         msg: M,
     ) -> Result<(), TellError> {
-        match self.try_tell(msg) {
-            Ok(()) => Ok(()),
-            Err(TryTellError::Full { message, .. }) => {
-                if tokio::runtime::Handle::try_current().is_err() {
-                    let error = TellError::Unroutable {
-                        recipient: self.recipient(),
-                        reason: "the route is full and no runtime runs here to wait for room"
-                            .to_owned(),
-                    };
-                    return Err(self.undeliverable(message, error));
-                }
-                let target = self.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = target.tell(message).await {
-                        tracing::debug!(%error, "unbounded remote send failed");
-                    }
-                });
-                Ok(())
-            }
-            Err(TryTellError::Remote(error)) => Err(error),
-            Err(TryTellError::Closed { recipient }) => Err(TellError::Closed { recipient }),
-        }
+        let (outbound, route) = match self.prepare(&msg) {
+            Ok(prepared) => prepared,
+            Err(error) => return Err(self.undeliverable(msg, error)),
+        };
+        let target = self.clone();
+        tell_now_or_later(route, outbound, move |error| {
+            let error = match error {
+                // Only ever immediate: a later send waits for room instead.
+                RouteError::Full => TellError::Unroutable {
+                    recipient: target.recipient(),
+                    reason: "the route is full and no runtime runs here to wait for room"
+                        .to_owned(),
+                },
+                error => target.tell_error(error),
+            };
+            tracing::debug!(%error, "unbounded remote send failed");
+            target.undeliverable(msg, error)
+        })
     }
 
     pub(crate) async fn ask<A, M>(&self, msg: M, timeout: Duration) -> Result<A::Reply, AskError>
@@ -202,14 +194,8 @@ impl RemoteTarget {
             recipient: self.recipient(),
             reason,
         })?;
-        let outbound = Outbound {
-            sender: crate::runner::current_actor(),
-            recipient: self.addr.clone(),
-            name: codec.name,
-            payload,
-        };
         let reply = route
-            .ask(outbound, timeout)
+            .ask(self.outbound(codec.name, payload), timeout)
             .await
             .map_err(|error| ask_error(self.recipient(), error))?;
         // Refs inside the reply resolve against the proc that asked.

@@ -6,6 +6,7 @@
 //! bytes. Inbound traffic comes back through [`Proc::deliver_remote`](crate::Proc).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -189,3 +190,28 @@ pub trait RemoteRoute: Send + Sync + 'static {
 /// own) passes to [`RemoteRoute::ask`]: a hundred years, finite so that adding it to an
 /// `Instant` cannot overflow. The ask still ends at once on a disconnect.
 pub const UNBOUNDED_ASK: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// Sends a tell on `route` without making the caller wait: at once if the route has room,
+/// else from a task of its own. The message is encoded once and keeps its sender, so a
+/// late send stays in its (sender, recipient) flow.
+///
+/// `on_fail` hears of any failure: now (its result is returned; `Full` here means no
+/// runtime runs to wait in) or later from the task (its result is dropped).
+pub(crate) fn tell_now_or_later<R>(
+    route: Arc<dyn RemoteRoute>,
+    message: Outbound,
+    on_fail: impl FnOnce(RouteError) -> R + Send + 'static,
+) -> Result<(), R> {
+    match route.try_tell(message) {
+        Ok(()) => Ok(()),
+        Err((RouteError::Full, message)) if tokio::runtime::Handle::try_current().is_ok() => {
+            tokio::spawn(async move {
+                if let Err(error) = route.tell(message).await {
+                    on_fail(error);
+                }
+            });
+            Ok(())
+        }
+        Err((error, _)) => Err(on_fail(error)),
+    }
+}

@@ -22,9 +22,9 @@ use crate::error::AskError;
 use crate::id::{ActorId, ProcAddr};
 use crate::proc::{Proc, ProcInner};
 use crate::remote::codecs::{RemoteActor, codecs_of};
-use crate::remote::remote_ref::{RemoteTarget, ask_error};
-use crate::remote::system::{LOOKUP, LookupActor};
-use crate::remote::{Outbound, RemoteAddr, UNBOUNDED_ASK};
+use crate::remote::remote_ref::RemoteTarget;
+use crate::remote::system::{self, LOOKUP, LookupActor};
+use crate::remote::{RemoteAddr, UNBOUNDED_ASK};
 
 thread_local! {
     /// The proc decoding a payload on this thread, if any.
@@ -115,10 +115,6 @@ impl Proc {
     ) -> Result<ActorRef<A>, AskError> {
         // The index is not known yet; routing looks at the proc and delivery at the name.
         let provisional = ActorId::new(proc.proc.clone(), name, u64::MAX);
-        let route = self.route().ok_or_else(|| AskError::Unroutable {
-            recipient: provisional.clone(),
-            reason: format!("proc {} has no route", self.id()),
-        })?;
         let payload = postcard::to_allocvec(&LookupActor {
             name: name.to_owned(),
         })
@@ -126,23 +122,11 @@ impl Proc {
             recipient: provisional.clone(),
             reason: error.to_string(),
         })?;
-        let outbound = Outbound {
-            sender: crate::runner::current_actor(),
-            recipient: RemoteAddr {
-                actor: provisional.clone(),
-                location: proc.location.clone(),
-            },
-            name: LOOKUP,
-            payload,
+        let recipient = RemoteAddr {
+            actor: provisional,
+            location: proc.location.clone(),
         };
-        let reply = route
-            .ask(outbound, UNBOUNDED_ASK)
-            .await
-            .map_err(|error| ask_error(provisional.clone(), error))?;
-        let actor: ActorId = postcard::from_bytes(&reply).map_err(|error| AskError::Decode {
-            recipient: provisional.clone(),
-            reason: error.to_string(),
-        })?;
+        let actor: ActorId = system::ask(self, recipient, LOOKUP, payload, UNBOUNDED_ASK).await?;
         Ok(self.remote_ref(RemoteAddr {
             actor,
             location: proc.location.clone(),

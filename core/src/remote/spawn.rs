@@ -45,14 +45,13 @@ use tokio::sync::watch;
 use crate::actor::{Actor, BoxError, LinkDied, PanicError, StopReason};
 use crate::actor_ref::ActorRef;
 use crate::context::Context;
-use crate::dispatch::{DeliveryError, RemoteAskError, ReplySlot};
+use crate::dispatch::{DeliveryError, RemoteAskError, ReplySlot, refuse};
 use crate::error::{AskError, SpawnError};
 use crate::id::{ActorId, ProcAddr};
 use crate::proc::{Proc, ProcInner};
+use crate::remote::RemoteAddr;
 use crate::remote::codecs::RemoteActor;
-use crate::remote::remote_ref::ask_error;
-use crate::remote::system::SYSTEM_ACTOR;
-use crate::remote::{Outbound, RemoteAddr};
+use crate::remote::system::{self, SYSTEM_ACTOR};
 use crate::supervision::{ChildSpec, Restart};
 
 /// Spawn a registered kind of actor on the receiving proc (an ask).
@@ -318,19 +317,9 @@ impl Proc {
     /// Handles `$sys.Spawn`: answers exactly once, never waits here; the spawn itself runs
     /// on a task of its own (it may wait for the name to be released).
     pub(crate) fn on_spawn(&self, payload: &[u8], reply: ReplySlot) -> Result<(), DeliveryError> {
-        let request: SpawnActor = match postcard::from_bytes(payload) {
+        let request: SpawnActor = match system::decode(SPAWN, payload) {
             Ok(request) => request,
-            Err(error) => {
-                let reason = error.to_string();
-                reply.answer(Err(RemoteAskError::Decode {
-                    message: SPAWN.to_owned(),
-                    reason: reason.clone(),
-                }));
-                return Err(DeliveryError::Decode {
-                    message: SPAWN,
-                    reason,
-                });
-            }
+            Err(error) => return Err(refuse(Some(reply), error)),
         };
         let maker = self.spawnables(false).and_then(|kinds| {
             kinds
@@ -462,12 +451,6 @@ impl Proc {
             proc: at.clone(),
             error: Box::new(error),
         };
-        let route = self.route().ok_or_else(|| {
-            failed(AskError::Unroutable {
-                recipient: recipient.clone(),
-                reason: format!("proc {} has no route", self.id()),
-            })
-        })?;
         let request = SpawnActor {
             kind: kind.to_owned(),
             name: name.to_owned(),
@@ -478,26 +461,14 @@ impl Proc {
                 kind: kind.to_owned(),
                 reason: error.to_string(),
             })?;
-        let outbound = Outbound {
-            sender: crate::runner::current_actor(),
-            recipient: RemoteAddr {
-                actor: recipient.clone(),
-                location: at.location.clone(),
-            },
-            name: SPAWN,
-            payload,
+        let system_actor = RemoteAddr {
+            actor: recipient.clone(),
+            location: at.location.clone(),
         };
-        let reply = route
-            .ask(outbound, timeout)
-            .await
-            .map_err(|error| failed(ask_error(recipient.clone(), error)))?;
         let outcome: Result<ActorId, SpawnRefusal> =
-            postcard::from_bytes(&reply).map_err(|error| {
-                failed(AskError::Decode {
-                    recipient: recipient.clone(),
-                    reason: error.to_string(),
-                })
-            })?;
+            system::ask(self, system_actor, SPAWN, payload, timeout)
+                .await
+                .map_err(failed)?;
         let actor = outcome.map_err(|refusal| RemoteSpawnError::Refused {
             proc: at.clone(),
             refusal,

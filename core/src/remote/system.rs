@@ -24,15 +24,19 @@
 //! [`Proc::deliver_remote`]: crate::Proc::deliver_remote
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::actor::{LinkDied, LinkKind, StopReason};
 use crate::cell::{ErasedCell, Watcher};
-use crate::dispatch::{DeliveryError, RemoteAskError, ReplySlot};
+use crate::dispatch::{DeliveryError, RemoteAskError, ReplySlot, refuse};
+use crate::error::AskError;
 use crate::id::ActorId;
 use crate::proc::{Proc, ProcInner};
+use crate::remote::remote_ref::ask_error;
+use crate::remote::route::tell_now_or_later;
 use crate::remote::watch::{WatchEntry, WatchNotify};
 use crate::remote::{Outbound, RemoteAddr, RouteError};
 use crate::signal::{Signal, StopRequest};
@@ -128,21 +132,38 @@ pub(crate) fn send_from<T: Serialize>(
         name,
         payload,
     };
-    match route.try_tell(outbound) {
-        Ok(()) => {}
-        Err((RouteError::Full, outbound)) => {
-            if tokio::runtime::Handle::try_current().is_err() {
-                on_fail(RouteError::Full);
-                return;
-            }
-            tokio::spawn(async move {
-                if let Err(error) = route.tell(outbound).await {
-                    on_fail(error);
-                }
-            });
-        }
-        Err((error, _)) => on_fail(error),
-    }
+    // `on_fail` has heard of any failure, now or later.
+    let _ = tell_now_or_later(route, outbound, on_fail);
+}
+
+/// Sends a system ask (already encoded) to `recipient` and decodes its reply. Errors
+/// name `recipient.actor`, as the errors of any remote ask name the ref asked.
+pub(crate) async fn ask<R: DeserializeOwned>(
+    proc: &Proc,
+    recipient: RemoteAddr,
+    name: &'static str,
+    payload: Vec<u8>,
+    timeout: Duration,
+) -> Result<R, AskError> {
+    let actor = recipient.actor.clone();
+    let route = proc.route().ok_or_else(|| AskError::Unroutable {
+        recipient: actor.clone(),
+        reason: format!("proc {} has no route", proc.id()),
+    })?;
+    let outbound = Outbound {
+        sender: crate::runner::current_actor(),
+        recipient,
+        name,
+        payload,
+    };
+    let reply = route
+        .ask(outbound, timeout)
+        .await
+        .map_err(|error| ask_error(actor.clone(), error))?;
+    postcard::from_bytes(&reply).map_err(|error| AskError::Decode {
+        recipient: actor,
+        reason: error.to_string(),
+    })
 }
 
 /// Registers a remote watch (or the watcher's half of a link) of `target` and sends the
@@ -301,16 +322,11 @@ impl Proc {
             },
             (super::spawn::SPAWN, Some(reply)) => self.on_spawn(payload, reply),
             (_, reply) => {
-                if let Some(reply) = reply {
-                    reply.answer(Err(RemoteAskError::UnknownMessage {
-                        actor: SYSTEM_ACTOR.to_owned(),
-                        message: message.to_owned(),
-                    }));
-                }
-                Err(DeliveryError::UnknownMessage {
+                let unknown = DeliveryError::UnknownMessage {
                     actor: SYSTEM_ACTOR.to_owned(),
                     message: message.to_owned(),
-                })
+                };
+                Err(refuse(reply, unknown))
             }
         }
     }
@@ -423,7 +439,10 @@ impl Proc {
     }
 }
 
-fn decode<T: DeserializeOwned>(name: &'static str, payload: &[u8]) -> Result<T, DeliveryError> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    name: &'static str,
+    payload: &[u8],
+) -> Result<T, DeliveryError> {
     postcard::from_bytes(payload).map_err(|error| DeliveryError::Decode {
         message: name,
         reason: error.to_string(),
