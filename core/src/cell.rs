@@ -11,6 +11,7 @@ use crate::actor::StopReason;
 use crate::envelope::Item;
 use crate::id::ActorId;
 use crate::mailbox::Admission;
+use crate::observer::ActorProbe;
 use crate::proc::ProcInner;
 use crate::signal::{Signal, SignalQueue};
 
@@ -22,6 +23,12 @@ pub(crate) struct CellCore {
     pub(crate) exit: ExitState,
     pub(crate) proc: Weak<ProcInner>,
     pub(crate) supervised: bool,
+    /// The observer's probe of this actor, set once before its task starts. Kept here
+    /// rather than in a second task-local so a monitored actor's task costs no more per
+    /// poll than an unmonitored one: an ask finds it through the running actor's cell.
+    /// Weak because a probe may hold the cell (for the mailbox gauge); the actor's
+    /// context holds it strongly for as long as the actor runs.
+    pub(crate) probe: OnceLock<Weak<dyn ActorProbe>>,
 }
 
 impl CellCore {

@@ -3,7 +3,7 @@
 //!
 //! With no observer installed, the run loop pays one predictable branch per message.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::actor::{LinkKind, StopReason};
 use crate::id::ActorId;
@@ -81,21 +81,19 @@ pub trait ActorProbe: Send + Sync + 'static {
     fn ask_finished(&self, token: u64) {}
 }
 
-tokio::task_local! {
-    /// The probe of the actor whose task is running, set only when a probe exists.
-    pub(crate) static CURRENT_PROBE: Arc<dyn ActorProbe>;
-}
-
 /// A wait-for edge from the running actor to an ask's target, ended when dropped.
 pub(crate) struct WaitEdge(Option<(Arc<dyn ActorProbe>, u64)>);
 
 impl WaitEdge {
     pub(crate) fn begin(target: &ActorId) -> Self {
-        WaitEdge(
-            CURRENT_PROBE
-                .try_with(|probe| (probe.clone(), probe.ask_started(target)))
-                .ok(),
-        )
+        let probe = crate::runner::CURRENT_ACTOR
+            .try_with(|cell| cell.core().probe.get().and_then(Weak::upgrade))
+            .ok()
+            .flatten();
+        WaitEdge(probe.map(|probe| {
+            let token = probe.ask_started(target);
+            (probe, token)
+        }))
     }
 }
 

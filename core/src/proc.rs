@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use dashmap::DashMap;
 use tokio::sync::mpsc;
@@ -18,7 +18,7 @@ use crate::envelope::EnvelopeBox;
 use crate::error::{SpawnError, Undeliverable, UndeliverableReason};
 use crate::id::{ActorId, ProcId};
 use crate::mailbox::{Admission, Mailbox, MailboxGauge};
-use crate::observer::{ActorInfo, CURRENT_PROBE, Observer};
+use crate::observer::{ActorInfo, Observer};
 use crate::remote::{RemoteRoute, RemoteWatches};
 use crate::runner::{CURRENT_ACTOR, Runner};
 use crate::signal::SignalQueue;
@@ -189,6 +189,7 @@ impl Proc {
                 exit: ExitState::new(),
                 proc: Arc::downgrade(&self.inner),
                 supervised: parent.is_some(),
+                probe: OnceLock::new(),
             },
             tx,
         });
@@ -214,6 +215,10 @@ impl Proc {
                 restart: parent.as_ref().map(|parent| parent.restart),
             })
         });
+        if let Some(probe) = &probe {
+            // Set before the task exists, so every ask the actor makes finds it.
+            let _ = cell.core.probe.set(Arc::downgrade(probe));
+        }
         // Boxed: the task's future then holds a pointer instead of copies of the runner.
         let runner = Box::new(Runner {
             factory,
@@ -239,11 +244,7 @@ impl Proc {
         });
         // The actor's id rides with its task, so remote sends from it name their sender.
         let current: Arc<dyn ErasedCell> = cell.clone();
-        let run = CURRENT_ACTOR.scope(current, runner.run(actor));
-        match probe {
-            None => drop(runtime.spawn(run)),
-            Some(probe) => drop(runtime.spawn(CURRENT_PROBE.scope(probe, run))),
-        }
+        drop(runtime.spawn(CURRENT_ACTOR.scope(current, runner.run(actor))));
         Ok(cell)
     }
 
