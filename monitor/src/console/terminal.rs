@@ -1,8 +1,9 @@
 //! The live view: fetch, render, draw, every refresh interval, until a quit key.
 //!
 //! The terminal is put in raw mode on the alternate screen for the view's lifetime and
-//! restored by a guard on every exit path: a quit key, an error, or a panic unwinding
-//! through the view.
+//! restored by a guard on every exit path: a quit key, an error, a panic unwinding
+//! through the view, or a termination signal (SIGTERM, SIGHUP), which ends the view
+//! instead of the process so the guard gets to run.
 
 use std::io::{self, Stdout, Write};
 use std::time::SystemTime;
@@ -23,8 +24,9 @@ use super::source::{Fetched, SnapshotSource, fetch_merged};
 use super::{ConsoleError, ConsoleOptions};
 
 /// Shows the merged snapshots of `sources` in the terminal, refreshed every
-/// [`ConsoleOptions::refresh`], until `q`, `Esc` or Ctrl-C. Needs a terminal on standard
-/// input and output and a tokio runtime with time enabled.
+/// [`ConsoleOptions::refresh`], until `q`, `Esc`, Ctrl-C, or (on unix) SIGTERM or SIGHUP,
+/// and gives the terminal back as it was. Needs a terminal on standard input and output
+/// and a tokio runtime with time and signals enabled.
 ///
 /// A source that fails is listed on screen and asked again at the next refresh.
 ///
@@ -39,6 +41,7 @@ pub async fn run_live(
     }
     let mut terminal = TerminalGuard::enter()?;
     let mut events = EventStream::new();
+    let mut terminated = Termination::listen()?;
     let mut refresh = tokio::time::interval(options.refresh);
     // A slow fetch delays the next refresh instead of causing a burst of them.
     refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -71,6 +74,7 @@ pub async fn run_live(
                 }
                 shown = Some(fetched);
             }
+            () = terminated.recv() => break,
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) if is_quit(&key) => break,
                 Some(Ok(_)) => {}
@@ -90,6 +94,49 @@ pub async fn run_live(
         terminal.draw(&frame)?;
     }
     Ok(())
+}
+
+/// The signals that ask a program to end: SIGTERM (`kill`) and SIGHUP (the terminal
+/// closed). Without a handler they would end the process with the terminal still raw.
+#[cfg(unix)]
+struct Termination {
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Termination {
+    fn listen() -> Result<Self, ConsoleError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Termination {
+            terminate: signal(SignalKind::terminate()).map_err(ConsoleError::Terminal)?,
+            hangup: signal(SignalKind::hangup()).map_err(ConsoleError::Terminal)?,
+        })
+    }
+
+    /// Waits for either signal.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
+        }
+    }
+}
+
+/// No termination signals to listen for off unix; closing the console window ends the
+/// process there.
+#[cfg(not(unix))]
+struct Termination;
+
+#[cfg(not(unix))]
+impl Termination {
+    fn listen() -> Result<Self, ConsoleError> {
+        Ok(Termination)
+    }
+
+    async fn recv(&mut self) {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn is_quit(key: &KeyEvent) -> bool {

@@ -346,19 +346,35 @@ fn newer_than(path: &std::path::Path, than: std::time::SystemTime) -> bool {
 /// ends it with status 0, off the alternate screen and out of raw mode.
 #[test]
 fn console_draws_in_a_terminal_and_quits_on_q() {
-    drive_console_local("q", "q");
+    drive_console_local("q", Quit::Key("q"));
 }
 
 /// Ctrl-C, which raw mode turns into a key instead of a signal, quits the view the same
 /// way and gives the terminal back.
 #[test]
 fn console_quits_on_ctrl_c() {
-    drive_console_local("ctrl-c", "C-c");
+    drive_console_local("ctrl-c", Quit::Key("C-c"));
 }
 
-/// Runs `console_local` in a tmux pane of its own, checks the live view, sends the
-/// tmux key `quit_key` and checks that the console exited and restored the terminal.
-fn drive_console_local(tag: &str, quit_key: &str) {
+/// SIGTERM (a `kill` from another terminal, a service manager stopping the session) ends
+/// the view the same way: the terminal comes back out of raw mode and off the alternate
+/// screen instead of being left raw by a killed process.
+#[test]
+fn console_gives_the_terminal_back_on_sigterm() {
+    drive_console_local("sigterm", Quit::Signal("TERM"));
+}
+
+/// How a test ends the live view.
+enum Quit {
+    /// A tmux key name sent to the pane.
+    Key(&'static str),
+    /// A signal name for `kill -s`, sent to the console process.
+    Signal(&'static str),
+}
+
+/// Runs `console_local` in a tmux pane of its own, checks the live view, ends it with
+/// `quit` and checks that the console exited and restored the terminal.
+fn drive_console_local(tag: &str, quit: Quit) {
     if !Tmux::available() {
         eprintln!("skipped: tmux is not installed, so no terminal can be driven");
         return;
@@ -408,8 +424,28 @@ fn drive_console_local(tag: &str, quit_key: &str) {
         .unwrap_or_else(|| panic!("no row for alice:\n{screen}"));
     assert!(alice.contains("DEADLOCK"), "{alice}");
 
-    let sent = tmux.run(&["send-keys", "-t", "console", quit_key]);
-    assert!(sent.status.success(), "tmux could not send the key");
+    match quit {
+        Quit::Key(key) => {
+            let sent = tmux.run(&["send-keys", "-t", "console", key]);
+            assert!(sent.status.success(), "tmux could not send the key");
+        }
+        Quit::Signal(signal) => {
+            // The pane runs a shell whose one child is the console.
+            let panes = tmux.run(&["list-panes", "-t", "console", "-F", "#{pane_pid}"]);
+            let shell = String::from_utf8_lossy(&panes.stdout).trim().to_owned();
+            let children = Command::new("pgrep").args(["-P", &shell]).output().unwrap();
+            let console = String::from_utf8_lossy(&children.stdout).trim().to_owned();
+            assert!(
+                !console.is_empty() && !console.contains('\n'),
+                "not one console process under the pane's shell {shell}: {console:?}"
+            );
+            let killed = Command::new("kill")
+                .args(["-s", signal, &console])
+                .status()
+                .unwrap();
+            assert!(killed.success(), "kill -s {signal} {console} failed");
+        }
+    }
     let screen = tmux.wait_for("the console to exit", Duration::from_secs(10), |screen| {
         screen.contains("exit=") && screen.contains("icanon")
     });
