@@ -16,7 +16,7 @@ const UNIT: &str = "msg/s";
 const MESSAGES: u64 = 1_000_000;
 /// Rounds of each kind, alternating so that drift of the machine hits both alike; the
 /// median of each kind is reported, so one disturbed round does not decide the ratio.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 
 /// Adds up what it is told.
 struct Sink {
