@@ -126,7 +126,12 @@ impl<A: Actor> ActorRef<A> {
     {
         match &self.target {
             Target::Local(cell) => cell.tell(msg).await,
-            Target::Remote(remote) => Box::pin(remote.tell(msg)).await,
+            // Done at the call unless the route has to wait; only then is a future
+            // boxed, so the common remote tell allocates none.
+            Target::Remote(remote) => match remote.tell_now(msg) {
+                Ok(done) => done,
+                Err(waiting) => waiting.await,
+            },
         }
     }
 

@@ -6,6 +6,7 @@ use std::any::TypeId;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::actor::{Handler, LinkKind, StopReason};
@@ -18,7 +19,7 @@ use crate::remote::codecs::{MessageCodec, RemoteCodecs};
 use crate::remote::route::tell_now_or_later;
 use crate::remote::system::{self, StopActor};
 use crate::remote::watch::WatchNotify;
-use crate::remote::{Outbound, RemoteAddr, RemoteRoute, RouteError};
+use crate::remote::{Outbound, RemoteAddr, RemoteRoute, RouteError, RouteTell};
 
 /// The target of a remote ref: where the actor is, which proc's route reaches it, and how
 /// its actor type's messages are encoded.
@@ -121,15 +122,32 @@ impl RemoteTarget {
         Ok((outbound, route))
     }
 
-    pub(crate) async fn tell<M: Send + 'static>(&self, msg: M) -> Result<(), TellError> {
+    /// A tell, done at the call when the route needs no waiting (the common case: no
+    /// future is built or boxed); otherwise the rest of it, boxed, to await. The boxed
+    /// rest keeps the message to report it if the route fails later.
+    pub(crate) fn tell_now<M: Send + 'static>(
+        self: &Arc<Self>,
+        msg: M,
+    ) -> Result<Result<(), TellError>, BoxFuture<'static, Result<(), TellError>>> {
         let sent = match self.prepare(&msg) {
-            Ok((outbound, route)) => route
-                .tell(outbound)
-                .await
-                .map_err(|error| self.tell_error(error)),
+            Ok((outbound, route)) => match route.tell(outbound) {
+                RouteTell::Done(outcome) => outcome.map_err(|error| self.tell_error(error)),
+                RouteTell::Waiting(waiting) => {
+                    let target = Arc::clone(self);
+                    return Err(Box::pin(async move {
+                        match waiting.await {
+                            Ok(()) => Ok(()),
+                            Err(error) => {
+                                let error = target.tell_error(error);
+                                Err(target.undeliverable(msg, error))
+                            }
+                        }
+                    }));
+                }
+            },
             Err(error) => Err(error),
         };
-        sent.map_err(|error| self.undeliverable(msg, error))
+        Ok(sent.map_err(|error| self.undeliverable(msg, error)))
     }
 
     pub(crate) fn try_tell<M: Send + 'static>(&self, msg: M) -> Result<(), TryTellError<M>> {
