@@ -97,7 +97,11 @@ impl<'a> LaneRef<'a> {
     }
 
     fn key(&self, hasher: &FixedState) -> u64 {
-        hasher.hash_one((self.dest, self.sender, self.recipient, self.origin))
+        match self.sender {
+            // The origin is the sender's proc then: hashing it again adds nothing.
+            Some(sender) => hasher.hash_one((self.dest, sender, self.recipient)),
+            None => hasher.hash_one((self.dest, self.recipient, self.origin)),
+        }
     }
 
     fn to_lane(self, key: u64) -> Lane {
@@ -554,77 +558,84 @@ async fn drain(
                     continue;
                 }
             };
-            if lanes.strong_count() == 0 {
+            let sent = if lanes.strong_count() == 0 {
                 // The gateway is gone: sending would dial again from a gateway nobody holds.
                 let error = PostError::BrokenLink {
                     recipient: envelope.recipient.clone(),
                 };
-                match ack {
-                    Some(ack) => {
-                        if let Err(Err(error)) = ack.send(Err(error)) {
-                            bounce(envelope, error, lane.origin.as_ref());
-                        }
-                    }
-                    None => bounce(envelope, error, lane.origin.as_ref()),
-                }
-                continue;
-            }
-            // A failed send hands the envelope back for the bounce report, so no copy is
-            // kept per envelope.
-            let (error, envelope) =
-                match send_one(&manager, &lane.dest, &mut transport, envelope).await {
-                    Ok(()) => {
-                        if let Some(ack) = ack {
-                            let _ = ack.send(Ok(()));
-                        }
-                        continue;
-                    }
-                    Err((source, envelope)) => {
-                        let error = PostError::Transport {
-                            dest: lane.dest.location().clone(),
-                            source: Box::new(source),
-                        };
-                        (error, envelope)
-                    }
+                Err((error, envelope))
+            } else {
+                // Awaited here rather than inside a helper's future: each level of futures
+                // is one more copy of the one below it, per envelope. A failed send hands
+                // the envelope back for the bounce report, so no copy is kept per envelope.
+                let sent = match transport.as_ref() {
+                    Some(held) => held.send_or_return(envelope).await,
+                    None => Err((
+                        TransportError::NoHealthyWire {
+                            dest: lane.dest.clone(),
+                        },
+                        envelope,
+                    )),
                 };
-            match ack {
-                // The waiting sender learns the outcome and reports it itself.
-                Some(ack) => {
-                    if let Err(Err(error)) = ack.send(Err(error)) {
-                        bounce(envelope, error, lane.origin.as_ref());
+                match sent {
+                    // No wire took the envelope: it was not queued anywhere, so the manager
+                    // may send it without sending it twice.
+                    Err((TransportError::NoHealthyWire { .. }, envelope)) => {
+                        Box::pin(send_dialing(&manager, &lane.dest, &mut transport, envelope)).await
                     }
+                    sent => sent,
                 }
-                None => bounce(envelope, error, lane.origin.as_ref()),
-            }
+                .map_err(|(source, envelope)| {
+                    let error = PostError::Transport {
+                        dest: lane.dest.location().clone(),
+                        source: Box::new(source),
+                    };
+                    (error, envelope)
+                })
+            };
+            report(sent, ack, lane.origin.as_ref(), &bounce);
         }
         queue.remember(transport.as_ref());
     }
 }
 
-/// Hands `envelope` to a connection of `dest`: through `transport` while it has a healthy
-/// wire, else through the manager, which dials, replaces a lost transport or takes a newer
-/// one (and then becomes the cached `transport`). A failure hands the envelope back.
-async fn send_one(
+/// Tells the waiting sender, if any, how its tell went; a tell that failed with nobody
+/// waiting (or nobody left to hear) is bounced to the gateway.
+fn report(
+    sent: Result<(), (PostError, NetworkEnvelope)>,
+    ack: Option<oneshot::Sender<Result<(), PostError>>>,
+    origin: Option<&ProcId>,
+    bounce: &Bounce,
+) {
+    match (sent, ack) {
+        (Ok(()), Some(ack)) => {
+            let _ = ack.send(Ok(()));
+        }
+        (Ok(()), None) => {}
+        // The waiting sender learns the outcome and reports it itself.
+        (Err((error, envelope)), Some(ack)) => {
+            if let Err(Err(error)) = ack.send(Err(error)) {
+                bounce(envelope, error, origin);
+            }
+        }
+        (Err((error, envelope)), None) => bounce(envelope, error, origin),
+    }
+}
+
+/// Hands `envelope` to a connection of `dest` through the manager, which dials, replaces a
+/// lost transport or takes a newer one (which becomes the lane's cached `transport`), for
+/// a lane whose cached transport has no healthy wire. A failure hands the envelope back.
+/// Boxed by its caller: its future is several times the size of a send on a connected
+/// transport, and every send would copy it.
+async fn send_dialing(
     manager: &OutprocTransportManager,
     dest: &Dest,
     transport: &mut Option<Arc<DestTransport>>,
     envelope: NetworkEnvelope,
 ) -> Result<(), (TransportError, NetworkEnvelope)> {
-    let envelope = match transport.as_ref() {
-        Some(held) => match held.send_or_return(envelope).await {
-            Ok(()) => return Ok(()),
-            // No wire took the envelope: it was not queued anywhere, so the manager may
-            // send it without sending it twice.
-            Err((TransportError::NoHealthyWire { .. }, envelope)) => {
-                *transport = None;
-                envelope
-            }
-            Err(failed) => return Err(failed),
-        },
-        None => envelope,
-    };
-    // Only this slower way (a dial, a replaced transport) keeps a copy for the report: the
-    // manager does not hand the envelope back.
+    *transport = None;
+    // Only this slower way keeps a copy for the report: the manager does not hand the
+    // envelope back.
     let kept = envelope.clone();
     if let Err(error) = manager.send(dest, envelope).await {
         return Err((error, kept));
