@@ -27,15 +27,15 @@
 //! one sender arrive in that order.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use foldhash::fast::FixedState;
 use futures::future::BoxFuture;
-use plexus_codec::{NetworkEnvelope, Recipient};
-use plexus_core::{ActorId, Location, ProcId};
+use plexus_codec::{EnvelopeKind, MessageName, NetworkEnvelope, Recipient};
+use plexus_core::{ActorId, Location, Outbound, ProcId, RemoteAddr};
 use plexus_transport::{Dest, DestTransport, OutprocTransportManager, TransportError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -78,20 +78,92 @@ struct Lane {
 struct LaneRef<'a> {
     dest: &'a Location,
     sender: Option<&'a ActorId>,
-    recipient: &'a Recipient,
+    recipient: RecipientRef<'a>,
     origin: Option<&'a ProcId>,
+}
+
+/// A lane's recipient, borrowed from an envelope or from a route's [`Outbound`], which
+/// names an actor without a [`Recipient`] around it. An actor is always the `Actor`
+/// variant, so both hash and compare alike.
+#[derive(Clone, Copy)]
+enum RecipientRef<'a> {
+    Actor(&'a ActorId),
+    Other(&'a Recipient),
+}
+
+impl<'a> RecipientRef<'a> {
+    fn of(recipient: &'a Recipient) -> Self {
+        match recipient {
+            Recipient::Actor(actor) => RecipientRef::Actor(actor),
+            other => RecipientRef::Other(other),
+        }
+    }
+
+    fn is(self, held: &Recipient) -> bool {
+        match (self, held) {
+            (RecipientRef::Actor(actor), Recipient::Actor(held)) => actor == held,
+            (RecipientRef::Other(other), held) => other == held,
+            (RecipientRef::Actor(_), _) => false,
+        }
+    }
+
+    fn to_owned(self) -> Recipient {
+        match self {
+            RecipientRef::Actor(actor) => Recipient::Actor(actor.clone()),
+            RecipientRef::Other(other) => other.clone(),
+        }
+    }
+}
+
+impl Hash for RecipientRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            RecipientRef::Actor(actor) => {
+                state.write_u8(0);
+                actor.hash(state);
+            }
+            RecipientRef::Other(other) => {
+                state.write_u8(1);
+                other.hash(state);
+            }
+        }
+    }
 }
 
 impl<'a> LaneRef<'a> {
     fn of(dest: &'a Location, envelope: &'a NetworkEnvelope, origin: Option<&'a ProcId>) -> Self {
-        let origin = match &envelope.sender {
+        Self::new(
+            dest,
+            envelope.sender.as_ref(),
+            RecipientRef::of(&envelope.recipient),
+            origin,
+        )
+    }
+
+    /// The lane of a route's tell from the proc `origin`.
+    fn of_outbound(message: &'a Outbound, origin: &'a ProcId) -> Self {
+        Self::new(
+            &message.recipient.location,
+            message.sender.as_ref(),
+            RecipientRef::Actor(&message.recipient.actor),
+            Some(origin),
+        )
+    }
+
+    fn new(
+        dest: &'a Location,
+        sender: Option<&'a ActorId>,
+        recipient: RecipientRef<'a>,
+        origin: Option<&'a ProcId>,
+    ) -> Self {
+        let origin = match sender {
             Some(sender) => Some(sender.proc()),
             None => origin,
         };
         LaneRef {
             dest,
-            sender: envelope.sender.as_ref(),
-            recipient: &envelope.recipient,
+            sender,
+            recipient,
             origin,
         }
     }
@@ -108,7 +180,7 @@ impl<'a> LaneRef<'a> {
         Lane {
             dest: Dest::new(self.dest.clone()),
             sender: self.sender.cloned(),
-            recipient: self.recipient.clone(),
+            recipient: self.recipient.to_owned(),
             origin: self.origin.cloned(),
             key,
         }
@@ -119,7 +191,7 @@ impl Lane {
     fn is(&self, other: &LaneRef<'_>) -> bool {
         self.dest.location() == other.dest
             && self.sender.as_ref() == other.sender
-            && &self.recipient == other.recipient
+            && other.recipient.is(&self.recipient)
             && self.origin.as_ref() == other.origin
     }
 }
@@ -206,6 +278,27 @@ fn pending(outgoing: Outgoing) -> Option<Pending> {
         Outgoing::Acked(envelope, ack) => Some((envelope, Some(ack))),
         Outgoing::Flush(_) => None,
     }
+}
+
+/// The envelope of a route's tell that leaves this gateway, with the location it goes to:
+/// a tell with the default hop limit, one hop already spent on leaving.
+fn leaving_envelope(message: Outbound) -> (Location, NetworkEnvelope) {
+    let Outbound {
+        sender,
+        recipient: RemoteAddr { actor, location },
+        name,
+        payload,
+    } = message;
+    let envelope = NetworkEnvelope {
+        sender,
+        recipient: Recipient::Actor(actor),
+        trace_id: 0,
+        hop_limit: plexus_codec::DEFAULT_HOP_LIMIT - 1,
+        kind: EnvelopeKind::Regular,
+        name: MessageName::from_static(name),
+        payload: Bytes::from(payload),
+    };
+    (location, envelope)
 }
 
 /// The manager and the lanes.
@@ -405,6 +498,43 @@ impl NetworkEgress {
                 mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
             ) => match pending(back) {
                 Some((envelope, _)) => Err(envelope),
+                // Only tells are pushed here.
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// [`push_connected`](Self::push_connected) for a route's tell from the proc `origin`,
+    /// which has not been made an envelope yet: its lane is found from the borrowed
+    /// message and the envelope is built in the queue's slot, rather than built first
+    /// and copied through every call on the way. Hands back the destination and the
+    /// envelope to take the slower way.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the tell is handed back by value to take the slower way"
+    )]
+    pub(crate) fn push_outbound(
+        &self,
+        message: Outbound,
+        origin: &ProcId,
+    ) -> Result<(), (Location, NetworkEnvelope)> {
+        // Under the table's lock, as every push: the task cannot end meanwhile.
+        let mut table = lock(&self.lanes);
+        let queue = {
+            let lane = LaneRef::of_outbound(&message, origin);
+            let key = lane.key(&table.hasher);
+            self.queue(&mut table, &lane, key)
+        };
+        let (location, envelope) = leaving_envelope(message);
+        if !queue.connected() {
+            return Err((location, envelope));
+        }
+        match queue.tx.try_send(Outgoing::Envelope(envelope)) {
+            Ok(()) => Ok(()),
+            Err(
+                mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
+            ) => match pending(back) {
+                Some((envelope, _)) => Err((location, envelope)),
                 // Only tells are pushed here.
                 None => Ok(()),
             },

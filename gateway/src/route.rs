@@ -17,7 +17,7 @@ use plexus_core::{
 };
 
 use crate::error::{PostError, RemoteRequestError};
-use crate::gateway::{Attached, Gateway, Inner};
+use crate::gateway::{Attached, Gateway, Inner, TellNow};
 
 /// The route of one attached proc.
 pub(crate) struct GatewayRoute {
@@ -37,7 +37,7 @@ impl GatewayRoute {
 
 /// The recipient's location and the envelope of `message`, as a tell or (with `Request`)
 /// an ask. The location is moved out of the message rather than copied.
-fn envelope_of(message: Outbound, kind: EnvelopeKind) -> (Location, NetworkEnvelope) {
+pub(crate) fn envelope_of(message: Outbound, kind: EnvelopeKind) -> (Location, NetworkEnvelope) {
     let envelope = NetworkEnvelope {
         sender: message.sender,
         recipient: Recipient::Actor(message.recipient.actor),
@@ -119,14 +119,14 @@ impl RemoteRoute for GatewayRoute {
         let Some(gateway) = self.gateway() else {
             return RouteTell::Done(Err(RouteError::BrokenLink));
         };
-        let (location, envelope) = envelope_of(message, EnvelopeKind::Regular);
-        let (network, envelope) = match gateway.send_now(&location, envelope, &self.origin) {
-            Ok(outcome) => {
+        let (network, location, envelope) = match gateway.tell_now(message, &self.origin) {
+            TellNow::Sent => return RouteTell::Done(Ok(())),
+            TellNow::Done(location, outcome) => {
                 return RouteTell::Done(
                     outcome.or_else(|error| route_error(&location, error).map_or(Ok(()), Err)),
                 );
             }
-            Err(waiting) => waiting,
+            TellNow::Wait(network, location, envelope) => (network, location, envelope),
         };
         let origin = self.origin.clone();
         RouteTell::waiting(async move {
