@@ -30,6 +30,13 @@ pub(crate) struct RemoteTarget {
     pub(crate) codecs: Arc<RemoteCodecs>,
 }
 
+/// A tell encoded, with the route to send it on.
+struct Prepared {
+    name: &'static str,
+    payload: Vec<u8>,
+    route: Arc<dyn RemoteRoute>,
+}
+
 impl RemoteTarget {
     fn recipient(&self) -> ActorId {
         self.addr.actor.clone()
@@ -52,7 +59,8 @@ impl RemoteTarget {
         Ok((proc, route))
     }
 
-    fn encode<M: 'static>(&self, msg: &M) -> Result<Outbound, TellError> {
+    /// The wire name and postcard bytes of `msg`.
+    fn encode<M: 'static>(&self, msg: &M) -> Result<(&'static str, Vec<u8>), TellError> {
         let codec = self.codec::<M>().ok_or_else(|| TellError::NotRemote {
             recipient: self.recipient(),
             message_type: std::any::type_name::<M>(),
@@ -62,7 +70,7 @@ impl RemoteTarget {
             message_type: std::any::type_name::<M>(),
             reason,
         })?;
-        Ok(self.outbound(codec.name, payload))
+        Ok((codec.name, payload))
     }
 
     fn outbound(&self, name: &'static str, payload: Vec<u8>) -> Outbound {
@@ -109,17 +117,19 @@ impl RemoteTarget {
 
     /// The common first step of every tell: the message encoded and the route to send it
     /// on. The caller still holds the message, to hand it to the undeliverable handler on
-    /// failure.
-    fn prepare<M: Send + 'static>(
-        &self,
-        msg: &M,
-    ) -> Result<(Outbound, Arc<dyn RemoteRoute>), TellError> {
-        let outbound = self.encode(msg)?;
+    /// failure. The [`Outbound`] is built only as the route's argument, so it is not
+    /// copied through the steps before.
+    fn prepare<M: Send + 'static>(&self, msg: &M) -> Result<Prepared, TellError> {
+        let (name, payload) = self.encode(msg)?;
         let (_, route) = self.route().map_err(|reason| TellError::Unroutable {
             recipient: self.recipient(),
             reason,
         })?;
-        Ok((outbound, route))
+        Ok(Prepared {
+            name,
+            payload,
+            route,
+        })
     }
 
     /// A tell, done at the call when the route needs no waiting (the common case: no
@@ -130,7 +140,11 @@ impl RemoteTarget {
         msg: M,
     ) -> Result<Result<(), TellError>, BoxFuture<'static, Result<(), TellError>>> {
         let sent = match self.prepare(&msg) {
-            Ok((outbound, route)) => match route.tell(outbound) {
+            Ok(Prepared {
+                name,
+                payload,
+                route,
+            }) => match route.tell(self.outbound(name, payload)) {
                 RouteTell::Done(outcome) => outcome.map_err(|error| self.tell_error(error)),
                 RouteTell::Waiting(waiting) => {
                     let target = Arc::clone(self);
@@ -152,7 +166,11 @@ impl RemoteTarget {
 
     pub(crate) fn try_tell<M: Send + 'static>(&self, msg: M) -> Result<(), TryTellError<M>> {
         let sent = match self.prepare(&msg) {
-            Ok((outbound, route)) => match route.try_tell(outbound) {
+            Ok(Prepared {
+                name,
+                payload,
+                route,
+            }) => match route.try_tell(self.outbound(name, payload)) {
                 Ok(()) => Ok(()),
                 Err((RouteError::Full, _)) => {
                     return Err(TryTellError::Full {
@@ -172,7 +190,11 @@ impl RemoteTarget {
         msg: M,
     ) -> Result<(), TellError> {
         let (outbound, route) = match self.prepare(&msg) {
-            Ok(prepared) => prepared,
+            Ok(Prepared {
+                name,
+                payload,
+                route,
+            }) => (self.outbound(name, payload), route),
             Err(error) => return Err(self.undeliverable(msg, error)),
         };
         let target = self.clone();
