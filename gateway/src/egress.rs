@@ -781,3 +781,82 @@ async fn send_dialing(
 pub(crate) fn header_of(envelope: &NetworkEnvelope) -> NetworkEnvelope {
     envelope.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_core::Location;
+
+    fn actor(proc: &str, name: &str) -> ActorId {
+        ActorId::new(ProcId::new(proc, 1), name, 0)
+    }
+
+    /// A route's tell names its lane from the `Outbound`, a waiting or forwarded tell from
+    /// its envelope: both find the same lane, so a pair's tells keep one order whichever
+    /// way each took.
+    #[test]
+    fn a_route_tell_and_its_envelope_name_the_same_lane() {
+        let hasher = FixedState::with_seed(7);
+        let origin = ProcId::new("origin", 1);
+        for sender in [Some(actor("a", "sender")), None] {
+            let message = Outbound {
+                sender: sender.clone(),
+                recipient: RemoteAddr {
+                    actor: actor("b", "counter"),
+                    location: Location::Local(9),
+                },
+                name: "bench.Add",
+                payload: vec![1, 2, 3],
+            };
+            let from_message = LaneRef::of_outbound(&message, &origin);
+            let key = from_message.key(&hasher);
+            let lane = from_message.to_lane(key);
+            let (location, envelope) = leaving_envelope(message.clone());
+            let from_envelope = LaneRef::of(&location, &envelope, Some(&origin));
+            assert_eq!(
+                from_envelope.key(&hasher),
+                key,
+                "keys differ for sender {sender:?}"
+            );
+            assert!(
+                lane.is(&from_envelope),
+                "lanes differ for sender {sender:?}"
+            );
+            assert!(lane.is(&from_message));
+        }
+    }
+
+    /// An actor and a group of the same destination and sender are different lanes.
+    #[test]
+    fn an_actor_and_a_group_are_different_lanes() {
+        let location = Location::Local(9);
+        let group = Recipient::Group("workers".into());
+        let to_group = LaneRef::new(&location, None, RecipientRef::of(&group), None);
+        let counter = actor("b", "counter");
+        let to_actor = LaneRef::new(&location, None, RecipientRef::Actor(&counter), None);
+        let hasher = FixedState::with_seed(7);
+        let lane = to_group.to_lane(to_group.key(&hasher));
+        assert!(lane.is(&to_group));
+        assert!(!lane.is(&to_actor));
+    }
+
+    /// A tell leaving through a route has spent one hop, as `spend_hop` would.
+    #[test]
+    fn a_leaving_tell_has_spent_one_hop() {
+        let message = Outbound {
+            sender: None,
+            recipient: RemoteAddr {
+                actor: actor("b", "counter"),
+                location: Location::Local(9),
+            },
+            name: "bench.Add",
+            payload: vec![7],
+        };
+        let (location, envelope) = leaving_envelope(message);
+        assert_eq!(location, Location::Local(9));
+        assert_eq!(envelope.hop_limit, plexus_codec::DEFAULT_HOP_LIMIT - 1);
+        assert_eq!(envelope.kind, EnvelopeKind::Regular);
+        assert_eq!(&*envelope.name, "bench.Add");
+        assert_eq!(&envelope.payload[..], &[7]);
+    }
+}

@@ -148,3 +148,24 @@ pub(crate) fn codecs_of<A: RemoteActor>() -> Arc<RemoteCodecs> {
         .or_insert(codecs)
         .clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small message comes out in a vector without spare room (so `Bytes` takes it as
+    /// it is), and one past the stack buffer is encoded all the same.
+    #[test]
+    fn encoded_payloads_are_exact_and_round_trip() {
+        let small = encode_exact(&(7u64, "hi")).expect("a small message encodes");
+        assert_eq!(small.len(), small.capacity());
+        assert_eq!(
+            postcard::from_bytes::<(u64, &str)>(&small).ok(),
+            Some((7, "hi"))
+        );
+
+        let text = "x".repeat(SMALL_MESSAGE * 3);
+        let large = encode_exact(&text).expect("a large message encodes");
+        assert_eq!(postcard::from_bytes::<String>(&large).ok(), Some(text));
+    }
+}
