@@ -6,7 +6,8 @@
 //! serialization; every method starts with one branch on the target and the local arm is
 //! the code as it was before refs could be remote. A remote target is an address plus the
 //! proc whose route it sends through; its arms live in `remote::remote_ref` and are boxed,
-//! so a remote send does not grow the futures of local ones.
+//! so a remote send does not grow the futures of local ones. A remote `tell` is done at
+//! the call when its route needs no waiting, and boxes only the rest of one that waits.
 
 use std::fmt;
 use std::sync::{Arc, Weak};
