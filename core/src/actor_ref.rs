@@ -6,7 +6,8 @@
 //! serialization; every method starts with one branch on the target and the local arm is
 //! the code as it was before refs could be remote. A remote target is an address plus the
 //! proc whose route it sends through; its arms live in `remote::remote_ref` and are boxed,
-//! so a remote send does not grow the futures of local ones.
+//! so a remote send does not grow the futures of local ones. A remote `tell` is done at
+//! the call when its route needs no waiting, and boxes only the rest of one that waits.
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -126,7 +127,12 @@ impl<A: Actor> ActorRef<A> {
     {
         match &self.target {
             Target::Local(cell) => cell.tell(msg).await,
-            Target::Remote(remote) => Box::pin(remote.tell(msg)).await,
+            // Done at the call unless the route has to wait; only then is a future
+            // boxed, so the common remote tell allocates none.
+            Target::Remote(remote) => match remote.tell_now(msg) {
+                Ok(done) => done,
+                Err(waiting) => waiting.await,
+            },
         }
     }
 

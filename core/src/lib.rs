@@ -78,6 +78,6 @@ pub use proc::{Proc, ProcBuilder};
 pub use remote::{
     DEFAULT_SPAWN_TIMEOUT, Outbound, Placement, RegisterSpawnableError, RemoteActor, RemoteAddr,
     RemoteChild, RemoteChildSpec, RemoteMessage, RemoteRoute, RemoteSpawnError, RouteError,
-    SYSTEM_PREFIX, SpawnRefusal, UNBOUNDED_ASK, UndeliveredRemote,
+    RouteTell, SYSTEM_PREFIX, SpawnRefusal, UNBOUNDED_ASK, UndeliveredRemote,
 };
 pub use supervision::{ChildSpec, Restart, Strategy, Supervision};

@@ -27,15 +27,15 @@
 //! one sender arrive in that order.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use foldhash::fast::FixedState;
 use futures::future::BoxFuture;
-use plexus_codec::{NetworkEnvelope, Recipient};
-use plexus_core::{ActorId, Location, ProcId};
+use plexus_codec::{EnvelopeKind, MessageName, NetworkEnvelope, Recipient};
+use plexus_core::{ActorId, Location, Outbound, ProcId, RemoteAddr};
 use plexus_transport::{Dest, DestTransport, OutprocTransportManager, TransportError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -78,33 +78,109 @@ struct Lane {
 struct LaneRef<'a> {
     dest: &'a Location,
     sender: Option<&'a ActorId>,
-    recipient: &'a Recipient,
+    recipient: RecipientRef<'a>,
     origin: Option<&'a ProcId>,
+}
+
+/// A lane's recipient, borrowed from an envelope or from a route's [`Outbound`], which
+/// names an actor without a [`Recipient`] around it. An actor is always the `Actor`
+/// variant, so both hash and compare alike.
+#[derive(Clone, Copy)]
+enum RecipientRef<'a> {
+    Actor(&'a ActorId),
+    Other(&'a Recipient),
+}
+
+impl<'a> RecipientRef<'a> {
+    fn of(recipient: &'a Recipient) -> Self {
+        match recipient {
+            Recipient::Actor(actor) => RecipientRef::Actor(actor),
+            other => RecipientRef::Other(other),
+        }
+    }
+
+    fn is(self, held: &Recipient) -> bool {
+        match (self, held) {
+            (RecipientRef::Actor(actor), Recipient::Actor(held)) => actor == held,
+            (RecipientRef::Other(other), held) => other == held,
+            (RecipientRef::Actor(_), _) => false,
+        }
+    }
+
+    fn to_owned(self) -> Recipient {
+        match self {
+            RecipientRef::Actor(actor) => Recipient::Actor(actor.clone()),
+            RecipientRef::Other(other) => other.clone(),
+        }
+    }
+}
+
+impl Hash for RecipientRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            RecipientRef::Actor(actor) => {
+                state.write_u8(0);
+                actor.hash(state);
+            }
+            RecipientRef::Other(other) => {
+                state.write_u8(1);
+                other.hash(state);
+            }
+        }
+    }
 }
 
 impl<'a> LaneRef<'a> {
     fn of(dest: &'a Location, envelope: &'a NetworkEnvelope, origin: Option<&'a ProcId>) -> Self {
-        let origin = match &envelope.sender {
+        Self::new(
+            dest,
+            envelope.sender.as_ref(),
+            RecipientRef::of(&envelope.recipient),
+            origin,
+        )
+    }
+
+    /// The lane of a route's tell from the proc `origin`.
+    fn of_outbound(message: &'a Outbound, origin: &'a ProcId) -> Self {
+        Self::new(
+            &message.recipient.location,
+            message.sender.as_ref(),
+            RecipientRef::Actor(&message.recipient.actor),
+            Some(origin),
+        )
+    }
+
+    fn new(
+        dest: &'a Location,
+        sender: Option<&'a ActorId>,
+        recipient: RecipientRef<'a>,
+        origin: Option<&'a ProcId>,
+    ) -> Self {
+        let origin = match sender {
             Some(sender) => Some(sender.proc()),
             None => origin,
         };
         LaneRef {
             dest,
-            sender: envelope.sender.as_ref(),
-            recipient: &envelope.recipient,
+            sender,
+            recipient,
             origin,
         }
     }
 
     fn key(&self, hasher: &FixedState) -> u64 {
-        hasher.hash_one((self.dest, self.sender, self.recipient, self.origin))
+        match self.sender {
+            // The origin is the sender's proc then: hashing it again adds nothing.
+            Some(sender) => hasher.hash_one((self.dest, sender, self.recipient)),
+            None => hasher.hash_one((self.dest, self.recipient, self.origin)),
+        }
     }
 
     fn to_lane(self, key: u64) -> Lane {
         Lane {
             dest: Dest::new(self.dest.clone()),
             sender: self.sender.cloned(),
-            recipient: self.recipient.clone(),
+            recipient: self.recipient.to_owned(),
             origin: self.origin.cloned(),
             key,
         }
@@ -115,7 +191,7 @@ impl Lane {
     fn is(&self, other: &LaneRef<'_>) -> bool {
         self.dest.location() == other.dest
             && self.sender.as_ref() == other.sender
-            && &self.recipient == other.recipient
+            && other.recipient.is(&self.recipient)
             && self.origin.as_ref() == other.origin
     }
 }
@@ -202,6 +278,27 @@ fn pending(outgoing: Outgoing) -> Option<Pending> {
         Outgoing::Acked(envelope, ack) => Some((envelope, Some(ack))),
         Outgoing::Flush(_) => None,
     }
+}
+
+/// The envelope of a route's tell that leaves this gateway, with the location it goes to:
+/// a tell with the default hop limit, one hop already spent on leaving.
+fn leaving_envelope(message: Outbound) -> (Location, NetworkEnvelope) {
+    let Outbound {
+        sender,
+        recipient: RemoteAddr { actor, location },
+        name,
+        payload,
+    } = message;
+    let envelope = NetworkEnvelope {
+        sender,
+        recipient: Recipient::Actor(actor),
+        trace_id: 0,
+        hop_limit: plexus_codec::DEFAULT_HOP_LIMIT - 1,
+        kind: EnvelopeKind::Regular,
+        name: MessageName::from_static(name),
+        payload: Bytes::from(payload),
+    };
+    (location, envelope)
 }
 
 /// The manager and the lanes.
@@ -407,6 +504,43 @@ impl NetworkEgress {
         }
     }
 
+    /// [`push_connected`](Self::push_connected) for a route's tell from the proc `origin`,
+    /// which has not been made an envelope yet: its lane is found from the borrowed
+    /// message and the envelope is built in the queue's slot, rather than built first
+    /// and copied through every call on the way. Hands back the destination and the
+    /// envelope to take the slower way.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the tell is handed back by value to take the slower way"
+    )]
+    pub(crate) fn push_outbound(
+        &self,
+        message: Outbound,
+        origin: &ProcId,
+    ) -> Result<(), (Location, NetworkEnvelope)> {
+        // Under the table's lock, as every push: the task cannot end meanwhile.
+        let mut table = lock(&self.lanes);
+        let queue = {
+            let lane = LaneRef::of_outbound(&message, origin);
+            let key = lane.key(&table.hasher);
+            self.queue(&mut table, &lane, key)
+        };
+        let (location, envelope) = leaving_envelope(message);
+        if !queue.connected() {
+            return Err((location, envelope));
+        }
+        match queue.tx.try_send(Outgoing::Envelope(envelope)) {
+            Ok(()) => Ok(()),
+            Err(
+                mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
+            ) => match pending(back) {
+                Some((envelope, _)) => Err((location, envelope)),
+                // Only tells are pushed here.
+                None => Ok(()),
+            },
+        }
+    }
+
     /// Sends a request to `dest` and waits at most `timeout` for its answer, after the
     /// tells queued before it on its lane.
     pub(crate) async fn request(
@@ -554,77 +688,84 @@ async fn drain(
                     continue;
                 }
             };
-            if lanes.strong_count() == 0 {
+            let sent = if lanes.strong_count() == 0 {
                 // The gateway is gone: sending would dial again from a gateway nobody holds.
                 let error = PostError::BrokenLink {
                     recipient: envelope.recipient.clone(),
                 };
-                match ack {
-                    Some(ack) => {
-                        if let Err(Err(error)) = ack.send(Err(error)) {
-                            bounce(envelope, error, lane.origin.as_ref());
-                        }
-                    }
-                    None => bounce(envelope, error, lane.origin.as_ref()),
-                }
-                continue;
-            }
-            // A failed send hands the envelope back for the bounce report, so no copy is
-            // kept per envelope.
-            let (error, envelope) =
-                match send_one(&manager, &lane.dest, &mut transport, envelope).await {
-                    Ok(()) => {
-                        if let Some(ack) = ack {
-                            let _ = ack.send(Ok(()));
-                        }
-                        continue;
-                    }
-                    Err((source, envelope)) => {
-                        let error = PostError::Transport {
-                            dest: lane.dest.location().clone(),
-                            source: Box::new(source),
-                        };
-                        (error, envelope)
-                    }
+                Err((error, envelope))
+            } else {
+                // Awaited here rather than inside a helper's future: each level of futures
+                // is one more copy of the one below it, per envelope. A failed send hands
+                // the envelope back for the bounce report, so no copy is kept per envelope.
+                let sent = match transport.as_ref() {
+                    Some(held) => held.send_or_return(envelope).await,
+                    None => Err((
+                        TransportError::NoHealthyWire {
+                            dest: lane.dest.clone(),
+                        },
+                        envelope,
+                    )),
                 };
-            match ack {
-                // The waiting sender learns the outcome and reports it itself.
-                Some(ack) => {
-                    if let Err(Err(error)) = ack.send(Err(error)) {
-                        bounce(envelope, error, lane.origin.as_ref());
+                match sent {
+                    // No wire took the envelope: it was not queued anywhere, so the manager
+                    // may send it without sending it twice.
+                    Err((TransportError::NoHealthyWire { .. }, envelope)) => {
+                        Box::pin(send_dialing(&manager, &lane.dest, &mut transport, envelope)).await
                     }
+                    sent => sent,
                 }
-                None => bounce(envelope, error, lane.origin.as_ref()),
-            }
+                .map_err(|(source, envelope)| {
+                    let error = PostError::Transport {
+                        dest: lane.dest.location().clone(),
+                        source: Box::new(source),
+                    };
+                    (error, envelope)
+                })
+            };
+            report(sent, ack, lane.origin.as_ref(), &bounce);
         }
         queue.remember(transport.as_ref());
     }
 }
 
-/// Hands `envelope` to a connection of `dest`: through `transport` while it has a healthy
-/// wire, else through the manager, which dials, replaces a lost transport or takes a newer
-/// one (and then becomes the cached `transport`). A failure hands the envelope back.
-async fn send_one(
+/// Tells the waiting sender, if any, how its tell went; a tell that failed with nobody
+/// waiting (or nobody left to hear) is bounced to the gateway.
+fn report(
+    sent: Result<(), (PostError, NetworkEnvelope)>,
+    ack: Option<oneshot::Sender<Result<(), PostError>>>,
+    origin: Option<&ProcId>,
+    bounce: &Bounce,
+) {
+    match (sent, ack) {
+        (Ok(()), Some(ack)) => {
+            let _ = ack.send(Ok(()));
+        }
+        (Ok(()), None) => {}
+        // The waiting sender learns the outcome and reports it itself.
+        (Err((error, envelope)), Some(ack)) => {
+            if let Err(Err(error)) = ack.send(Err(error)) {
+                bounce(envelope, error, origin);
+            }
+        }
+        (Err((error, envelope)), None) => bounce(envelope, error, origin),
+    }
+}
+
+/// Hands `envelope` to a connection of `dest` through the manager, which dials, replaces a
+/// lost transport or takes a newer one (which becomes the lane's cached `transport`), for
+/// a lane whose cached transport has no healthy wire. A failure hands the envelope back.
+/// Boxed by its caller: its future is several times the size of a send on a connected
+/// transport, and every send would copy it.
+async fn send_dialing(
     manager: &OutprocTransportManager,
     dest: &Dest,
     transport: &mut Option<Arc<DestTransport>>,
     envelope: NetworkEnvelope,
 ) -> Result<(), (TransportError, NetworkEnvelope)> {
-    let envelope = match transport.as_ref() {
-        Some(held) => match held.send_or_return(envelope).await {
-            Ok(()) => return Ok(()),
-            // No wire took the envelope: it was not queued anywhere, so the manager may
-            // send it without sending it twice.
-            Err((TransportError::NoHealthyWire { .. }, envelope)) => {
-                *transport = None;
-                envelope
-            }
-            Err(failed) => return Err(failed),
-        },
-        None => envelope,
-    };
-    // Only this slower way (a dial, a replaced transport) keeps a copy for the report: the
-    // manager does not hand the envelope back.
+    *transport = None;
+    // Only this slower way keeps a copy for the report: the manager does not hand the
+    // envelope back.
     let kept = envelope.clone();
     if let Err(error) = manager.send(dest, envelope).await {
         return Err((error, kept));
@@ -639,4 +780,83 @@ async fn send_one(
 /// copied, so the sender's undeliverable handler can still get them.
 pub(crate) fn header_of(envelope: &NetworkEnvelope) -> NetworkEnvelope {
     envelope.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_core::Location;
+
+    fn actor(proc: &str, name: &str) -> ActorId {
+        ActorId::new(ProcId::new(proc, 1), name, 0)
+    }
+
+    /// A route's tell names its lane from the `Outbound`, a waiting or forwarded tell from
+    /// its envelope: both find the same lane, so a pair's tells keep one order whichever
+    /// way each took.
+    #[test]
+    fn a_route_tell_and_its_envelope_name_the_same_lane() {
+        let hasher = FixedState::with_seed(7);
+        let origin = ProcId::new("origin", 1);
+        for sender in [Some(actor("a", "sender")), None] {
+            let message = Outbound {
+                sender: sender.clone(),
+                recipient: RemoteAddr {
+                    actor: actor("b", "counter"),
+                    location: Location::Local(9),
+                },
+                name: "bench.Add",
+                payload: vec![1, 2, 3],
+            };
+            let from_message = LaneRef::of_outbound(&message, &origin);
+            let key = from_message.key(&hasher);
+            let lane = from_message.to_lane(key);
+            let (location, envelope) = leaving_envelope(message.clone());
+            let from_envelope = LaneRef::of(&location, &envelope, Some(&origin));
+            assert_eq!(
+                from_envelope.key(&hasher),
+                key,
+                "keys differ for sender {sender:?}"
+            );
+            assert!(
+                lane.is(&from_envelope),
+                "lanes differ for sender {sender:?}"
+            );
+            assert!(lane.is(&from_message));
+        }
+    }
+
+    /// An actor and a group of the same destination and sender are different lanes.
+    #[test]
+    fn an_actor_and_a_group_are_different_lanes() {
+        let location = Location::Local(9);
+        let group = Recipient::Group("workers".into());
+        let to_group = LaneRef::new(&location, None, RecipientRef::of(&group), None);
+        let counter = actor("b", "counter");
+        let to_actor = LaneRef::new(&location, None, RecipientRef::Actor(&counter), None);
+        let hasher = FixedState::with_seed(7);
+        let lane = to_group.to_lane(to_group.key(&hasher));
+        assert!(lane.is(&to_group));
+        assert!(!lane.is(&to_actor));
+    }
+
+    /// A tell leaving through a route has spent one hop, as `spend_hop` would.
+    #[test]
+    fn a_leaving_tell_has_spent_one_hop() {
+        let message = Outbound {
+            sender: None,
+            recipient: RemoteAddr {
+                actor: actor("b", "counter"),
+                location: Location::Local(9),
+            },
+            name: "bench.Add",
+            payload: vec![7],
+        };
+        let (location, envelope) = leaving_envelope(message);
+        assert_eq!(location, Location::Local(9));
+        assert_eq!(envelope.hop_limit, plexus_codec::DEFAULT_HOP_LIMIT - 1);
+        assert_eq!(envelope.kind, EnvelopeKind::Regular);
+        assert_eq!(&*envelope.name, "bench.Add");
+        assert_eq!(&envelope.payload[..], &[7]);
+    }
 }

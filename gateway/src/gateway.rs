@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
 use plexus_core::{
-    ActorId, Location, Proc, ProcId, RemoteAskError, TellError, UndeliverableReason,
+    ActorId, Location, Outbound, Proc, ProcId, RemoteAskError, TellError, UndeliverableReason,
     UndeliveredRemote,
 };
 use plexus_transport::{Hello, OutprocTransportManager};
@@ -25,7 +25,7 @@ use crate::ingress::Ingress;
 use crate::link::{Link, ReplyPath, reply_on};
 use crate::location::{LocationStack, LocationToken};
 use crate::protocol;
-use crate::route::GatewayRoute;
+use crate::route::{GatewayRoute, envelope_of};
 use crate::wires::SchemeWireBuilder;
 
 /// Where a gateway sends every envelope that is not for one of its attached procs: in a
@@ -165,6 +165,17 @@ impl Entry {
             Entry::Proxy(link) => link.is_open(),
         }
     }
+}
+
+/// What [`Gateway::tell_now`] did with a route's tell.
+pub(crate) enum TellNow {
+    /// Handed on without waiting.
+    Sent,
+    /// Delivered here, refused or failed at once, with the destination it was for.
+    Done(Location, Result<(), PostError>),
+    /// It waits for room, a dial or its send's outcome: on this egress, for this
+    /// destination.
+    Wait(Arc<NetworkEgress>, Location, NetworkEnvelope),
 }
 
 /// What `post_here` did with an envelope.
@@ -510,6 +521,29 @@ impl Gateway {
         match network.push_connected(dest, Some(origin), envelope) {
             Ok(()) => Ok(Ok(())),
             Err(envelope) => Err((Arc::clone(network), envelope)),
+        }
+    }
+
+    /// [`send_now`](Gateway::send_now) for a route's tell from the attached proc `origin`,
+    /// still an [`Outbound`]. The common tell (networked gateway, recipient's proc not
+    /// attached here, a location not this gateway's own) is checked on the borrowed
+    /// message and becomes an envelope only in its lane's queue, instead of being built
+    /// first and copied through every call on the way; any other takes `send_now`.
+    pub(crate) fn tell_now(&self, message: Outbound, origin: &ProcId) -> TellNow {
+        if let Egress::Network(network) = &self.inner.egress
+            && self.inner.target(message.recipient.actor.proc()).is_none()
+            && !self.inner.is_own(&message.recipient.location)
+        {
+            self.inner.forwarded.fetch_add(1, Ordering::Relaxed);
+            return match network.push_outbound(message, origin) {
+                Ok(()) => TellNow::Sent,
+                Err((location, envelope)) => TellNow::Wait(Arc::clone(network), location, envelope),
+            };
+        }
+        let (location, envelope) = envelope_of(message, EnvelopeKind::Regular);
+        match self.send_now(&location, envelope, origin) {
+            Ok(outcome) => TellNow::Done(location, outcome),
+            Err((network, envelope)) => TellNow::Wait(network, location, envelope),
         }
     }
 

@@ -26,6 +26,9 @@ use crate::error::PostError;
 /// The queues of actors whose mailboxes were found full.
 pub(crate) struct Ingress {
     pushers: Mutex<HashMap<ActorId, Arc<Pusher>>>,
+    /// How many pushers the table holds, written under its lock. Nearly always zero, so
+    /// every delivery reads it instead of taking the lock to learn that nothing waits.
+    waiting: AtomicUsize,
     capacity: usize,
 }
 
@@ -52,6 +55,7 @@ impl Ingress {
     pub(crate) fn new(capacity: usize) -> Self {
         Ingress {
             pushers: Mutex::new(HashMap::new()),
+            waiting: AtomicUsize::new(0),
             capacity: capacity.max(1),
         }
     }
@@ -71,8 +75,7 @@ impl Ingress {
         payload: &Bytes,
         mut reply: Option<RemoteReply>,
     ) -> Result<(), PostError> {
-        let queued = self.pushers().get(actor).cloned();
-        if let Some(pusher) = queued {
+        if let Some(pusher) = self.pusher(actor) {
             let parked = Parked::Message {
                 name: name.clone(),
                 payload: payload.clone(),
@@ -145,9 +148,19 @@ impl Ingress {
         }
     }
 
+    /// The pusher of `actor`, when its messages wait behind a full mailbox.
+    fn pusher(&self, actor: &ActorId) -> Option<Arc<Pusher>> {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.pushers().get(actor).cloned()
+    }
+
     /// Whether envelopes for `actor` wait behind a full mailbox now.
     pub(crate) fn is_waiting(&self, actor: &ActorId) -> bool {
-        self.pushers().contains_key(actor)
+        // A pusher started on this thread was counted before this load; one started on
+        // another thread concurrently is a race the lock did not decide either.
+        self.waiting.load(Ordering::Acquire) != 0 && self.pushers().contains_key(actor)
     }
 
     /// Resolves once nothing waits for `actor` in this gateway any more (at once when
@@ -204,6 +217,7 @@ impl Ingress {
             });
         }
         pushers.insert(actor.clone(), pusher.clone());
+        self.waiting.store(pushers.len(), Ordering::Release);
         drop(pushers);
         tracing::debug!(%actor, "mailbox full, ingress queue started");
         runtime.spawn(push(
@@ -244,6 +258,7 @@ async fn push(
                             .is_some_and(|current| Arc::ptr_eq(current, &pusher))
                         {
                             pushers.remove(&actor);
+                            ingress.waiting.store(pushers.len(), Ordering::Release);
                         }
                         pusher.drained.send_replace(true);
                         tracing::debug!(%actor, "ingress queue drained");

@@ -13,11 +13,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, MessageName, NetworkEnvelope, Recipient};
 use plexus_core::{
-    DeliveryError, Location, Outbound, ProcId, RemoteAskError, RemoteRoute, RouteError,
+    DeliveryError, Location, Outbound, ProcId, RemoteAskError, RemoteRoute, RouteError, RouteTell,
 };
 
 use crate::error::{PostError, RemoteRequestError};
-use crate::gateway::{Attached, Gateway, Inner};
+use crate::gateway::{Attached, Gateway, Inner, TellNow};
 
 /// The route of one attached proc.
 pub(crate) struct GatewayRoute {
@@ -37,7 +37,7 @@ impl GatewayRoute {
 
 /// The recipient's location and the envelope of `message`, as a tell or (with `Request`)
 /// an ask. The location is moved out of the message rather than copied.
-fn envelope_of(message: Outbound, kind: EnvelopeKind) -> (Location, NetworkEnvelope) {
+pub(crate) fn envelope_of(message: Outbound, kind: EnvelopeKind) -> (Location, NetworkEnvelope) {
     let envelope = NetworkEnvelope {
         sender: message.sender,
         recipient: Recipient::Actor(message.recipient.actor),
@@ -113,23 +113,23 @@ impl RemoteRoute for GatewayRoute {
     }
 
     /// A tell that needs no waiting (delivered to an attached proc, refused, or queued
-    /// on a lane whose destination is connected) is done before the returned future is
-    /// first polled; only waiting for room, a dial or a send's outcome happens in it.
-    fn tell(&self, message: Outbound) -> BoxFuture<'static, Result<(), RouteError>> {
+    /// on a lane whose destination is connected) is done at the call; only waiting for
+    /// room, a dial or a send's outcome happens in a future.
+    fn tell(&self, message: Outbound) -> RouteTell {
         let Some(gateway) = self.gateway() else {
-            return Box::pin(futures::future::ready(Err(RouteError::BrokenLink)));
+            return RouteTell::Done(Err(RouteError::BrokenLink));
         };
-        let (location, envelope) = envelope_of(message, EnvelopeKind::Regular);
-        let (network, envelope) = match gateway.send_now(&location, envelope, &self.origin) {
-            Ok(outcome) => {
-                let outcome =
-                    outcome.or_else(|error| route_error(&location, error).map_or(Ok(()), Err));
-                return Box::pin(futures::future::ready(outcome));
+        let (network, location, envelope) = match gateway.tell_now(message, &self.origin) {
+            TellNow::Sent => return RouteTell::Done(Ok(())),
+            TellNow::Done(location, outcome) => {
+                return RouteTell::Done(
+                    outcome.or_else(|error| route_error(&location, error).map_or(Ok(()), Err)),
+                );
             }
-            Err(waiting) => waiting,
+            TellNow::Wait(network, location, envelope) => (network, location, envelope),
         };
         let origin = self.origin.clone();
-        Box::pin(async move {
+        RouteTell::waiting(async move {
             // Held so the gateway outlives the send, as for any call on it.
             let _gateway = gateway;
             match network.send(&location, envelope, Some(&origin)).await {

@@ -37,7 +37,7 @@ pub(crate) mod watch;
 pub use codecs::RemoteActor;
 pub use message::RemoteMessage;
 pub(crate) use remote_ref::RemoteTarget;
-pub use route::{Outbound, RemoteAddr, RemoteRoute, RouteError, UNBOUNDED_ASK};
+pub use route::{Outbound, RemoteAddr, RemoteRoute, RouteError, RouteTell, UNBOUNDED_ASK};
 pub use spawn::{
     DEFAULT_SPAWN_TIMEOUT, Placement, RegisterSpawnableError, RemoteChild, RemoteChildSpec,
     RemoteSpawnError, SpawnRefusal,

@@ -6,6 +6,7 @@ use std::any::TypeId;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::actor::{Handler, LinkKind, StopReason};
@@ -18,7 +19,7 @@ use crate::remote::codecs::{MessageCodec, RemoteCodecs};
 use crate::remote::route::tell_now_or_later;
 use crate::remote::system::{self, StopActor};
 use crate::remote::watch::WatchNotify;
-use crate::remote::{Outbound, RemoteAddr, RemoteRoute, RouteError};
+use crate::remote::{Outbound, RemoteAddr, RemoteRoute, RouteError, RouteTell};
 
 /// The target of a remote ref: where the actor is, which proc's route reaches it, and how
 /// its actor type's messages are encoded.
@@ -27,6 +28,13 @@ pub(crate) struct RemoteTarget {
     /// Weak: a ref kept somewhere must not keep its proc alive.
     pub(crate) proc: Weak<ProcInner>,
     pub(crate) codecs: Arc<RemoteCodecs>,
+}
+
+/// A tell encoded, with the route to send it on.
+struct Prepared {
+    name: &'static str,
+    payload: Vec<u8>,
+    route: Arc<dyn RemoteRoute>,
 }
 
 impl RemoteTarget {
@@ -51,7 +59,8 @@ impl RemoteTarget {
         Ok((proc, route))
     }
 
-    fn encode<M: 'static>(&self, msg: &M) -> Result<Outbound, TellError> {
+    /// The wire name and postcard bytes of `msg`.
+    fn encode<M: 'static>(&self, msg: &M) -> Result<(&'static str, Vec<u8>), TellError> {
         let codec = self.codec::<M>().ok_or_else(|| TellError::NotRemote {
             recipient: self.recipient(),
             message_type: std::any::type_name::<M>(),
@@ -61,7 +70,7 @@ impl RemoteTarget {
             message_type: std::any::type_name::<M>(),
             reason,
         })?;
-        Ok(self.outbound(codec.name, payload))
+        Ok((codec.name, payload))
     }
 
     fn outbound(&self, name: &'static str, payload: Vec<u8>) -> Outbound {
@@ -108,33 +117,60 @@ impl RemoteTarget {
 
     /// The common first step of every tell: the message encoded and the route to send it
     /// on. The caller still holds the message, to hand it to the undeliverable handler on
-    /// failure.
-    fn prepare<M: Send + 'static>(
-        &self,
-        msg: &M,
-    ) -> Result<(Outbound, Arc<dyn RemoteRoute>), TellError> {
-        let outbound = self.encode(msg)?;
+    /// failure. The [`Outbound`] is built only as the route's argument, so it is not
+    /// copied through the steps before.
+    fn prepare<M: Send + 'static>(&self, msg: &M) -> Result<Prepared, TellError> {
+        let (name, payload) = self.encode(msg)?;
         let (_, route) = self.route().map_err(|reason| TellError::Unroutable {
             recipient: self.recipient(),
             reason,
         })?;
-        Ok((outbound, route))
+        Ok(Prepared {
+            name,
+            payload,
+            route,
+        })
     }
 
-    pub(crate) async fn tell<M: Send + 'static>(&self, msg: M) -> Result<(), TellError> {
+    /// A tell, done at the call when the route needs no waiting (the common case: no
+    /// future is built or boxed); otherwise the rest of it, boxed, to await. The boxed
+    /// rest keeps the message to report it if the route fails later.
+    pub(crate) fn tell_now<M: Send + 'static>(
+        self: &Arc<Self>,
+        msg: M,
+    ) -> Result<Result<(), TellError>, BoxFuture<'static, Result<(), TellError>>> {
         let sent = match self.prepare(&msg) {
-            Ok((outbound, route)) => route
-                .tell(outbound)
-                .await
-                .map_err(|error| self.tell_error(error)),
+            Ok(Prepared {
+                name,
+                payload,
+                route,
+            }) => match route.tell(self.outbound(name, payload)) {
+                RouteTell::Done(outcome) => outcome.map_err(|error| self.tell_error(error)),
+                RouteTell::Waiting(waiting) => {
+                    let target = Arc::clone(self);
+                    return Err(Box::pin(async move {
+                        match waiting.await {
+                            Ok(()) => Ok(()),
+                            Err(error) => {
+                                let error = target.tell_error(error);
+                                Err(target.undeliverable(msg, error))
+                            }
+                        }
+                    }));
+                }
+            },
             Err(error) => Err(error),
         };
-        sent.map_err(|error| self.undeliverable(msg, error))
+        Ok(sent.map_err(|error| self.undeliverable(msg, error)))
     }
 
     pub(crate) fn try_tell<M: Send + 'static>(&self, msg: M) -> Result<(), TryTellError<M>> {
         let sent = match self.prepare(&msg) {
-            Ok((outbound, route)) => match route.try_tell(outbound) {
+            Ok(Prepared {
+                name,
+                payload,
+                route,
+            }) => match route.try_tell(self.outbound(name, payload)) {
                 Ok(()) => Ok(()),
                 Err((RouteError::Full, _)) => {
                     return Err(TryTellError::Full {
@@ -154,7 +190,11 @@ impl RemoteTarget {
         msg: M,
     ) -> Result<(), TellError> {
         let (outbound, route) = match self.prepare(&msg) {
-            Ok(prepared) => prepared,
+            Ok(Prepared {
+                name,
+                payload,
+                route,
+            }) => (self.outbound(name, payload), route),
             Err(error) => return Err(self.undeliverable(msg, error)),
         };
         let target = self.clone();

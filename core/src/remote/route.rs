@@ -1,11 +1,12 @@
 //! The way out of a proc: [`RemoteRoute`], implemented by the gateway a proc attaches to,
-//! and what crosses it ([`Outbound`], [`RemoteAddr`], [`RouteError`]).
+//! and what crosses it ([`Outbound`], [`RemoteAddr`], [`RouteError`], [`RouteTell`]).
 //!
 //! Core has no sockets and cannot name the codec's envelope, so it hands the route an
 //! [`Outbound`]: the recipient's address, the wire name of the message and its postcard
 //! bytes. Inbound traffic comes back through [`Proc::deliver_remote`](crate::Proc).
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,6 +106,56 @@ pub enum RouteError {
     Closed,
 }
 
+/// What [`RemoteRoute::tell`] did at the call: most tells are done there (sent, queued or
+/// refused) and need no future; only a tell that has to wait carries one, on the heap.
+///
+/// ```
+/// use plexus_core::{RouteError, RouteTell};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let queued = RouteTell::Done(Ok(()));
+/// assert!(queued.finish().await.is_ok());
+/// let later = RouteTell::waiting(async { Err(RouteError::Closed) });
+/// assert_eq!(later.finish().await, Err(RouteError::Closed));
+/// # }
+/// ```
+#[must_use = "a waiting tell is only sent when its future is awaited"]
+pub enum RouteTell {
+    /// The tell is done: handed on (`Ok`) or refused.
+    Done(Result<(), RouteError>),
+    /// The tell waits (for room, flow credit or a dial) in this future.
+    Waiting(BoxFuture<'static, Result<(), RouteError>>),
+}
+
+impl RouteTell {
+    /// A tell that finishes in `future`.
+    pub fn waiting(future: impl Future<Output = Result<(), RouteError>> + Send + 'static) -> Self {
+        RouteTell::Waiting(Box::pin(future))
+    }
+
+    /// The tell's outcome, waiting for it if needed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As cancel safe as the route's waiting future.
+    pub async fn finish(self) -> Result<(), RouteError> {
+        match self {
+            RouteTell::Done(outcome) => outcome,
+            RouteTell::Waiting(future) => future.await,
+        }
+    }
+}
+
+impl fmt::Debug for RouteTell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteTell::Done(outcome) => f.debug_tuple("Done").field(outcome).finish(),
+            RouteTell::Waiting(_) => f.write_str("Waiting"),
+        }
+    }
+}
+
 /// The way out of a proc, installed by the gateway the proc attaches to.
 ///
 /// Installed with [`Proc::set_route`](crate::Proc::set_route); every remote ref created
@@ -126,7 +177,7 @@ pub enum RouteError {
 ///
 /// ```
 /// use futures::future::BoxFuture;
-/// use plexus_core::{Location, Outbound, RemoteAskError, RemoteRoute, RouteError};
+/// use plexus_core::{Location, Outbound, RemoteAskError, RemoteRoute, RouteError, RouteTell};
 /// use std::time::Duration;
 ///
 /// /// A route that reaches nothing: what an isolated proc would see.
@@ -136,11 +187,9 @@ pub enum RouteError {
 ///     fn local_location(&self) -> Location {
 ///         Location::Local(0)
 ///     }
-///     fn tell(&self, message: Outbound) -> BoxFuture<'static, Result<(), RouteError>> {
+///     fn tell(&self, message: Outbound) -> RouteTell {
 ///         let location = message.recipient.location;
-///         Box::pin(async move {
-///             Err(RouteError::Unroutable { location, reason: "isolated".into() })
-///         })
+///         RouteTell::Done(Err(RouteError::Unroutable { location, reason: "isolated".into() }))
 ///     }
 ///     fn try_tell(&self, message: Outbound) -> Result<(), (RouteError, Outbound)> {
 ///         let location = message.recipient.location.clone();
@@ -164,8 +213,11 @@ pub trait RemoteRoute: Send + Sync + 'static {
     fn local_location(&self) -> Location;
 
     /// Sends a tell: waits for transport room and flow credit, fails fast when the
-    /// destination cannot be reached.
-    fn tell(&self, message: Outbound) -> BoxFuture<'static, Result<(), RouteError>>;
+    /// destination cannot be reached. What needs no waiting (a tell queued on a connected
+    /// way out, delivered to a proc next door, refused) is done at the call and returned
+    /// as [`RouteTell::Done`], so the common tell allocates no future; only a tell that
+    /// has to wait returns [`RouteTell::Waiting`].
+    fn tell(&self, message: Outbound) -> RouteTell;
 
     /// Sends a tell without waiting: [`RouteError::Full`] (with the message handed back)
     /// when there is no room now.
@@ -206,7 +258,7 @@ pub(crate) fn tell_now_or_later<R>(
         Ok(()) => Ok(()),
         Err((RouteError::Full, message)) if tokio::runtime::Handle::try_current().is_ok() => {
             tokio::spawn(async move {
-                if let Err(error) = route.tell(message).await {
+                if let Err(error) = route.tell(message).finish().await {
                     on_fail(error);
                 }
             });

@@ -57,7 +57,7 @@ impl Proc {
     /// # struct Here;
     /// # impl plexus_core::RemoteRoute for Here {
     /// #     fn local_location(&self) -> plexus_core::Location { plexus_core::Location::Local(1) }
-    /// #     fn tell(&self, _: plexus_core::Outbound) -> futures::future::BoxFuture<'static, Result<(), plexus_core::RouteError>> { Box::pin(async { Err(plexus_core::RouteError::Closed) }) }
+    /// #     fn tell(&self, _: plexus_core::Outbound) -> plexus_core::RouteTell { plexus_core::RouteTell::Done(Err(plexus_core::RouteError::Closed)) }
     /// #     fn try_tell(&self, m: plexus_core::Outbound) -> Result<(), (plexus_core::RouteError, plexus_core::Outbound)> { Err((plexus_core::RouteError::Closed, m)) }
     /// #     fn ask(&self, _: plexus_core::Outbound, _: std::time::Duration) -> futures::future::BoxFuture<'static, Result<Vec<u8>, plexus_core::RemoteAskError>> { Box::pin(async { Err(plexus_core::RemoteAskError::Abandoned) }) }
     /// # }

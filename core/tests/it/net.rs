@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use plexus_core::{
     ActorId, DeliveryError, Location, Outbound, Proc, ProcAddr, ProcId, RemoteAskError,
-    RemoteRoute, RouteError,
+    RemoteRoute, RouteError, RouteTell,
 };
 use tokio::sync::oneshot;
 
@@ -83,9 +83,9 @@ impl RemoteRoute for Link {
         self.location.clone()
     }
 
-    fn tell(&self, message: Outbound) -> BoxFuture<'static, Result<(), RouteError>> {
+    fn tell(&self, message: Outbound) -> RouteTell {
         let net = self.net.clone();
-        Box::pin(async move {
+        RouteTell::waiting(async move {
             let proc = net.destination(&message)?;
             let to = &message.recipient.actor;
             match proc.deliver_remote_to(to, message.name, &message.payload, None) {
