@@ -108,10 +108,11 @@ impl GatewayTarget {
                     // Answered here with the reason and consumed (its credit comes back):
                     // refusing it as gone would make the connection answer a bare
                     // `Failed` too, on its control lane, which the writer sends first, so
-                    // the asker would see a decode failure instead of `Unroutable`.
+                    // the asker would see a decode failure instead of `NotFound` (see
+                    // `Inner::receive_request`).
                     let reply = reply_on(&ReplyPath::Connection(from.clone()), &envelope, id);
-                    reply(Err(RemoteAskError::Unroutable {
-                        reason: format!("proc {} is not attached to this gateway", actor.proc()),
+                    reply(Err(RemoteAskError::NotFound {
+                        actor: actor.to_string(),
                     }));
                     return Ok(());
                 }

@@ -1184,9 +1184,13 @@ impl Inner {
                 self.relay_request(link, envelope, id, replies.clone());
             }
             None => {
+                // The asker dialed the location its ref names and reached this gateway, so
+                // the proc is not here (or no longer: a ref to an earlier incarnation of a
+                // restarted proc). Design 3.8 names this `NotFound`, which also tells the
+                // asker that retrying the same ref cannot help.
                 tracing::debug!(%actor, "request for a proc not attached here");
-                reply(Err(RemoteAskError::Unroutable {
-                    reason: format!("proc {} is not attached to this gateway", actor.proc()),
+                reply(Err(RemoteAskError::NotFound {
+                    actor: actor.to_string(),
                 }));
             }
         }

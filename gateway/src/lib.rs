@@ -38,7 +38,8 @@
 //!   names no sender and is only logged and counted where it was refused.
 //! - Typed ask errors travel as `Failed` responses carrying the postcard
 //!   [`RemoteAskError`](plexus_core::RemoteAskError) (see [`protocol`]); group requests
-//!   are refused with a typed `Unroutable`.
+//!   are refused with a typed `Unroutable`, and a request for a proc not attached to the
+//!   gateway it reached (an earlier incarnation of a restarted proc, say) with `NotFound`.
 //!
 //! # Feature flags
 //!

@@ -559,9 +559,8 @@ async fn remote_watch_fires_once_across_a_closed_connection() {
 /// Promise 3.8: a proc restarted at the same TCP location is a new incarnation (same
 /// label, new instance). Refs bound to the old one get a typed error, never the new
 /// actors, and tells through them are reported, not delivered to the successor. The
-/// gateway answers an ask for a proc it does not attach with `Unroutable` (the old
-/// incarnation is an unknown proc there); the design text names `NotFound` or
-/// `Disconnected`, so the three are accepted here and the wording is for the design.
+/// gateway answers an ask for a proc it does not attach with `NotFound` (the old
+/// incarnation is an unknown proc there), as the design names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proc_restarted_at_the_same_location_is_not_reached_by_old_refs() {
     let network = InprocNetwork::new();
@@ -611,9 +610,7 @@ async fn a_proc_restarted_at_the_same_location_is_not_reached_by_old_refs() {
         assert!(
             matches!(
                 error,
-                AskError::NotFound { .. }
-                    | AskError::Disconnected { .. }
-                    | AskError::Unroutable { .. }
+                AskError::NotFound { .. } | AskError::Disconnected { .. }
             ),
             "stale ask {n}: {error:?}"
         );

@@ -136,9 +136,9 @@ async fn gateway_source_reads_and_maps_failures() {
         matches!(errors[0], SourceError::Unreachable { location, .. } if location.ends_with(&closed_port.to_string())),
         "{errors:?}"
     );
-    // The gateway there answers an unknown proc with a typed `Unroutable`.
+    // The gateway there was reached and has no such proc: refused, naming it.
     assert!(
-        matches!(errors[1], SourceError::Unreachable { location, reason } if location.starts_with("stranger#7@") && reason.contains("stranger#7")),
+        matches!(errors[1], SourceError::Refused { location, reason } if location.starts_with("stranger#7@") && reason.contains("stranger#7")),
         "{errors:?}"
     );
     assert!(
