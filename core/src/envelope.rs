@@ -20,10 +20,8 @@ use crate::id::ActorId;
 /// cannot be consumed by value, the methods take the message out of `&mut self`; each
 /// envelope is used once.
 pub(crate) trait Envelope<A: crate::actor::Actor>: Send {
-    /// The Rust type name of the message, for monitors and undeliverable reports.
-    fn message_type(&self) -> &'static str;
-
     /// Takes the message out and runs the handler; a panic in it is caught and returned.
+    /// Reports the handler's start to the actor's probe, if any, before returning.
     fn handle<'a>(
         &mut self,
         actor: &'a mut A,
@@ -79,6 +77,15 @@ where
         .map_err(PanicError::from_payload)
 }
 
+/// Tells the actor's probe, if it has one, that a handler for `M` starts. Called from the
+/// typed envelope, where the type's name is a constant, rather than by the run loop
+/// through a call for the name: a monitored message costs one dynamic call less.
+fn report_start<A: crate::actor::Actor, M>(ctx: &Context<A>) {
+    if let Some(probe) = &ctx.probe {
+        probe.handler_started(std::any::type_name::<M>());
+    }
+}
+
 pub(crate) struct Tell<M>(pub(crate) Option<M>);
 
 impl<A, M> Envelope<A> for Tell<M>
@@ -86,16 +93,13 @@ where
     A: Handler<M>,
     M: Send + 'static,
 {
-    fn message_type(&self) -> &'static str {
-        std::any::type_name::<M>()
-    }
-
     fn handle<'a>(
         &mut self,
         actor: &'a mut A,
         ctx: &'a mut Context<A>,
     ) -> BoxFuture<'a, Result<(), PanicError>> {
         let msg = self.0.take();
+        report_start::<A, M>(ctx);
         Box::pin(async move {
             let Some(msg) = msg else { return Ok(()) };
             run_handler(actor, msg, ctx).await.map(drop)
@@ -124,16 +128,13 @@ where
     A: Handler<M>,
     M: Send + 'static,
 {
-    fn message_type(&self) -> &'static str {
-        std::any::type_name::<M>()
-    }
-
     fn handle<'a>(
         &mut self,
         actor: &'a mut A,
         ctx: &'a mut Context<A>,
     ) -> BoxFuture<'a, Result<(), PanicError>> {
         let request = self.0.take();
+        report_start::<A, M>(ctx);
         Box::pin(async move {
             let Some((msg, reply)) = request else {
                 return Ok(());

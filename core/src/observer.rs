@@ -58,9 +58,13 @@ pub trait ActorProbe: Send + Sync + 'static {
     fn status(&self, status: ActorStatus) {}
     /// The actor's supervision policy, reported at the start of every incarnation.
     fn supervision(&self, supervision: &Supervision) {}
-    /// A handler for a message of this type started.
+    /// A handler for a message of this type started. If no
+    /// [`handler_finished`](ActorProbe::handler_finished) came since the last start, that
+    /// handler has ended now: back-to-back handlers are reported by their starts alone.
     fn handler_started(&self, message_type: &'static str) {}
-    /// The handler that started last finished (or panicked).
+    /// No handler runs any more: the last one started has finished (or panicked) and the
+    /// actor went idle or turned to something other than a message. Not called between
+    /// two messages handled back to back, which saves a call per message under load.
     fn handler_finished(&self) {}
     /// A handler panicked.
     fn panicked(&self, message: &str) {}

@@ -241,6 +241,7 @@ impl Proc {
                 }
                 parent.cell
             }),
+            handler_open: false,
         });
         // The actor's id rides with its task, so remote sends from it name their sender.
         let current: Arc<dyn ErasedCell> = cell.clone();

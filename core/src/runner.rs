@@ -47,6 +47,8 @@ pub(crate) struct Runner<A: Actor> {
     pub(crate) rx: mpsc::UnboundedReceiver<Item<A>>,
     pub(crate) ctx: Context<A>,
     pub(crate) parent: Option<Arc<dyn ErasedCell>>,
+    /// A handler was reported to the probe as started and not yet as finished.
+    pub(crate) handler_open: bool,
 }
 
 /// How an incarnation ended.
@@ -154,18 +156,39 @@ impl<A: Actor> Runner<A> {
     }
 
     /// The hot loop: one message or signal at a time until something stops the actor.
+    ///
+    /// A probe hears `handler_finished` only when the actor goes idle or turns to
+    /// something other than a message, not after every handler: under load the next
+    /// `handler_started` follows within nanoseconds and overwrites the running handler
+    /// anyway, and the call saved is a fair share of what a monitor costs per message.
     async fn handle_until_stop(&mut self, actor: &mut A) -> Exit {
+        let exit = self.handle_events(actor).await;
+        self.close_handler();
+        exit
+    }
+
+    /// Tells the probe that no handler runs, if one was last reported running.
+    fn close_handler(&mut self) {
+        if std::mem::take(&mut self.handler_open) {
+            if let Some(probe) = &self.ctx.probe {
+                probe.handler_finished();
+            }
+        }
+    }
+
+    async fn handle_events(&mut self, actor: &mut A) -> Exit {
         loop {
-            match self.next_event().await {
+            let event = self.next_event().await;
+            if !matches!(event, Event::Item(Item::Message(_))) {
+                self.close_handler();
+            }
+            match event {
                 Event::Item(Item::Message(mut envelope)) => {
-                    if let Some(probe) = &self.ctx.probe {
-                        probe.handler_started(envelope.message_type());
-                    }
+                    // `handle` reports the start to the probe (see `envelope::report_start`).
+                    self.handler_open = true;
                     let outcome = envelope.handle(actor, &mut self.ctx).await;
-                    if let Some(probe) = &self.ctx.probe {
-                        probe.handler_finished();
-                    }
                     if let Err(panic) = outcome {
+                        self.close_handler();
                         if let ControlFlow::Break(reason) = self.on_panic(actor, panic) {
                             return Exit {
                                 reason,
@@ -209,6 +232,8 @@ impl<A: Actor> Runner<A> {
         let signals = &self.ctx.cell.core.signals;
         let admission = &self.ctx.cell.core.admission;
         let rx = &mut self.rx;
+        let probe = &self.ctx.probe;
+        let handler_open = &mut self.handler_open;
         poll_fn(|cx| {
             if let Some(signal) = signals.take() {
                 return Poll::Ready(Event::Signal(signal));
@@ -224,6 +249,12 @@ impl<A: Actor> Runner<A> {
                     if signals.poll_pending(cx) {
                         if let Some(signal) = signals.take() {
                             return Poll::Ready(Event::Signal(signal));
+                        }
+                    }
+                    // Idle from here: the last handler has ended (see `handle_until_stop`).
+                    if std::mem::take(handler_open) {
+                        if let Some(probe) = probe {
+                            probe.handler_finished();
                         }
                     }
                     Poll::Pending

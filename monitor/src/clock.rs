@@ -43,6 +43,7 @@ impl CoarseClock {
     }
 
     /// The time now to within a tick, never later than the true time.
+    #[inline]
     pub(crate) fn coarse(&self) -> u64 {
         if self.ticking.load(Ordering::Relaxed) {
             self.coarse.load(Ordering::Relaxed)

@@ -1,10 +1,10 @@
 //! Per-message-type handled counts of one actor, written only by the actor's own task.
 //!
 //! The first [`SLOTS`] message types an actor handles each get a fixed slot: a name set
-//! once and a counter. The slot of the last type handled is remembered, so a run of
-//! messages of one type costs one comparison of two pointers and one counter store per
-//! message. Types beyond the slots go to an overflow map behind a mutex that only the
-//! actor's task and a snapshot ever take.
+//! once and a counter. The slot, address and length of the last type handled are
+//! remembered, so a run of messages of one type costs two word comparisons and one
+//! counter store per message. Types beyond the slots go to an overflow map behind a
+//! mutex that only the actor's task and a snapshot ever take.
 //!
 //! ```text
 //! count(type): last slot matches? ─yes─▶ bump it
@@ -56,6 +56,11 @@ pub(crate) struct MessageTypes {
     used: AtomicUsize,
     /// The slot of the type handled last: the fast path for runs of one type.
     last: AtomicUsize,
+    /// Address and length of the name handled last, so the fast path compares two plain
+    /// words instead of reading the slot's name cell. Only the actor's task reads and
+    /// writes them; atomics only because the counts are shared with snapshots.
+    last_ptr: AtomicUsize,
+    last_len: AtomicUsize,
     overflow: Mutex<Overflow>,
 }
 
@@ -68,6 +73,9 @@ impl Default for MessageTypes {
             }),
             used: AtomicUsize::new(0),
             last: AtomicUsize::new(0),
+            // No name lives at address 0, so nothing matches before the first count.
+            last_ptr: AtomicUsize::new(0),
+            last_len: AtomicUsize::new(0),
             overflow: Mutex::new(Overflow::default()),
         }
     }
@@ -77,14 +85,13 @@ impl MessageTypes {
     /// Counts one handled message of `message_type`. Must be called only from the actor's
     /// own task: the counters have a single writer, which is what lets a plain load and
     /// store replace a locked read-modify-write.
+    #[inline]
     pub(crate) fn count(&self, message_type: &'static str) -> TypeRef {
-        let last = self.last.load(Ordering::Relaxed);
-        if let Some(slot) = self.slots.get(last) {
-            if slot
-                .name
-                .get()
-                .is_some_and(|name| same_ptr(name, message_type))
-            {
+        if self.last_ptr.load(Ordering::Relaxed) == message_type.as_ptr() as usize
+            && self.last_len.load(Ordering::Relaxed) == message_type.len()
+        {
+            let last = self.last.load(Ordering::Relaxed);
+            if let Some(slot) = self.slots.get(last) {
                 bump(&slot.count);
                 return TypeRef::Slot(last);
             }
@@ -92,6 +99,18 @@ impl MessageTypes {
         self.count_slow(message_type)
     }
 
+    /// Makes `slot`, named `message_type` at this address, the fast path's.
+    fn remember(&self, slot: usize, message_type: &'static str) {
+        self.last.store(slot, Ordering::Relaxed);
+        self.last_ptr
+            .store(message_type.as_ptr() as usize, Ordering::Relaxed);
+        self.last_len.store(message_type.len(), Ordering::Relaxed);
+    }
+
+    // Out of line and cold: kept out of the fast path, the probe's per-message call
+    // needs fewer registers saved.
+    #[cold]
+    #[inline(never)]
     fn count_slow(&self, message_type: &'static str) -> TypeRef {
         let used = self.used.load(Ordering::Relaxed);
         // `type_name` usually yields one pointer per type, but the same text may live at
@@ -101,14 +120,14 @@ impl MessageTypes {
             .or_else(|| (0..used).find(|&i| self.slot_name(i) == Some(message_type)));
         if let Some(i) = found {
             bump(&self.slots[i].count);
-            self.last.store(i, Ordering::Relaxed);
+            self.remember(i, message_type);
             return TypeRef::Slot(i);
         }
         if let Some(slot) = self.slots.get(used) {
             if slot.name.set(message_type).is_ok() {
                 bump(&slot.count);
                 self.used.store(used + 1, Ordering::Release);
-                self.last.store(used, Ordering::Relaxed);
+                self.remember(used, message_type);
                 return TypeRef::Slot(used);
             }
         }

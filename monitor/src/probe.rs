@@ -273,8 +273,19 @@ impl ActorMonitor {
         })
     }
 
+    /// Exports the handled message and the time of the handler current until `now`, if
+    /// one is.
+    #[cfg(feature = "metrics")]
+    fn record_finished(&self, now: u64) {
+        let current = self.current.load(Ordering::Relaxed);
+        if current != 0 {
+            self.metrics.handler_finished(since_start(current, now));
+        }
+    }
+
     /// When a handler starts: the coarse clock, unless handler times are exported, which
     /// needs them exact.
+    #[inline]
     fn handler_clock(&self) -> u64 {
         #[cfg(feature = "metrics")]
         return self.clock.now();
@@ -298,6 +309,10 @@ impl ActorProbe for ActorMonitor {
             TypeRef::Overflow => TAG_OVERFLOW,
         };
         let started = self.handler_clock() & TIME_MASK;
+        // Core reports back-to-back handlers by their starts alone: one still current
+        // has ended now, and its time is exported before it is overwritten.
+        #[cfg(feature = "metrics")]
+        self.record_finished(started);
         self.current
             .store((tag << TIME_BITS) | started, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
@@ -306,11 +321,7 @@ impl ActorProbe for ActorMonitor {
 
     fn handler_finished(&self) {
         #[cfg(feature = "metrics")]
-        {
-            let current = self.current.load(Ordering::Relaxed);
-            self.metrics
-                .handler_finished(since_start(current, self.clock.now()));
-        }
+        self.record_finished(self.clock.now());
         self.current.store(0, Ordering::Relaxed);
     }
 
