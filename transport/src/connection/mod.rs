@@ -15,8 +15,13 @@
 //!   [`RequestError::Disconnected`](crate::RequestError), and publishes the
 //!   [`ConnectionError`] that ended the connection.
 //!
+//! A send that finds the connection idle writes its envelope itself instead of waking
+//! the writer (module `outbox`, which owns the encoder and the writing half): a lone ask
+//! and its reply then cost no hand-off to another task.
+//!
 //! ```text
 //! ConnectionHandle::send ──queue──▶ writer ──frames──▶ stream ──▶ peer
+//!            └──idle: encode and write on the sender's task──▶ stream
 //! Inbound::deliver ◀── reader ◀──frames── stream ◀── peer
 //!                        └──pongs, failed responses──▶ writer
 //! ```
@@ -35,6 +40,7 @@
 mod control;
 mod flow;
 mod inproc;
+mod outbox;
 mod reader;
 mod writer;
 
@@ -367,6 +373,9 @@ pub(crate) struct Shared {
     peer: Negotiated,
     /// The credit windows of the flows this side sends, when the peer runs flow control.
     pub(crate) send_flows: Option<SendFlows>,
+    /// The encoder and the stream, for sends that write directly; `None` for in-process
+    /// connections, which have no stream.
+    outbox: Option<Arc<outbox::Outbox>>,
 }
 
 /// A weak reference to a connection, handed to [`Inbound::deliver_from`] so the envelope's
@@ -445,7 +454,11 @@ impl ConnectionRef {
 }
 
 impl Shared {
-    fn new(negotiated: &Negotiated, closed: watch::Receiver<Option<ConnectionError>>) -> Self {
+    fn new(
+        negotiated: &Negotiated,
+        closed: watch::Receiver<Option<ConnectionError>>,
+        outbox: Option<Arc<outbox::Outbox>>,
+    ) -> Self {
         Shared {
             requests: Requests::default(),
             envelopes_sent: AtomicU64::new(0),
@@ -459,6 +472,7 @@ impl Shared {
             closed,
             peer: negotiated.clone(),
             send_flows: negotiated.peer_flow.clone().map(SendFlows::new),
+            outbox,
         }
     }
 }
@@ -512,6 +526,13 @@ impl ConnectionHandle {
             }
             Err(error) => return Err(NotNow::Refused(self.refused(envelope, error))),
         };
+        let envelope = match self.write_directly(envelope) {
+            Ok(()) => {
+                spent.keep();
+                return Ok(());
+            }
+            Err(envelope) => envelope,
+        };
         match self.queue.try_send(envelope) {
             Ok(()) => {
                 spent.keep();
@@ -525,6 +546,19 @@ impl ConnectionHandle {
             Err(mpsc::error::TrySendError::Closed(envelope)) => {
                 Err(NotNow::Refused(SendError::Closed(envelope)))
             }
+        }
+    }
+
+    /// Writes `envelope` on the caller's task when the connection is idle (see module
+    /// `outbox`); hands it back to be queued otherwise.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value; the caller queues it"
+    )]
+    fn write_directly(&self, envelope: NetworkEnvelope) -> Result<(), NetworkEnvelope> {
+        match &self.shared.outbox {
+            Some(outbox) => outbox.try_write(envelope, &self.queue, &self.shared),
+            None => Err(envelope),
         }
     }
 
@@ -610,6 +644,13 @@ impl ConnectionHandle {
                     SendError::Flow { envelope, error } => TrySendError::Flow { envelope, error },
                 });
             }
+        };
+        let envelope = match self.write_directly(envelope) {
+            Ok(()) => {
+                spent.keep();
+                return Ok(());
+            }
+            Err(envelope) => envelope,
         };
         match self.queue.try_send(envelope) {
             Ok(()) => {
@@ -895,7 +936,15 @@ where
     let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
     let (control_tx, control_rx) = control::control_lane();
     let (closed_tx, closed_rx) = watch::channel(None);
-    let shared = Arc::new(Shared::new(&negotiated, closed_rx));
+    let outbox = Arc::new(outbox::Outbox::new(
+        write,
+        FrameEncoder::new(negotiated.codec_config(&config.codec)),
+    ));
+    let shared = Arc::new(Shared::new(
+        &negotiated,
+        closed_rx,
+        Some(Arc::clone(&outbox)),
+    ));
     tracing::info!(
         peer = %negotiated.peer,
         peer_launch_id = negotiated.peer_launch_id,
@@ -907,8 +956,7 @@ where
     );
 
     let writer = writer::Writer {
-        write,
-        encoder: FrameEncoder::new(negotiated.codec_config(&config.codec)),
+        outbox,
         queue: queue_rx,
         control: control_rx,
         ping_interval: config.ping_interval,
@@ -970,9 +1018,13 @@ async fn supervise(
         },
         () = shared.close.notified() => ConnectionError::ClosedLocally,
     };
-    // Aborting drops both halves, which closes the stream, so the peer notices at once.
+    // Aborting drops the reading half and closing the outbox the writing half, which
+    // closes the stream, so the peer notices at once.
     reader.abort();
     writer.abort();
+    if let Some(outbox) = &shared.outbox {
+        outbox.close();
+    }
     let failed = shared.requests.fail_in_flight();
     if let Some(flows) = &shared.send_flows {
         // Wakes every send waiting for credit: it fails with `Closed`.
