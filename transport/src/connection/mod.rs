@@ -526,13 +526,10 @@ impl ConnectionHandle {
             }
             Err(error) => return Err(NotNow::Refused(self.refused(envelope, error))),
         };
-        let envelope = match self.write_directly(envelope) {
-            Ok(()) => {
-                spent.keep();
-                return Ok(());
-            }
-            Err(envelope) => envelope,
-        };
+        if self.write_directly(&envelope) {
+            spent.keep();
+            return Ok(());
+        }
         match self.queue.try_send(envelope) {
             Ok(()) => {
                 spent.keep();
@@ -550,15 +547,12 @@ impl ConnectionHandle {
     }
 
     /// Writes `envelope` on the caller's task when the connection is idle (see module
-    /// `outbox`); hands it back to be queued otherwise.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the envelope is handed back by value; the caller queues it"
-    )]
-    fn write_directly(&self, envelope: NetworkEnvelope) -> Result<(), NetworkEnvelope> {
+    /// `outbox`); `false` when it is to be queued. Borrowing it keeps the common case,
+    /// a queued send, free of moving it in and out.
+    fn write_directly(&self, envelope: &NetworkEnvelope) -> bool {
         match &self.shared.outbox {
             Some(outbox) => outbox.try_write(envelope, &self.queue, &self.shared),
-            None => Err(envelope),
+            None => false,
         }
     }
 
@@ -645,13 +639,10 @@ impl ConnectionHandle {
                 });
             }
         };
-        let envelope = match self.write_directly(envelope) {
-            Ok(()) => {
-                spent.keep();
-                return Ok(());
-            }
-            Err(envelope) => envelope,
-        };
+        if self.write_directly(&envelope) {
+            spent.keep();
+            return Ok(());
+        }
         match self.queue.try_send(envelope) {
             Ok(()) => {
                 spent.keep();

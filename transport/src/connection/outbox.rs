@@ -97,23 +97,19 @@ impl Outbox {
     }
 
     /// Encodes and writes `envelope` on the caller's task if the connection is idle and
-    /// nothing is queued on `queue`; hands it back otherwise, to be queued.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the envelope is handed back by value; the caller queues it"
-    )]
+    /// nothing is queued on `queue`; `false` otherwise, when it is to be queued.
     pub(super) fn try_write(
         &self,
-        envelope: NetworkEnvelope,
+        envelope: &NetworkEnvelope,
         queue: &mpsc::Sender<NetworkEnvelope>,
         shared: &Shared,
-    ) -> Result<(), NetworkEnvelope> {
+    ) -> bool {
         if !self.direct.load(Ordering::Relaxed) {
-            return Err(envelope);
+            return false;
         }
         // Busy means the writer (or another sender) is at it: queue behind it.
         let Ok(mut state) = self.state.try_lock() else {
-            return Err(envelope);
+            return false;
         };
         // Under the lock, as the writer takes from the queue only under it: an empty
         // queue here means every envelope sent before is encoded already.
@@ -125,10 +121,10 @@ impl Outbox {
             && !queue.is_closed()
             && queue.capacity() == queue.max_capacity();
         if !idle {
-            return Err(envelope);
+            return false;
         }
         self.direct.store(false, Ordering::Relaxed);
-        state.encode(&envelope, shared);
+        state.encode(envelope, shared);
         let mut cx = Context::from_waker(Waker::noop());
         match state.poll_write_out(&mut cx, shared) {
             Poll::Ready(Ok(())) => {}
@@ -139,7 +135,7 @@ impl Outbox {
                 state.wake_writer();
             }
         }
-        Ok(())
+        true
     }
 
     /// Drops the writing half, so the peer sees the connection end, and refuses direct
