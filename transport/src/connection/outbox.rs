@@ -218,6 +218,11 @@ impl OutboxState {
             }
             match Pin::new(&mut *write).poll_write(cx, &self.unwritten) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) if n >= self.unwritten.len() => {
+                    // Let go of the encoder's buffer at once: it reuses the allocation
+                    // only when nothing else refers to it, and even an empty slice does.
+                    self.unwritten = Bytes::new();
+                }
                 Poll::Ready(Ok(n)) => self.unwritten.advance(n),
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Pending => return Poll::Pending,
