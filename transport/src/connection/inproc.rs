@@ -48,11 +48,11 @@ pub(crate) fn inproc_pair(a: End, b: End, capacity: usize) -> (ConnectionHandle,
     negotiated_b.peer_flow = None;
     let handle_a = ConnectionHandle {
         queue: queue_a,
-        shared: Arc::new(Shared::new(&negotiated_a, closed_a)),
+        shared: Arc::new(Shared::new(&negotiated_a, closed_a, None)),
     };
     let handle_b = ConnectionHandle {
         queue: queue_b,
-        shared: Arc::new(Shared::new(&negotiated_b, closed_b)),
+        shared: Arc::new(Shared::new(&negotiated_b, closed_b, None)),
     };
     let carry_a = tokio::spawn(carry(
         to_b,

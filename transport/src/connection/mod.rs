@@ -15,8 +15,13 @@
 //!   [`RequestError::Disconnected`](crate::RequestError), and publishes the
 //!   [`ConnectionError`] that ended the connection.
 //!
+//! A send that finds the connection idle writes its envelope itself instead of waking
+//! the writer (module `outbox`, which owns the encoder and the writing half): a lone ask
+//! and its reply then cost no hand-off to another task.
+//!
 //! ```text
 //! ConnectionHandle::send ──queue──▶ writer ──frames──▶ stream ──▶ peer
+//!            └──idle: encode and write on the sender's task──▶ stream
 //! Inbound::deliver ◀── reader ◀──frames── stream ◀── peer
 //!                        └──pongs, failed responses──▶ writer
 //! ```
@@ -35,6 +40,7 @@
 mod control;
 mod flow;
 mod inproc;
+mod outbox;
 mod reader;
 mod writer;
 
@@ -367,6 +373,9 @@ pub(crate) struct Shared {
     peer: Negotiated,
     /// The credit windows of the flows this side sends, when the peer runs flow control.
     pub(crate) send_flows: Option<SendFlows>,
+    /// The encoder and the stream, for sends that write directly; `None` for in-process
+    /// connections, which have no stream.
+    outbox: Option<Arc<outbox::Outbox>>,
 }
 
 /// A weak reference to a connection, handed to [`Inbound::deliver_from`] so the envelope's
@@ -445,7 +454,11 @@ impl ConnectionRef {
 }
 
 impl Shared {
-    fn new(negotiated: &Negotiated, closed: watch::Receiver<Option<ConnectionError>>) -> Self {
+    fn new(
+        negotiated: &Negotiated,
+        closed: watch::Receiver<Option<ConnectionError>>,
+        outbox: Option<Arc<outbox::Outbox>>,
+    ) -> Self {
         Shared {
             requests: Requests::default(),
             envelopes_sent: AtomicU64::new(0),
@@ -459,6 +472,7 @@ impl Shared {
             closed,
             peer: negotiated.clone(),
             send_flows: negotiated.peer_flow.clone().map(SendFlows::new),
+            outbox,
         }
     }
 }
@@ -512,6 +526,10 @@ impl ConnectionHandle {
             }
             Err(error) => return Err(NotNow::Refused(self.refused(envelope, error))),
         };
+        if self.write_directly(&envelope) {
+            spent.keep();
+            return Ok(());
+        }
         match self.queue.try_send(envelope) {
             Ok(()) => {
                 spent.keep();
@@ -525,6 +543,16 @@ impl ConnectionHandle {
             Err(mpsc::error::TrySendError::Closed(envelope)) => {
                 Err(NotNow::Refused(SendError::Closed(envelope)))
             }
+        }
+    }
+
+    /// Writes `envelope` on the caller's task when the connection is idle (see module
+    /// `outbox`); `false` when it is to be queued. Borrowing it keeps the common case,
+    /// a queued send, free of moving it in and out.
+    fn write_directly(&self, envelope: &NetworkEnvelope) -> bool {
+        match &self.shared.outbox {
+            Some(outbox) => outbox.try_write(envelope, &self.queue, &self.shared),
+            None => false,
         }
     }
 
@@ -611,6 +639,10 @@ impl ConnectionHandle {
                 });
             }
         };
+        if self.write_directly(&envelope) {
+            spent.keep();
+            return Ok(());
+        }
         match self.queue.try_send(envelope) {
             Ok(()) => {
                 spent.keep();
@@ -895,7 +927,15 @@ where
     let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
     let (control_tx, control_rx) = control::control_lane();
     let (closed_tx, closed_rx) = watch::channel(None);
-    let shared = Arc::new(Shared::new(&negotiated, closed_rx));
+    let outbox = Arc::new(outbox::Outbox::new(
+        write,
+        FrameEncoder::new(negotiated.codec_config(&config.codec)),
+    ));
+    let shared = Arc::new(Shared::new(
+        &negotiated,
+        closed_rx,
+        Some(Arc::clone(&outbox)),
+    ));
     tracing::info!(
         peer = %negotiated.peer,
         peer_launch_id = negotiated.peer_launch_id,
@@ -907,8 +947,7 @@ where
     );
 
     let writer = writer::Writer {
-        write,
-        encoder: FrameEncoder::new(negotiated.codec_config(&config.codec)),
+        outbox,
         queue: queue_rx,
         control: control_rx,
         ping_interval: config.ping_interval,
@@ -970,9 +1009,13 @@ async fn supervise(
         },
         () = shared.close.notified() => ConnectionError::ClosedLocally,
     };
-    // Aborting drops both halves, which closes the stream, so the peer notices at once.
+    // Aborting drops the reading half and closing the outbox the writing half, which
+    // closes the stream, so the peer notices at once.
     reader.abort();
     writer.abort();
+    if let Some(outbox) = &shared.outbox {
+        outbox.close();
+    }
     let failed = shared.requests.fail_in_flight();
     if let Some(flows) = &shared.send_flows {
         // Wakes every send waiting for credit: it fails with `Closed`.

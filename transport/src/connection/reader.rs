@@ -83,6 +83,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 Ok(n) => n,
             };
             last_read = Instant::now();
+            if let Some(outbox) = &self.shared.outbox {
+                outbox.allow_direct();
+            }
             if let Err(error) = self.decode(&buf[..n]) {
                 return error;
             }

@@ -1,31 +1,32 @@
 //! The writer task: batches queued envelopes into frames and writes them out.
 //!
-//! It waits for one envelope (or a ping tick), then takes whatever else is already queued
-//! without waiting, in batches, writing whenever the encoder advises a flush and once more
-//! when the queue is empty. Waiting for more would add latency to a lone send; taking
-//! only what is there already gives large batches exactly when sends arrive faster than
-//! the stream drains.
+//! It waits for one envelope (or a ping tick, or work a direct write left behind), then
+//! takes whatever else is already queued without waiting, in batches, writing whenever
+//! the encoder advises a flush and once more when the queue is empty. Waiting for more
+//! would add latency to a lone send; taking only what is there already gives large
+//! batches exactly when sends arrive faster than the stream drains.
+//!
+//! The encoder and the stream live in the connection's outbox (module `outbox`), which
+//! idle sends also write to directly; the writer touches them only under its lock.
 
+use std::future::poll_fn;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use plexus_codec::{EnvelopeKind, FrameEncoder, FrameState, NetworkEnvelope};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use plexus_codec::{EnvelopeKind, FrameState, NetworkEnvelope};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::control::ControlReceiver;
+use super::outbox::Outbox;
 use super::{ConnectionError, Shared};
-use crate::RequestError;
 
 /// How many queued envelopes the writer takes from the queue at once.
 const BATCH: usize = 256;
 
-pub(super) struct Writer<W> {
-    pub(super) write: W,
-    pub(super) encoder: FrameEncoder,
+pub(super) struct Writer {
+    pub(super) outbox: Arc<Outbox>,
     /// Envelopes from [`ConnectionHandle::send`](super::ConnectionHandle::send).
     pub(super) queue: mpsc::Receiver<NetworkEnvelope>,
     /// The reader's own replies and flow credit; taken before the queue so pongs are not
@@ -36,7 +37,17 @@ pub(super) struct Writer<W> {
     pub(super) shared: Arc<Shared>,
 }
 
-impl<W: AsyncWrite + Unpin> Writer<W> {
+/// What woke the writer.
+enum Woken {
+    /// A control envelope to encode.
+    Control(NetworkEnvelope),
+    /// Envelopes taken from the queue into the batch, or work a direct write left.
+    Work,
+    /// The queue is closed and empty.
+    Ended,
+}
+
+impl Writer {
     /// Runs until every handle is dropped (`Ok`) or the stream fails.
     pub(super) async fn run(mut self) -> Result<(), ConnectionError> {
         let mut ping =
@@ -51,18 +62,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         tokio::pin!(drain);
         let mut draining = false;
         loop {
-            let first = tokio::select! {
+            let woken = tokio::select! {
                 biased;
-                Some(envelope) = self.control.credit.recv() => Some(envelope),
-                Some(envelope) = self.control.replies.recv() => Some(envelope),
-                taken = self.queue.recv_many(&mut batch, BATCH) => {
-                    if taken == 0 {
-                        break;
-                    }
-                    None
-                }
+                Some(envelope) = self.control.credit.recv() => Woken::Control(envelope),
+                Some(envelope) = self.control.replies.recv() => Woken::Control(envelope),
+                woken = poll_fn(|cx| poll_queue(&self.outbox, &mut self.queue, cx, &mut batch)) => woken,
                 () = &mut drain, if !draining => {
-                    // Refuse new sends; `recv_many` then yields what is queued, then 0.
+                    // Refuse new sends; the queue then yields what is queued, then ends.
                     draining = true;
                     self.queue.close();
                     continue;
@@ -72,17 +78,21 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                         // Bounds the table to the flows in use; see `SendFlows::forget_idle`.
                         flows.forget_idle();
                     }
-                    Some(self.ping())
+                    Woken::Control(self.ping())
                 }
             };
-            if let Some(envelope) = first {
-                self.push(&envelope);
+            match woken {
+                Woken::Control(envelope) => {
+                    self.outbox.lock().encode(&envelope, &self.shared);
+                }
+                Woken::Work => {}
+                Woken::Ended => break,
             }
             self.write_available(&mut batch).await?;
         }
         // Every handle is gone: let the peer see a clean end of stream.
-        self.write_batch().await?;
-        self.write.shutdown().await?;
+        self.write_out().await?;
+        poll_fn(|cx| self.outbox.lock().poll_shutdown(cx)).await?;
         Ok(())
     }
 
@@ -97,31 +107,47 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         batch: &mut Vec<NetworkEnvelope>,
     ) -> Result<(), ConnectionError> {
         loop {
-            while let Some(envelope) = self.control.try_recv() {
-                if self.push(&envelope) == FrameState::FlushAdvised {
-                    self.write_batch().await?;
-                }
+            let (advised, more) = self.encode_available(batch);
+            if advised || !more {
+                self.write_out().await?;
             }
-            if batch.is_empty() && !self.take_queued(batch) {
-                break;
-            }
-            for envelope in batch.drain(..) {
-                if self.push(&envelope) == FrameState::FlushAdvised {
-                    self.write_batch().await?;
-                }
+            if !more {
+                return Ok(());
             }
         }
-        self.write_batch().await
     }
 
-    /// Moves what the queue holds now into `batch` without waiting; `false` when it
-    /// holds nothing (or is closed, which the next wait in `run` finds out).
-    fn take_queued(&mut self, batch: &mut Vec<NetworkEnvelope>) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        matches!(
-            self.queue.poll_recv_many(&mut cx, batch, BATCH),
-            Poll::Ready(taken) if taken > 0
-        )
+    /// Encodes the control lane and `batch` (refilled from the queue when empty) until
+    /// the encoder advises a flush. Returns whether it did, and whether anything was
+    /// encoded.
+    fn encode_available(&mut self, batch: &mut Vec<NetworkEnvelope>) -> (bool, bool) {
+        let mut outbox = self.outbox.lock();
+        let mut advised = false;
+        let mut encoded = false;
+        while let Some(envelope) = self.control.try_recv() {
+            encoded = true;
+            advised |= outbox.encode(&envelope, &self.shared) == FrameState::FlushAdvised;
+        }
+        if batch.is_empty() {
+            let mut cx = Context::from_waker(Waker::noop());
+            // `Ready(0)` (closed) is found out by the next wait in `run`.
+            let _ = self.queue.poll_recv_many(&mut cx, batch, BATCH);
+        }
+        let mut used = 0;
+        while used < batch.len() && !advised {
+            encoded = true;
+            advised = outbox.encode(&batch[used], &self.shared) == FrameState::FlushAdvised;
+            used += 1;
+        }
+        batch.drain(..used);
+        outbox.held = !batch.is_empty();
+        (advised, encoded)
+    }
+
+    /// Writes out what the outbox holds.
+    async fn write_out(&self) -> Result<(), ConnectionError> {
+        poll_fn(|cx| self.outbox.lock().poll_write_out(cx, &self.shared)).await?;
+        Ok(())
     }
 
     fn ping(&self) -> NetworkEnvelope {
@@ -129,44 +155,29 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         let nonce = u64::try_from(self.shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
         NetworkEnvelope::control(EnvelopeKind::Ping { nonce })
     }
+}
 
-    /// Encodes one envelope. One that cannot be encoded is dropped (its request fails);
-    /// the connection goes on, since nothing was written for it.
-    fn push(&mut self, envelope: &NetworkEnvelope) -> FrameState {
-        match self.encoder.push(envelope) {
-            Ok(state) => {
-                self.shared.envelopes_sent.fetch_add(1, Ordering::Relaxed);
-                state
-            }
-            Err(error) => {
-                tracing::warn!(
-                    kind = %envelope.kind,
-                    name = %&*envelope.name,
-                    error = %error,
-                    "dropping an envelope that does not encode"
-                );
-                if let EnvelopeKind::Request { id } = envelope.kind {
-                    self.shared.requests.fail(
-                        id,
-                        RequestError::Encode {
-                            id,
-                            reason: error.to_string(),
-                        },
-                    );
-                }
-                FrameState::Buffered
-            }
-        }
+/// Waits for queued envelopes (taken into `batch` under the outbox's lock, so a
+/// direct write sees them as held) or for work a direct write left behind.
+fn poll_queue(
+    outbox: &Outbox,
+    queue: &mut mpsc::Receiver<NetworkEnvelope>,
+    cx: &mut Context<'_>,
+    batch: &mut Vec<NetworkEnvelope>,
+) -> Poll<Woken> {
+    let mut outbox = outbox.lock();
+    if outbox.has_work() {
+        return Poll::Ready(Woken::Work);
     }
-
-    async fn write_batch(&mut self) -> Result<(), ConnectionError> {
-        let bytes = self.encoder.finish();
-        if bytes.is_empty() {
-            return Ok(());
+    match queue.poll_recv_many(cx, batch, BATCH) {
+        Poll::Ready(0) => Poll::Ready(Woken::Ended),
+        Poll::Ready(_) => {
+            outbox.held = true;
+            Poll::Ready(Woken::Work)
         }
-        self.write.write_all(&bytes).await?;
-        self.write.flush().await?;
-        self.shared.writes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Poll::Pending => {
+            outbox.set_writer(cx.waker());
+            Poll::Pending
+        }
     }
 }

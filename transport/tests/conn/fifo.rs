@@ -121,3 +121,55 @@ async fn a_request_resolves_on_its_response() {
         "a response leaked to the inbound handler"
     );
 }
+
+/// Several tasks sending on one connection while its peer echoes every envelope back (so
+/// reads keep allowing direct writes) each see their own envelopes arrive in order: a
+/// send written on its task never overtakes one queued before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_and_queued_sends_keep_each_senders_order() {
+    const SENDERS: u64 = 4;
+    const EACH: u64 = 2_000;
+    let (mut a, mut b) = tcp_pair().await;
+    let (na, nb) = shake(&mut a, &mut b).await;
+    let (ha, mut rx_a) = connect(a, na, ConnectionConfig::default());
+    let (hb, mut rx_b) = connect(b, nb, ConnectionConfig::default());
+    let echo = tokio::spawn(async move {
+        while let Some(envelope) = rx_b.recv().await {
+            if hb.send(envelope).await.is_err() {
+                break;
+            }
+        }
+    });
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let ha = ha.clone();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    ha.send(num(sender * EACH + n)).await.unwrap();
+                    if n % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    within(
+        Duration::from_secs(30),
+        "every sender's envelopes echoed back in order",
+        async {
+            let mut next = vec![0u64; SENDERS as usize];
+            for _ in 0..SENDERS * EACH {
+                let Num(value) = rx_a.recv().await.unwrap().decode_as::<Num>().unwrap();
+                let sender = (value / EACH) as usize;
+                assert_eq!(value % EACH, next[sender], "sender {sender} out of order");
+                next[sender] += 1;
+            }
+        },
+    )
+    .await;
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    drop(ha);
+    echo.abort();
+}
