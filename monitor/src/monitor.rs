@@ -52,7 +52,7 @@ pub struct MonitorConfig {
     /// in a snapshot is never short and over by about one tick at most. The clock is a
     /// thread that wakes every tick for as long as the monitor or an actor it follows
     /// lives; on a machine whose cores are all busy every wake-up displaces an actor's
-    /// thread, so a finer tick costs throughput (a 1 ms tick cost about a tenth more
+    /// thread, so a finer tick costs throughput (a 1 ms tick made about a fifth more
     /// context switches on a 2-core machine than 10 ms) for precision that stuck-handler
     /// reports, counted in seconds, do not need.
     pub clock_tick: Duration,
