@@ -20,7 +20,7 @@ use foldhash::fast::FixedState;
 use plexus_codec::NetworkEnvelope;
 
 use super::TransportError;
-use crate::{ConnectionHandle, Dest, SendError, TrySendError};
+use crate::{ConnectionHandle, Dest, SendError, SendWindow, TrySendError};
 
 /// The connections to one [`Dest`], one per wire, and the send policy over them.
 ///
@@ -270,9 +270,11 @@ impl DestTransport {
     pub fn pair_sender(&self, envelope: &NetworkEnvelope) -> Option<PairSender> {
         let pair = pair_hash(envelope);
         let slot = self.choose(pair, true)?;
+        let connection = slot.connection();
         Some(PairSender {
             slot: Arc::clone(slot),
-            connection: slot.connection(),
+            window: connection.send_window(envelope),
+            connection,
             pair,
         })
     }
@@ -480,6 +482,9 @@ impl DestTransport {
 pub struct PairSender {
     slot: Arc<WireSlot>,
     connection: ConnectionHandle,
+    /// The pair's flow window on `connection`, looked up once (`None` when the pair is
+    /// not flow controlled there).
+    window: Option<Arc<SendWindow>>,
     /// The pair it was picked for, to check each envelope's pair in debug builds.
     pair: u64,
 }
@@ -509,7 +514,7 @@ impl PairSender {
         // way meets it again and does what it calls for: waits, marks the wire failed and
         // moves the pair, or reports the error.
         self.connection
-            .try_send(envelope)
+            .try_send_in(self.window.as_ref(), envelope)
             .map_err(TrySendError::into_envelope)
     }
 }
@@ -739,5 +744,48 @@ mod tests {
             .expect("the envelope did not arrive on the other wire")
             .unwrap();
         assert_eq!(number(&moved), 1);
+    }
+
+    /// A pair's sender spends its flow's credit for every envelope it queues, from the
+    /// window it looked up once, and hands the envelope back once the window is spent,
+    /// so the waiting way can wait for credit.
+    #[tokio::test]
+    async fn a_pair_sender_spends_the_flows_credit() {
+        let flow = crate::FlowConfig {
+            window_messages: 4,
+            ..crate::FlowConfig::default()
+        };
+        // The peer announces the window and runs no connection: nothing grants credit.
+        let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+        let peer = Hello::new(ProcId::new("b", 1), 2).with_flow(flow);
+        let (na, nb) = tokio::join!(
+            perform_handshake(&mut a, Hello::new(ProcId::new("a", 1), 1), LIMIT),
+            perform_handshake(&mut b, peer, LIMIT),
+        );
+        nb.unwrap();
+        let connection =
+            spawn_connection(a, na.unwrap(), ConnectionConfig::default(), |_| {}).unwrap();
+        assert!(connection.is_flow_controlled());
+        let transport = DestTransport::new(
+            Dest::new(Location::Local(7)),
+            vec![connection.clone()],
+            None,
+            true,
+        );
+        let sender = transport.pair_sender(&numbered(0)).unwrap();
+        for n in 0..4 {
+            sender.try_send(numbered(n)).unwrap();
+        }
+        assert_eq!(
+            connection
+                .credit_for(&numbered(0))
+                .map(|(messages, _)| messages),
+            Some(0)
+        );
+        let back = sender
+            .try_send(numbered(4))
+            .expect_err("an envelope went without credit");
+        assert_eq!(number(&back), 4);
+        drop(b);
     }
 }
