@@ -36,6 +36,7 @@ use foldhash::fast::FixedState;
 use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, MessageName, NetworkEnvelope, Recipient};
 use plexus_core::{ActorId, Location, Outbound, ProcId, RemoteAddr};
+use plexus_transport::manager::PairSender;
 use plexus_transport::{Dest, DestTransport, OutprocTransportManager, TransportError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -205,13 +206,16 @@ struct Queue {
 }
 
 impl Queue {
-    /// Whether the transport the task last used still has a healthy wire.
+    /// Whether the transport the task last used still has a wire marked healthy. Reads
+    /// flags only, as it runs on every tell: it takes none of the locks the lane's task
+    /// sends under. A tell that slips through just after its connection ended is sent or
+    /// bounced by the task like one that raced the loss.
     fn connected(&self) -> bool {
         self.transport
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .is_some_and(|transport| transport.is_healthy())
+            .is_some_and(|transport| transport.is_marked_healthy())
     }
 
     fn remember(&self, transport: Option<&Arc<DestTransport>>) {
@@ -679,6 +683,10 @@ async fn drain(
         let mut transport = manager
             .transport(&lane.dest)
             .filter(|transport| transport.is_healthy());
+        // The lane's pair and so its wire are the same for every envelope: the wire is
+        // picked once per batch, when the first envelope needs it, and again only after
+        // an envelope went the waiting way, which may have moved the pair.
+        let mut wire: Option<PairSender> = None;
         for outgoing in batch.drain(..) {
             let (envelope, ack) = match outgoing {
                 Outgoing::Envelope(envelope) => (envelope, None),
@@ -695,33 +703,35 @@ async fn drain(
                 };
                 Err((error, envelope))
             } else {
-                // Awaited here rather than inside a helper's future: each level of futures
-                // is one more copy of the one below it, per envelope. A failed send hands
-                // the envelope back for the bounce report, so no copy is kept per envelope.
-                let sent = match transport.as_ref() {
-                    Some(held) => held.send_or_return(envelope).await,
-                    None => Err((
-                        TransportError::NoHealthyWire {
-                            dest: lane.dest.clone(),
-                        },
-                        envelope,
-                    )),
-                };
-                match sent {
-                    // No wire took the envelope: it was not queued anywhere, so the manager
-                    // may send it without sending it twice.
-                    Err((TransportError::NoHealthyWire { .. }, envelope)) => {
-                        Box::pin(send_dialing(&manager, &lane.dest, &mut transport, envelope)).await
-                    }
-                    sent => sent,
+                // Queued at once, without a future, while the wire has credit and room.
+                if wire.is_none() {
+                    wire = transport
+                        .as_ref()
+                        .and_then(|held| held.pair_sender(&envelope));
                 }
-                .map_err(|(source, envelope)| {
-                    let error = PostError::Transport {
-                        dest: lane.dest.location().clone(),
-                        source: Box::new(source),
-                    };
-                    (error, envelope)
-                })
+                let envelope = match &wire {
+                    Some(wire) => match wire.try_send(envelope) {
+                        Ok(()) => {
+                            report(Ok(()), ack, lane.origin.as_ref(), &bounce);
+                            continue;
+                        }
+                        Err(envelope) => envelope,
+                    },
+                    None => envelope,
+                };
+                // The waiting way. Only one envelope of the lane is in it at a time and the
+                // next one is tried only after it, so none overtakes it. Boxed: its future
+                // is large, and kept inline it made this task's future as large.
+                wire = None;
+                Box::pin(send_waiting(&manager, &lane.dest, &mut transport, envelope))
+                    .await
+                    .map_err(|(source, envelope)| {
+                        let error = PostError::Transport {
+                            dest: lane.dest.location().clone(),
+                            source: Box::new(source),
+                        };
+                        (error, envelope)
+                    })
             };
             report(sent, ack, lane.origin.as_ref(), &bounce);
         }
@@ -752,11 +762,37 @@ fn report(
     }
 }
 
+/// Hands `envelope` to a connection of the lane's cached `transport`, waiting for credit
+/// and room, or through the manager when that transport has no healthy wire. A failure
+/// hands the envelope back, so no copy is kept per envelope for the bounce report.
+async fn send_waiting(
+    manager: &OutprocTransportManager,
+    dest: &Dest,
+    transport: &mut Option<Arc<DestTransport>>,
+    envelope: NetworkEnvelope,
+) -> Result<(), (TransportError, NetworkEnvelope)> {
+    let sent = match transport.as_ref() {
+        Some(held) => held.send_or_return(envelope).await,
+        None => Err((
+            TransportError::NoHealthyWire { dest: dest.clone() },
+            envelope,
+        )),
+    };
+    match sent {
+        // No wire took the envelope: it was not queued anywhere, so the manager may send
+        // it without sending it twice.
+        Err((TransportError::NoHealthyWire { .. }, envelope)) => {
+            Box::pin(send_dialing(manager, dest, transport, envelope)).await
+        }
+        sent => sent,
+    }
+}
+
 /// Hands `envelope` to a connection of `dest` through the manager, which dials, replaces a
 /// lost transport or takes a newer one (which becomes the lane's cached `transport`), for
 /// a lane whose cached transport has no healthy wire. A failure hands the envelope back.
 /// Boxed by its caller: its future is several times the size of a send on a connected
-/// transport, and every send would copy it.
+/// transport, which would otherwise grow by it.
 async fn send_dialing(
     manager: &OutprocTransportManager,
     dest: &Dest,

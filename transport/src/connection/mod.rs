@@ -322,6 +322,24 @@ impl Spent {
     }
 }
 
+/// Spends the credit `envelope` costs from `window`, or nothing when there is none (the
+/// envelope is not flow controlled); fails with [`FlowError::NoCredit`] when there is
+/// none now.
+fn spend_from(
+    window: Option<Arc<SendWindow>>,
+    envelope: &NetworkEnvelope,
+) -> Result<Spent, FlowError> {
+    let Some(window) = window else {
+        return Ok(Spent::nothing());
+    };
+    let bytes = envelope_bytes(envelope);
+    window.try_acquire(bytes)?;
+    Ok(Spent {
+        window: Some(window),
+        bytes,
+    })
+}
+
 impl Drop for Spent {
     fn drop(&mut self) {
         if let Some(window) = self.window.take() {
@@ -583,16 +601,7 @@ impl ConnectionHandle {
     /// at once, with [`FlowError::NoCredit`] when there is none now. Responses and control
     /// envelopes spend nothing.
     fn try_spend(&self, envelope: &NetworkEnvelope) -> Result<Spent, FlowError> {
-        let (Some(flows), Some(key)) = (&self.shared.send_flows, flow_key(envelope)) else {
-            return Ok(Spent::nothing());
-        };
-        let window = flows.window_for(key);
-        let bytes = envelope_bytes(envelope);
-        window.try_acquire(bytes)?;
-        Ok(Spent {
-            window: Some(window),
-            bytes,
-        })
+        spend_from(self.send_window(envelope), envelope)
     }
 
     /// Like [`try_spend`](Self::try_spend), waiting for a grant while there is no credit.
@@ -630,7 +639,54 @@ impl ConnectionHandle {
         reason = "the envelope is handed back by value, as the channel's own errors do"
     )]
     pub fn try_send(&self, envelope: NetworkEnvelope) -> Result<(), TrySendError> {
-        let spent = match self.try_spend(&envelope) {
+        let window = self.send_window(&envelope);
+        self.try_send_spending(window, envelope)
+    }
+
+    /// The send window of `envelope`'s flow on this connection, or `None` when the
+    /// envelope is not flow controlled here. A held window stays its flow's window (idle
+    /// windows are forgotten only when nobody holds them), so a sender of many envelopes
+    /// of one flow looks it up once and passes it to [`try_send_in`](Self::try_send_in),
+    /// sparing the flow table's lock per envelope.
+    pub(crate) fn send_window(&self, envelope: &NetworkEnvelope) -> Option<Arc<SendWindow>> {
+        let (Some(flows), Some(key)) = (&self.shared.send_flows, flow_key(envelope)) else {
+            return None;
+        };
+        Some(flows.window_for(key))
+    }
+
+    /// [`try_send`](Self::try_send) spending from `window`, which
+    /// [`send_window`](Self::send_window) gave for an envelope of the same flow.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value, as the channel's own errors do"
+    )]
+    pub(crate) fn try_send_in(
+        &self,
+        window: Option<&Arc<SendWindow>>,
+        envelope: NetworkEnvelope,
+    ) -> Result<(), TrySendError> {
+        // The flow's window holds for every envelope of the flow that is flow controlled;
+        // one of another kind (a control envelope spends nothing, a tell after one does)
+        // is looked up as `try_send` would, so none skips the credit it costs.
+        let controlled = self.shared.send_flows.is_some() && flow_key(&envelope).is_some();
+        if controlled != window.is_some() {
+            return self.try_send(envelope);
+        }
+        self.try_send_spending(window.cloned(), envelope)
+    }
+
+    /// The body of [`try_send`](Self::try_send), with the flow's window already found.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value, as the channel's own errors do"
+    )]
+    fn try_send_spending(
+        &self,
+        window: Option<Arc<SendWindow>>,
+        envelope: NetworkEnvelope,
+    ) -> Result<(), TrySendError> {
+        let spent = match spend_from(window, &envelope) {
             Ok(spent) => spent,
             Err(error) => {
                 return Err(match self.refused(envelope, error) {

@@ -6,6 +6,9 @@
 //! being found out by a send that fails.
 //!
 //! The wire of each envelope is chosen by the [send policy](DestTransport#send-policy).
+//! A sender of many envelopes of one pair picks the wire once with
+//! [`DestTransport::pair_sender`] and queues on it without a future while the
+//! connection has credit and room, falling back to [`DestTransport::send_or_return`].
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -17,7 +20,7 @@ use foldhash::fast::FixedState;
 use plexus_codec::NetworkEnvelope;
 
 use super::TransportError;
-use crate::{ConnectionHandle, Dest, SendError};
+use crate::{ConnectionHandle, Dest, SendError, SendWindow, TrySendError};
 
 /// The connections to one [`Dest`], one per wire, and the send policy over them.
 ///
@@ -56,8 +59,9 @@ pub struct DestTransport {
     retired: AtomicBool,
     /// This transport, weakly, for the watchers it starts.
     me: Weak<DestTransport>,
-    /// Pair hash → the fallback wire the pair moved to.
-    pins: Mutex<HashMap<u64, usize>>,
+    /// Pair hash → the fallback wire the pair moved to. Keyed by a hash already, so the
+    /// map hashes it again with foldhash rather than SipHash.
+    pins: Mutex<HashMap<u64, usize, FixedState>>,
     /// Whether `pins` is non-empty, so sends skip its lock while no pair fell back.
     pinned: AtomicBool,
 }
@@ -148,7 +152,7 @@ impl DestTransport {
             dialed,
             retired: AtomicBool::new(false),
             me: me.clone(),
-            pins: Mutex::new(HashMap::new()),
+            pins: Mutex::new(HashMap::with_hasher(PAIR_HASHER)),
             pinned: AtomicBool::new(false),
         });
         // Started once the transport exists, so a watcher always finds it.
@@ -171,6 +175,18 @@ impl DestTransport {
     /// Whether at least one wire is healthy.
     pub fn is_healthy(&self) -> bool {
         self.wires.iter().any(|slot| slot.is_healthy())
+    }
+
+    /// Whether at least one wire is marked healthy, reading flags only: no lock is taken
+    /// and no connection asked, so it suits a check on every message. It lags
+    /// [`is_healthy`](Self::is_healthy) only until the task watching a connection that
+    /// has just ended marks its wire failed.
+    pub fn is_marked_healthy(&self) -> bool {
+        !self.is_lost()
+            && self
+                .wires
+                .iter()
+                .any(|slot| slot.healthy.load(Ordering::Acquire))
     }
 
     /// The indices of the healthy wires, ascending.
@@ -245,6 +261,22 @@ impl DestTransport {
             dest: self.dest.clone(),
         };
         Err((error, envelope))
+    }
+
+    /// The wire of `envelope`'s (sender, recipient) pair, picked as
+    /// [`send_or_return`](Self::send_or_return) picks it, to queue that pair's envelopes
+    /// without a future and without picking again per envelope (see [`PairSender`]).
+    /// `None` when no wire is healthy.
+    pub fn pair_sender(&self, envelope: &NetworkEnvelope) -> Option<PairSender> {
+        let pair = pair_hash(envelope);
+        let slot = self.choose(pair, true)?;
+        let connection = slot.connection();
+        Some(PairSender {
+            slot: Arc::clone(slot),
+            window: connection.send_window(envelope),
+            connection,
+            pair,
+        })
     }
 
     /// Sends `envelope` as a request on its pair's wire and waits at most `timeout` for
@@ -430,9 +462,60 @@ impl DestTransport {
         Some(best)
     }
 
-    fn pins(&self) -> MutexGuard<'_, HashMap<u64, usize>> {
+    fn pins(&self) -> MutexGuard<'_, HashMap<u64, usize, FixedState>> {
         // The map is consistent after every statement, so a poisoned lock is still valid.
         self.pins.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The wire of one (sender, recipient) pair, picked once by
+/// [`DestTransport::pair_sender`] for a run of that pair's envelopes.
+///
+/// [`try_send`](Self::try_send) queues on the wire's connection at once when its flow has
+/// credit and its queue has room, and hands the envelope back otherwise, for
+/// [`DestTransport::send_or_return`], which waits, moves the pair off a failed wire or
+/// reports why it cannot send. Per-pair FIFO holds as long as the caller sends one
+/// envelope of the pair at a time: an envelope handed back goes the waiting way before
+/// the next one is tried. A pair may have moved by the time the waiting way returns, so
+/// the caller picks again then.
+#[derive(Debug)]
+pub struct PairSender {
+    slot: Arc<WireSlot>,
+    connection: ConnectionHandle,
+    /// The pair's flow window on `connection`, looked up once (`None` when the pair is
+    /// not flow controlled there).
+    window: Option<Arc<SendWindow>>,
+    /// The pair it was picked for, to check each envelope's pair in debug builds.
+    pair: u64,
+}
+
+impl PairSender {
+    /// Queues `envelope` on the pair's wire if that needs no waiting: the wire is still
+    /// marked healthy and the connection has credit for the envelope's flow and room in
+    /// its queue. Hands the envelope back otherwise, queued nowhere and with no credit
+    /// spent.
+    ///
+    /// `envelope` must be of the pair the sender was picked for (checked in debug builds).
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value for the waiting way"
+    )]
+    pub fn try_send(&self, envelope: NetworkEnvelope) -> Result<(), NetworkEnvelope> {
+        debug_assert_eq!(
+            pair_hash(&envelope),
+            self.pair,
+            "an envelope of another pair was given to a pair's sender"
+        );
+        // A flag the watcher or a close clears; reading it takes no lock.
+        if !self.slot.healthy.load(Ordering::Acquire) {
+            return Err(envelope);
+        }
+        // Whatever the refusal (no credit, full, closed, refused for good), the waiting
+        // way meets it again and does what it calls for: waits, marks the wire failed and
+        // moves the pair, or reports the error.
+        self.connection
+            .try_send_in(self.window.as_ref(), envelope)
+            .map_err(TrySendError::into_envelope)
     }
 }
 
@@ -492,4 +575,217 @@ fn watch(transport: Weak<DestTransport>, slot: &Arc<WireSlot>, generation: u64) 
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use plexus_codec::{EnvelopeKind, MessageName, Recipient};
+    use plexus_core::{ActorId, Location, ProcId};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::{ConnectionConfig, Hello, perform_handshake, spawn_connection};
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    /// Envelope `n` of the one pair these tests send.
+    fn numbered(n: u64) -> NetworkEnvelope {
+        NetworkEnvelope {
+            sender: Some(ActorId::new(ProcId::new("a", 1), "sender", 0)),
+            recipient: Recipient::Actor(ActorId::new(ProcId::new("b", 1), "sink", 0)),
+            trace_id: 0,
+            hop_limit: plexus_codec::DEFAULT_HOP_LIMIT,
+            kind: EnvelopeKind::Regular,
+            name: MessageName::from_static("test.Numbered"),
+            payload: Bytes::copy_from_slice(&n.to_be_bytes()),
+        }
+    }
+
+    fn number(envelope: &NetworkEnvelope) -> u64 {
+        u64::from_be_bytes(envelope.payload[..].try_into().unwrap())
+    }
+
+    /// A connection over an in-memory pipe of `pipe` bytes with a send queue of
+    /// `queue` envelopes, and what its peer receives.
+    async fn wire(
+        pipe: usize,
+        queue: usize,
+    ) -> (
+        ConnectionHandle,
+        ConnectionHandle,
+        mpsc::UnboundedReceiver<NetworkEnvelope>,
+    ) {
+        let (mut a, mut b) = tokio::io::duplex(pipe);
+        let (na, nb) = tokio::join!(
+            perform_handshake(&mut a, Hello::new(ProcId::new("a", 1), 1), LIMIT),
+            perform_handshake(&mut b, Hello::new(ProcId::new("b", 1), 2), LIMIT),
+        );
+        let config = ConnectionConfig {
+            queue_capacity: queue,
+            ..ConnectionConfig::default()
+        };
+        let sender = spawn_connection(a, na.unwrap(), config.clone(), |_| {}).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let receiver = spawn_connection(b, nb.unwrap(), config, move |envelope| {
+            let _ = tx.send(envelope);
+        })
+        .unwrap();
+        (sender, receiver, rx)
+    }
+
+    /// Sends `envelope` as a lane does: at once on the pair's wire when it can, else the
+    /// waiting way. Returns whether it had to wait.
+    async fn send_as_a_lane(
+        transport: &DestTransport,
+        sender: &mut Option<PairSender>,
+        envelope: NetworkEnvelope,
+    ) -> bool {
+        if sender.is_none() {
+            *sender = transport.pair_sender(&envelope);
+        }
+        let envelope = match sender.as_ref() {
+            Some(sender) => match sender.try_send(envelope) {
+                Ok(()) => return false,
+                Err(envelope) => envelope,
+            },
+            None => envelope,
+        };
+        *sender = None;
+        transport.send_or_return(envelope).await.unwrap();
+        true
+    }
+
+    /// A pair's envelopes sent at once while there is room and the waiting way while the
+    /// queue is full all arrive in order, on one wire: the waiting way is taken (the pipe
+    /// is too small to keep up) and nothing overtakes an envelope that waits.
+    #[tokio::test]
+    async fn a_pair_keeps_its_order_across_the_waiting_way() {
+        const COUNT: u64 = 3_000;
+        let (first, _first_end, mut first_rx) = wire(256, 2).await;
+        let (second, _second_end, mut second_rx) = wire(256, 2).await;
+        let transport = DestTransport::new(
+            Dest::new(Location::Local(7)),
+            vec![first, second],
+            None,
+            true,
+        );
+        let sending = {
+            let transport = Arc::clone(&transport);
+            tokio::spawn(async move {
+                let mut sender = None;
+                let mut waited = 0;
+                for n in 0..COUNT {
+                    if send_as_a_lane(&transport, &mut sender, numbered(n)).await {
+                        waited += 1;
+                    }
+                }
+                waited
+            })
+        };
+        let wire = transport.wire_for(&numbered(0)).unwrap();
+        let (rx, other) = if wire == 0 {
+            (&mut first_rx, &mut second_rx)
+        } else {
+            (&mut second_rx, &mut first_rx)
+        };
+        for n in 0..COUNT {
+            let envelope = tokio::time::timeout(LIMIT, rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("envelope {n} did not arrive"))
+                .unwrap();
+            assert_eq!(number(&envelope), n, "the pair's envelopes out of order");
+        }
+        let waited = sending.await.unwrap();
+        assert!(waited > 0, "no envelope took the waiting way");
+        assert!(other.try_recv().is_err(), "an envelope took the other wire");
+    }
+
+    /// A pair's sender on a wire whose connection ended hands the envelope back, and the
+    /// waiting way moves the pair to the healthy wire, where it arrives.
+    #[tokio::test]
+    async fn a_closed_wire_hands_the_envelope_back_for_the_waiting_way() {
+        let (first, _first_end, mut first_rx) = wire(64 * 1024, 16).await;
+        let (second, _second_end, mut second_rx) = wire(64 * 1024, 16).await;
+        let transport = DestTransport::new(
+            Dest::new(Location::Local(7)),
+            vec![first.clone(), second.clone()],
+            None,
+            true,
+        );
+        let sender = transport.pair_sender(&numbered(0)).unwrap();
+        let (picked, rx, other_rx) = if transport.wire_for(&numbered(0)) == Some(0) {
+            (first, &mut first_rx, &mut second_rx)
+        } else {
+            (second, &mut second_rx, &mut first_rx)
+        };
+        sender.try_send(numbered(0)).unwrap();
+        let arrived = tokio::time::timeout(LIMIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(number(&arrived), 0);
+
+        picked.close();
+        tokio::time::timeout(LIMIT, picked.closed())
+            .await
+            .expect("the picked wire did not close");
+        let back = sender
+            .try_send(numbered(1))
+            .expect_err("a closed wire took the envelope");
+        assert_eq!(number(&back), 1);
+        transport.send_or_return(back).await.unwrap();
+        let moved = tokio::time::timeout(LIMIT, other_rx.recv())
+            .await
+            .expect("the envelope did not arrive on the other wire")
+            .unwrap();
+        assert_eq!(number(&moved), 1);
+    }
+
+    /// A pair's sender spends its flow's credit for every envelope it queues, from the
+    /// window it looked up once, and hands the envelope back once the window is spent,
+    /// so the waiting way can wait for credit.
+    #[tokio::test]
+    async fn a_pair_sender_spends_the_flows_credit() {
+        let flow = crate::FlowConfig {
+            window_messages: 4,
+            ..crate::FlowConfig::default()
+        };
+        // The peer announces the window and runs no connection: nothing grants credit.
+        let (mut a, mut b) = tokio::io::duplex(64 * 1024);
+        let peer = Hello::new(ProcId::new("b", 1), 2).with_flow(flow);
+        let (na, nb) = tokio::join!(
+            perform_handshake(&mut a, Hello::new(ProcId::new("a", 1), 1), LIMIT),
+            perform_handshake(&mut b, peer, LIMIT),
+        );
+        nb.unwrap();
+        let connection =
+            spawn_connection(a, na.unwrap(), ConnectionConfig::default(), |_| {}).unwrap();
+        assert!(connection.is_flow_controlled());
+        let transport = DestTransport::new(
+            Dest::new(Location::Local(7)),
+            vec![connection.clone()],
+            None,
+            true,
+        );
+        let sender = transport.pair_sender(&numbered(0)).unwrap();
+        for n in 0..4 {
+            sender.try_send(numbered(n)).unwrap();
+        }
+        assert_eq!(
+            connection
+                .credit_for(&numbered(0))
+                .map(|(messages, _)| messages),
+            Some(0)
+        );
+        let back = sender
+            .try_send(numbered(4))
+            .expect_err("an envelope went without credit");
+        assert_eq!(number(&back), 4);
+        drop(b);
+    }
 }

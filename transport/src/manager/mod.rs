@@ -43,8 +43,8 @@ use crate::{
     spawn_connection, spawn_connection_with_flow,
 };
 
-pub use dest_transport::DestTransport;
 use dest_transport::TransportOwner;
+pub use dest_transport::{DestTransport, PairSender};
 pub use inproc::{InprocBindError, InprocHub, InprocTransportManager};
 
 /// How many destination events a subscriber may fall behind before it misses some (and
