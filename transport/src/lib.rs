@@ -67,7 +67,7 @@ pub use handshake::{
 };
 pub use manager::{
     Adoption, DestEvent, DestTransport, DialError, InprocBindError, InprocHub,
-    InprocTransportManager, ManagerConfig, OutprocTransportManager, TransportError,
+    InprocTransportManager, ManagerConfig, OutprocTransportManager, PairSender, TransportError,
 };
 pub use requests::RequestError;
 pub use wire::{
