@@ -596,10 +596,22 @@ async fn a_proc_restarted_at_the_same_location_is_not_reached_by_old_refs() {
     .expect("the location to be served again");
     assert_eq!(second.server.location(), &location);
     let (_new_sink, new_seen) = spawn_sink(&second, Mailbox::default());
-    let fresh: ActorRef<Sink> = timeout(WAIT, here.proc.lookup_remote(&second.addr(), "sink"))
-        .await
-        .unwrap()
-        .unwrap();
+    // The connection to the old incarnation may not be known dead yet: a lookup sent on
+    // it fails `Disconnected` (as every ask in flight on a dying connection does), and
+    // the next one dials the new incarnation.
+    let fresh: ActorRef<Sink> = timeout(WAIT, async {
+        loop {
+            match here.proc.lookup_remote(&second.addr(), "sink").await {
+                Ok(fresh) => break fresh,
+                Err(AskError::Disconnected { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(other) => panic!("the lookup of the new sink failed: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the new sink to be found");
     assert_eq!(timeout(WAIT, fresh.ask(Echo(5))).await.unwrap().unwrap(), 6);
 
     for n in 0..5u64 {
