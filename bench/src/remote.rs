@@ -134,7 +134,8 @@ impl FlowTarget for ProcTarget {
     }
 }
 
-/// The reply callback of ask `id`: a response on the connection it came from.
+/// The reply callback of ask `id`: a response on the connection it came from. Core calls it
+/// on the answering actor's own task when the handler returns, so it must not wait.
 fn answer(id: u64, request: &NetworkEnvelope, from: &ConnectionRef) -> plexus_core::RemoteReply {
     let from = from.clone();
     let recipient = request
@@ -400,8 +401,8 @@ fn remote_ask(runtime: &Runtime, asks: u64) -> Report {
         .target(0.7)
         .note(format!(
             "{asks} sequential asks to an actor on a peer proc over loopback TCP, reply through \
-             deliver_remote's callback on the arriving connection; baseline: one u64 frame each \
-             way, echoed by a task"
+             deliver_remote's callback (called on the actor's task) on the arriving connection; \
+             baseline: one u64 frame each way, echoed by a task"
         ))
 }
 

@@ -408,7 +408,7 @@ impl<A: Actor> Cell<A> {
         answer
     }
 
-    fn enqueue(&self, envelope: EnvelopeBox<A>) -> Result<(), TellError> {
+    pub(crate) fn enqueue(&self, envelope: EnvelopeBox<A>) -> Result<(), TellError> {
         match self.tx.send(Item::Message(envelope)) {
             Ok(()) => Ok(()),
             Err(tokio::sync::mpsc::error::SendError(item)) => {

@@ -1,4 +1,5 @@
-//! Type-erased messages in a mailbox: a tell or an ask, with the code that runs its handler.
+//! Type-erased messages in a mailbox: a tell, a local ask or a remote ask, with the code
+//! that runs its handler.
 
 use std::panic::AssertUnwindSafe;
 
@@ -10,8 +11,10 @@ use tokio::sync::oneshot;
 
 use crate::actor::{Handler, PanicError};
 use crate::context::Context;
+use crate::dispatch::{RemoteAskError, ReplySlot, encode_reply};
 use crate::error::{AskError, Undeliverable, UndeliverableReason};
 use crate::id::ActorId;
+use crate::remote::RemoteMessage;
 
 /// One message for an actor of type `A`, whatever its message type.
 ///
@@ -164,6 +167,64 @@ where
         if let Some((_, reply)) = self.0.take() {
             let _ = reply.send(Err(AskError::Closed {
                 recipient: recipient.clone(),
+            }));
+        }
+        None
+    }
+}
+
+/// An ask that arrived over the network: the actor's own task encodes the reply and calls
+/// the reply callback when the handler returns.
+///
+/// Answering here, rather than from a task that awaits a local reply channel, spares each
+/// remote ask a spawned task and a channel, and keeps the reply on the thread that ran the
+/// handler: a spawn would take tokio's "run next" slot from the woken actor and bounce the
+/// work between worker threads. The [`ReplySlot`] answers exactly once on every path: here
+/// on return or panic, `Closed` when undeliverable, `Abandoned` if the envelope or the
+/// handler's future is dropped unanswered (a runtime shutting down).
+pub(crate) struct RemoteAsk<M>(pub(crate) Option<(M, ReplySlot)>);
+
+impl<A, M> Envelope<A> for RemoteAsk<M>
+where
+    A: Handler<M>,
+    A::Reply: serde::Serialize,
+    M: RemoteMessage,
+{
+    fn handle<'a>(
+        &mut self,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+    ) -> BoxFuture<'a, Result<(), PanicError>> {
+        let request = self.0.take();
+        report_start::<A, M>(ctx);
+        Box::pin(async move {
+            let Some((msg, reply)) = request else {
+                return Ok(());
+            };
+            match run_handler(actor, msg, ctx).await {
+                Ok(answer) => {
+                    reply.answer(encode_reply::<M, _>(&answer));
+                    Ok(())
+                }
+                Err(panic) => {
+                    reply.answer(Err(RemoteAskError::Panicked {
+                        actor: ctx.id().clone(),
+                        message: panic.message.clone(),
+                    }));
+                    Err(panic)
+                }
+            }
+        })
+    }
+
+    fn undeliverable(
+        &mut self,
+        recipient: &ActorId,
+        _reason: UndeliverableReason,
+    ) -> Option<Undeliverable> {
+        if let Some((_, reply)) = self.0.take() {
+            reply.answer(Err(RemoteAskError::Closed {
+                actor: recipient.clone(),
             }));
         }
         None

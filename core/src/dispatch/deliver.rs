@@ -2,15 +2,16 @@
 //! pending delivery that a full mailbox hands back for the flow's pusher.
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use std::sync::Arc;
-
-use crate::actor::{Actor, Handler};
+use crate::actor::{Actor, Handler, PanicError};
 use crate::cell::Cell;
-use crate::error::{AskError, TryTellError};
+use crate::envelope::{RemoteAsk, erase};
+use crate::error::TryTellError;
 use crate::id::ActorId;
 use crate::mailbox::Refused;
 use crate::remote::RemoteMessage;
@@ -80,7 +81,7 @@ pub(crate) struct ReplySlot(pub(super) Option<RemoteReply>);
 impl ReplySlot {
     pub(crate) fn answer(mut self, outcome: Result<Vec<u8>, RemoteAskError>) {
         if let Some(reply) = self.0.take() {
-            reply(outcome);
+            call(reply, outcome);
         }
     }
 }
@@ -97,9 +98,31 @@ pub(crate) fn refuse(reply: Option<ReplySlot>, error: DeliveryError) -> Delivery
 impl Drop for ReplySlot {
     fn drop(&mut self) {
         if let Some(reply) = self.0.take() {
-            reply(Err(RemoteAskError::Abandoned));
+            call(reply, Err(RemoteAskError::Abandoned));
         }
     }
+}
+
+/// Calls a reply callback with its panic caught. The callback is the caller's code and
+/// runs on the answering actor's task, in a run loop's final stop or while a handler's
+/// future unwinds: a panic in it must not take the actor down, nor abort the process.
+fn call(reply: RemoteReply, outcome: Result<Vec<u8>, RemoteAskError>) {
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(move || reply(outcome))) {
+        let panic = PanicError::from_payload(payload);
+        tracing::error!(panic = %panic.message, "a remote ask's reply callback panicked");
+    }
+}
+
+/// The wire form of a handler's reply to a remote ask of `M`.
+pub(crate) fn encode_reply<M, R>(reply: &R) -> Result<Vec<u8>, RemoteAskError>
+where
+    M: RemoteMessage,
+    R: Serialize,
+{
+    postcard::to_allocvec(reply).map_err(|error| RemoteAskError::Encode {
+        message: M::NAME.to_owned(),
+        reason: error.to_string(),
+    })
 }
 
 fn decode<M: RemoteMessage>(payload: &[u8]) -> Result<M, DeliveryError> {
@@ -186,11 +209,6 @@ where
         Ok(message) => message,
         Err(error) => return Err(refuse(Some(reply), error)),
     };
-    // Checked before enqueueing: the request must not reach the actor with no task left
-    // to carry its reply back.
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(DeliveryError::NoRuntime);
-    }
     try_ask(actor, message, reply)
 }
 
@@ -225,32 +243,16 @@ where
     }
 }
 
-/// Enqueues an ask into a slot already reserved and spawns the task that carries the
-/// reply back. Must run within a tokio runtime.
+/// Enqueues an ask into a slot already reserved. The actor's task answers it (see
+/// [`RemoteAsk`]); a mailbox closed meanwhile answers `Closed` through the refused
+/// envelope.
 fn enqueue_ask<A, M>(actor: &Arc<Cell<A>>, message: M, reply: ReplySlot)
 where
     A: Handler<M>,
     M: RemoteMessage,
     A::Reply: Serialize,
 {
-    let answer = actor.enqueue_request(message);
-    let recipient = actor.core.id.clone();
-    tokio::spawn(async move {
-        let outcome = match answer.await {
-            Ok(Ok(value)) => {
-                postcard::to_allocvec(&value).map_err(|error| RemoteAskError::Encode {
-                    message: M::NAME.to_owned(),
-                    reason: error.to_string(),
-                })
-            }
-            Ok(Err(AskError::Panicked { recipient, message })) => Err(RemoteAskError::Panicked {
-                actor: recipient,
-                message,
-            }),
-            Ok(Err(_)) | Err(_) => Err(RemoteAskError::Closed { actor: recipient }),
-        };
-        reply.answer(outcome);
-    });
+    let _ = actor.enqueue(erase(RemoteAsk(Some((message, reply)))));
 }
 
 struct PendingAsk<A: Actor, M> {
@@ -266,9 +268,6 @@ where
     A::Reply: Serialize,
 {
     fn try_deliver(self: Box<Self>) -> Result<(), DeliveryError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(DeliveryError::NoRuntime);
-        }
         let PendingAsk {
             actor,
             message,

@@ -92,9 +92,6 @@ pub enum DeliveryError {
         /// The recipient.
         actor: ActorId,
     },
-    /// An ask needs a tokio runtime to wait for its reply, and none is running here.
-    #[error("a remote ask needs a tokio runtime, and none is running on this thread")]
-    NoRuntime,
 }
 
 impl DeliveryError {
@@ -107,8 +104,8 @@ impl DeliveryError {
     }
 
     /// What the requester of a refused ask hears: the same refusal, in its wire form.
-    /// `None` for `Full` and `NoRuntime`, which refuse nothing for good (a dropped reply
-    /// still answers `Abandoned`).
+    /// `None` for `Full`, which refuses nothing for good (a dropped pending delivery still
+    /// answers `Abandoned`).
     pub(crate) fn ask_answer(&self) -> Option<RemoteAskError> {
         Some(match self {
             DeliveryError::NotFound { actor } => RemoteAskError::NotFound {
@@ -130,7 +127,7 @@ impl DeliveryError {
             DeliveryError::Closed { actor } => RemoteAskError::Closed {
                 actor: actor.clone(),
             },
-            DeliveryError::Full { .. } | DeliveryError::NoRuntime => return None,
+            DeliveryError::Full { .. } => return None,
         })
     }
 }
@@ -190,8 +187,8 @@ pub enum RemoteAskError {
         /// The panic message.
         message: String,
     },
-    /// The request was dropped before it reached the actor (a pending delivery was
-    /// discarded, or the runtime shut down while the reply was awaited).
+    /// The request was dropped unanswered: a pending delivery was discarded, or the
+    /// runtime shut down with the request queued or its handler running.
     #[error("the request was dropped before the actor replied")]
     Abandoned,
     /// No reply came within the ask's timeout.

@@ -17,6 +17,9 @@
 //!                  yes ─▶ enqueued; an ask's reply callback runs when the handler answers
 //! ```
 //!
+//! An enqueued ask is answered by the actor's own task: when its handler returns it encodes
+//! the reply and calls the callback, so delivery spawns nothing and needs no runtime.
+//!
 //! A `Full` delivery hands back a [`PendingDelivery`] holding the decoded message, so the
 //! flow-control layer can park it in that flow's queue and push it with
 //! [`PendingDelivery::deliver`] from a task of its own, keeping the reader free.
@@ -41,9 +44,11 @@ use crate::remote::codecs::{self, DecodeReplyFn, EncodeFn, MessageCodec, RemoteC
 
 mod deliver;
 mod error;
+#[cfg(test)]
+mod tests;
 
 pub use deliver::PendingDelivery;
-pub(crate) use deliver::{ReplySlot, refuse};
+pub(crate) use deliver::{ReplySlot, encode_reply, refuse};
 use deliver::{decode_and_ask, decode_and_tell};
 pub use error::{DeliveryError, ExposeError, RemoteAskError};
 
