@@ -27,8 +27,9 @@ pub(crate) struct CellCore {
     /// rather than in a second task-local so a monitored actor's task costs no more per
     /// poll than an unmonitored one: an ask finds it through the running actor's cell.
     /// Weak because a probe may hold the cell (for the mailbox gauge); the actor's
-    /// context holds it strongly for as long as the actor runs.
-    pub(crate) probe: OnceLock<Weak<dyn ActorProbe>>,
+    /// context holds it strongly for as long as the actor runs. Boxed so that every
+    /// cell, monitored or not, spends one word on it rather than two.
+    pub(crate) probe: OnceLock<Box<Weak<dyn ActorProbe>>>,
 }
 
 impl CellCore {

@@ -29,6 +29,9 @@ pub struct Context<A: Actor> {
     pub(crate) stop: Option<Box<StopReason>>,
     pub(crate) supervision: Supervision,
     pub(crate) restarts: u32,
+    /// A handler was reported to the probe as started and not yet as finished (see the
+    /// run loop). Kept here, beside `restarts`, where it fits in padding.
+    pub(crate) handler_open: bool,
     pub(crate) probe: Option<Arc<dyn ActorProbe>>,
     /// Children, watchers and tasks; boxed and made on first use, since most actors have
     /// none and every idle actor would otherwise carry the empty collections.

@@ -3,7 +3,7 @@
 //!
 //! With no observer installed, the run loop pays one predictable branch per message.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use crate::actor::{LinkKind, StopReason};
 use crate::id::ActorId;
@@ -91,7 +91,7 @@ pub(crate) struct WaitEdge(Option<(Arc<dyn ActorProbe>, u64)>);
 impl WaitEdge {
     pub(crate) fn begin(target: &ActorId) -> Self {
         let probe = crate::runner::CURRENT_ACTOR
-            .try_with(|cell| cell.core().probe.get().and_then(Weak::upgrade))
+            .try_with(|cell| cell.core().probe.get().and_then(|probe| probe.upgrade()))
             .ok()
             .flatten();
         WaitEdge(probe.map(|probe| {

@@ -217,7 +217,7 @@ impl Proc {
         });
         if let Some(probe) = &probe {
             // Set before the task exists, so every ask the actor makes finds it.
-            let _ = cell.core.probe.set(Arc::downgrade(probe));
+            let _ = cell.core.probe.set(Box::new(Arc::downgrade(probe)));
         }
         // Boxed: the task's future then holds a pointer instead of copies of the runner.
         let runner = Box::new(Runner {
@@ -230,6 +230,7 @@ impl Proc {
                 stop: None,
                 supervision: Supervision::default(),
                 restarts: 0,
+                handler_open: false,
                 probe: probe.clone(),
                 relations: None,
             },
@@ -241,7 +242,6 @@ impl Proc {
                 }
                 parent.cell
             }),
-            handler_open: false,
         });
         // The actor's id rides with its task, so remote sends from it name their sender.
         let current: Arc<dyn ErasedCell> = cell.clone();

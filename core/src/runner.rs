@@ -47,8 +47,6 @@ pub(crate) struct Runner<A: Actor> {
     pub(crate) rx: mpsc::UnboundedReceiver<Item<A>>,
     pub(crate) ctx: Context<A>,
     pub(crate) parent: Option<Arc<dyn ErasedCell>>,
-    /// A handler was reported to the probe as started and not yet as finished.
-    pub(crate) handler_open: bool,
 }
 
 /// How an incarnation ended.
@@ -162,22 +160,9 @@ impl<A: Actor> Runner<A> {
     /// `handler_started` follows within nanoseconds and overwrites the running handler
     /// anyway, and the call saved is a fair share of what a monitor costs per message.
     async fn handle_until_stop(&mut self, actor: &mut A) -> Exit {
-        let exit = self.handle_events(actor).await;
-        self.close_handler();
-        exit
-    }
-
-    /// Tells the probe that no handler runs, if one was last reported running.
-    fn close_handler(&mut self) {
-        if std::mem::take(&mut self.handler_open) {
-            if let Some(probe) = &self.ctx.probe {
-                probe.handler_finished();
-            }
-        }
-    }
-
-    async fn handle_events(&mut self, actor: &mut A) -> Exit {
-        loop {
+        // One loop broken with the exit, not a nested async fn: every actor's task holds
+        // this future, and a second state machine around it made each idle actor larger.
+        let exit = loop {
             let event = self.next_event().await;
             if !matches!(event, Event::Item(Item::Message(_))) {
                 self.close_handler();
@@ -185,12 +170,12 @@ impl<A: Actor> Runner<A> {
             match event {
                 Event::Item(Item::Message(mut envelope)) => {
                     // `handle` reports the start to the probe (see `envelope::report_start`).
-                    self.handler_open = true;
+                    self.ctx.handler_open = true;
                     let outcome = envelope.handle(actor, &mut self.ctx).await;
                     if let Err(panic) = outcome {
                         self.close_handler();
                         if let ControlFlow::Break(reason) = self.on_panic(actor, panic) {
-                            return Exit {
+                            break Exit {
                                 reason,
                                 last: false,
                             };
@@ -201,29 +186,40 @@ impl<A: Actor> Runner<A> {
                     if let ControlFlow::Break(reason) =
                         Box::pin(self.on_link_died(actor, *died)).await
                     {
-                        return Exit {
+                        break Exit {
                             reason,
                             last: false,
                         };
                     }
                 }
                 Event::Item(Item::Drained) => {
-                    return Exit {
+                    break Exit {
                         reason: StopReason::Stopped,
                         last: true,
                     };
                 }
                 Event::Signal(signal) => {
                     if let ControlFlow::Break(exit) = self.on_signal(signal) {
-                        return exit;
+                        break exit;
                     }
                 }
             }
             if let Some(reason) = self.ctx.stop.take().map(|reason| *reason) {
-                return Exit {
+                break Exit {
                     reason,
                     last: false,
                 };
+            }
+        };
+        self.close_handler();
+        exit
+    }
+
+    /// Tells the probe that no handler runs, if one was last reported running.
+    fn close_handler(&mut self) {
+        if std::mem::take(&mut self.ctx.handler_open) {
+            if let Some(probe) = &self.ctx.probe {
+                probe.handler_finished();
             }
         }
     }
@@ -233,7 +229,7 @@ impl<A: Actor> Runner<A> {
         let admission = &self.ctx.cell.core.admission;
         let rx = &mut self.rx;
         let probe = &self.ctx.probe;
-        let handler_open = &mut self.handler_open;
+        let handler_open = &mut self.ctx.handler_open;
         poll_fn(|cx| {
             if let Some(signal) = signals.take() {
                 return Poll::Ready(Event::Signal(signal));
