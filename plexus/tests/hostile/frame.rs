@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::{alloc, within};
+use crate::{ONE_AT_A_TIME, alloc, within};
 
 /// The table's bound on the heap one oversized prefix may make the process allocate.
 const HEAP_BOUND: usize = 64 * 1024;
@@ -72,6 +72,7 @@ fn probe_frame(n: u64) -> bytes::Bytes {
 /// less than 64 KiB for it, and a second connection keeps delivering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_length_prefix_closes_only_that_connection() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let max = CodecConfig::default().max_frame_size;
     // The allocator does see what is allocated, or the bound below would prove nothing.
     alloc::reset_peak();

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::within;
+use crate::{ONE_AT_A_TIME, within};
 
 /// The table's test handshake timeout.
 const HANDSHAKE: Duration = Duration::from_secs(2);
@@ -82,6 +82,7 @@ async fn garbage(addr: SocketAddr, seed: u64) -> Cut {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_and_garbage_are_cut_off_while_a_real_peer_is_served() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut config = GatewayConfig::default();
     config.manager.handshake_timeout = HANDSHAKE;
     let server = Gateway::new(Location::Local(0), config).unwrap();
