@@ -124,52 +124,34 @@ where
     }
 }
 
-pub(crate) struct Ask<M, R>(pub(crate) Option<(M, oneshot::Sender<Result<R, AskError>>)>);
+/// Where an ask's outcome goes. Each way answers once, consuming itself.
+pub(crate) trait AskReply<M, R>: Send + 'static {
+    /// The handler returned `reply`.
+    fn replied(self, reply: R);
+    /// The handler of `actor` panicked with `message`.
+    fn panicked(self, actor: &ActorId, message: String);
+    /// The ask was not handled: `actor` stopped first.
+    fn closed(self, actor: &ActorId);
+}
 
-impl<A, M> Envelope<A> for Ask<M, A::Reply>
-where
-    A: Handler<M>,
-    M: Send + 'static,
-{
-    fn handle<'a>(
-        &mut self,
-        actor: &'a mut A,
-        ctx: &'a mut Context<A>,
-    ) -> BoxFuture<'a, Result<(), PanicError>> {
-        let request = self.0.take();
-        report_start::<A, M>(ctx);
-        Box::pin(async move {
-            let Some((msg, reply)) = request else {
-                return Ok(());
-            };
-            match run_handler(actor, msg, ctx).await {
-                Ok(answer) => {
-                    // The asker may have timed out and left; that is its choice, not a loss.
-                    let _ = reply.send(Ok(answer));
-                    Ok(())
-                }
-                Err(panic) => {
-                    let _ = reply.send(Err(AskError::Panicked {
-                        recipient: ctx.id().clone(),
-                        message: panic.message.clone(),
-                    }));
-                    Err(panic)
-                }
-            }
-        })
+/// An ask made in this process: the asker awaits the other end of the channel. The asker
+/// may have timed out and left; that is its choice, not a loss, so sends are not checked.
+impl<M, R: Send + 'static> AskReply<M, R> for oneshot::Sender<Result<R, AskError>> {
+    fn replied(self, reply: R) {
+        let _ = self.send(Ok(reply));
     }
 
-    fn undeliverable(
-        &mut self,
-        recipient: &ActorId,
-        _reason: UndeliverableReason,
-    ) -> Option<Undeliverable> {
-        if let Some((_, reply)) = self.0.take() {
-            let _ = reply.send(Err(AskError::Closed {
-                recipient: recipient.clone(),
-            }));
-        }
-        None
+    fn panicked(self, actor: &ActorId, message: String) {
+        let _ = self.send(Err(AskError::Panicked {
+            recipient: actor.clone(),
+            message,
+        }));
+    }
+
+    fn closed(self, actor: &ActorId) {
+        let _ = self.send(Err(AskError::Closed {
+            recipient: actor.clone(),
+        }));
     }
 }
 
@@ -182,13 +164,33 @@ where
 /// work between worker threads. The [`ReplySlot`] answers exactly once on every path: here
 /// on return or panic, `Closed` when undeliverable, `Abandoned` if the envelope or the
 /// handler's future is dropped unanswered (a runtime shutting down).
-pub(crate) struct RemoteAsk<M>(pub(crate) Option<(M, ReplySlot)>);
+impl<M: RemoteMessage, R: serde::Serialize> AskReply<M, R> for ReplySlot {
+    fn replied(self, reply: R) {
+        self.answer(encode_reply::<M, _>(&reply));
+    }
 
-impl<A, M> Envelope<A> for RemoteAsk<M>
+    fn panicked(self, actor: &ActorId, message: String) {
+        self.answer(Err(RemoteAskError::Panicked {
+            actor: actor.clone(),
+            message,
+        }));
+    }
+
+    fn closed(self, actor: &ActorId) {
+        self.answer(Err(RemoteAskError::Closed {
+            actor: actor.clone(),
+        }));
+    }
+}
+
+/// An ask: the message and where its outcome goes (see [`AskReply`]).
+pub(crate) struct Ask<M, P>(pub(crate) Option<(M, P)>);
+
+impl<A, M, P> Envelope<A> for Ask<M, P>
 where
     A: Handler<M>,
-    A::Reply: serde::Serialize,
-    M: RemoteMessage,
+    M: Send + 'static,
+    P: AskReply<M, A::Reply>,
 {
     fn handle<'a>(
         &mut self,
@@ -203,14 +205,11 @@ where
             };
             match run_handler(actor, msg, ctx).await {
                 Ok(answer) => {
-                    reply.answer(encode_reply::<M, _>(&answer));
+                    reply.replied(answer);
                     Ok(())
                 }
                 Err(panic) => {
-                    reply.answer(Err(RemoteAskError::Panicked {
-                        actor: ctx.id().clone(),
-                        message: panic.message.clone(),
-                    }));
+                    reply.panicked(ctx.id(), panic.message.clone());
                     Err(panic)
                 }
             }
@@ -223,9 +222,7 @@ where
         _reason: UndeliverableReason,
     ) -> Option<Undeliverable> {
         if let Some((_, reply)) = self.0.take() {
-            reply.answer(Err(RemoteAskError::Closed {
-                actor: recipient.clone(),
-            }));
+            reply.closed(recipient);
         }
         None
     }

@@ -36,6 +36,16 @@ tokio::task_local! {
     pub(crate) static CURRENT_ACTOR: Arc<dyn ErasedCell>;
 }
 
+/// Tells `probe` that no handler runs, if one was last reported running (`open`). Called
+/// by the run loop, and from inside its wait for the next event where `self` is split.
+fn close_handler(probe: &Option<Arc<dyn crate::observer::ActorProbe>>, open: &mut bool) {
+    if std::mem::take(open) {
+        if let Some(probe) = probe {
+            probe.handler_finished();
+        }
+    }
+}
+
 /// The actor whose task is running, if any.
 pub(crate) fn current_actor() -> Option<ActorId> {
     CURRENT_ACTOR.try_with(|cell| cell.core().id.clone()).ok()
@@ -215,13 +225,8 @@ impl<A: Actor> Runner<A> {
         exit
     }
 
-    /// Tells the probe that no handler runs, if one was last reported running.
     fn close_handler(&mut self) {
-        if std::mem::take(&mut self.ctx.handler_open) {
-            if let Some(probe) = &self.ctx.probe {
-                probe.handler_finished();
-            }
-        }
+        close_handler(&self.ctx.probe, &mut self.ctx.handler_open);
     }
 
     async fn next_event(&mut self) -> Event<A> {
@@ -248,11 +253,7 @@ impl<A: Actor> Runner<A> {
                         }
                     }
                     // Idle from here: the last handler has ended (see `handle_until_stop`).
-                    if std::mem::take(handler_open) {
-                        if let Some(probe) = probe {
-                            probe.handler_finished();
-                        }
-                    }
+                    close_handler(probe, handler_open);
                     Poll::Pending
                 }
             }

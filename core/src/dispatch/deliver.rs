@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::actor::{Actor, Handler, PanicError};
 use crate::cell::Cell;
-use crate::envelope::{RemoteAsk, erase};
+use crate::envelope::{Ask, erase};
 use crate::error::TryTellError;
 use crate::id::ActorId;
 use crate::mailbox::Refused;
@@ -244,7 +244,7 @@ where
 }
 
 /// Enqueues an ask into a slot already reserved. The actor's task answers it (see
-/// [`RemoteAsk`]); a mailbox closed meanwhile answers `Closed` through the refused
+/// [`Ask`] with a [`ReplySlot`]); a mailbox closed meanwhile answers `Closed` through the refused
 /// envelope.
 fn enqueue_ask<A, M>(actor: &Arc<Cell<A>>, message: M, reply: ReplySlot)
 where
@@ -252,7 +252,7 @@ where
     M: RemoteMessage,
     A::Reply: Serialize,
 {
-    let _ = actor.enqueue(erase(RemoteAsk(Some((message, reply)))));
+    let _ = actor.enqueue(erase(Ask(Some((message, reply)))));
 }
 
 struct PendingAsk<A: Actor, M> {
