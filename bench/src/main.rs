@@ -1,6 +1,7 @@
 //! The plexus benchmark binary: every workload measured against its baseline in the same
-//! run. Usage: `plexus-bench [--json] [--quick] [workload-name-substring...]` (`--quick`
-//! shrinks the remote and cluster workloads tenfold). Started with `PLEXUS_BENCH_ROLE`
+//! run. Usage: `plexus-bench [--json] [--quick] [workload...]` (`--quick` shrinks the
+//! remote and cluster workloads tenfold). A workload's full name runs that workload alone;
+//! any other word runs every workload whose name contains it. Started with `PLEXUS_BENCH_ROLE`
 //! set, the binary is instead the peer process of the cluster workloads.
 
 #![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)]
@@ -12,6 +13,36 @@ mod local;
 mod monitor;
 mod remote;
 mod report;
+
+/// Every workload, by name.
+const WORKLOADS: [&str; 12] = [
+    "local_tell",
+    "local_ask",
+    "local_fan_in",
+    "spawn",
+    "monitor_overhead",
+    "codec_encode",
+    "codec_decode",
+    "remote_tell",
+    "remote_ask",
+    "cluster_remote_tell",
+    "cluster_remote_ask",
+    "cluster_remote_fan_in",
+];
+
+/// Whether the command line's `patterns` select `workload`: all do when there are none; a
+/// pattern that names a workload exactly selects only that one (so `remote_tell` does not
+/// also run `cluster_remote_tell`); any other pattern selects the names containing it.
+fn selects(patterns: &[String], workload: &str) -> bool {
+    patterns.is_empty()
+        || patterns.iter().any(|pattern| {
+            if WORKLOADS.contains(&pattern.as_str()) {
+                pattern == workload
+            } else {
+                workload.contains(pattern.as_str())
+            }
+        })
+}
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -28,19 +59,18 @@ fn main() -> std::process::ExitCode {
             "--json" => json = true,
             "--quick" => quick = true,
             "-h" | "--help" => {
-                println!("usage: plexus-bench [--json] [--quick] [workload-name-substring...]");
+                println!("usage: plexus-bench [--json] [--quick] [workload...]");
+                println!("workloads: {}", WORKLOADS.join(" "));
                 println!(
-                    "workloads: local_tell local_ask local_fan_in spawn monitor_overhead codec_encode codec_decode remote_tell remote_ask \
-                     cluster_remote_tell cluster_remote_ask cluster_remote_fan_in"
+                    "a full name runs that workload alone; any other word runs every workload \
+                     whose name contains it"
                 );
                 return std::process::ExitCode::SUCCESS;
             }
             _ => patterns.push(arg),
         }
     }
-    let filter = |workload: &str| {
-        patterns.is_empty() || patterns.iter().any(|p| workload.contains(p.as_str()))
-    };
+    let filter = |workload: &str| selects(&patterns, workload);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -62,4 +92,30 @@ fn main() -> std::process::ExitCode {
         }
     }
     std::process::ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selects;
+
+    fn patterns(words: &[&str]) -> Vec<String> {
+        words.iter().map(|word| (*word).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_full_name_selects_only_that_workload() {
+        let remote_tell = patterns(&["remote_tell"]);
+        assert!(selects(&remote_tell, "remote_tell"));
+        assert!(!selects(&remote_tell, "cluster_remote_tell"));
+    }
+
+    #[test]
+    fn other_words_select_by_substring_and_none_selects_all() {
+        let cluster = patterns(&["cluster"]);
+        assert!(selects(&cluster, "cluster_remote_ask"));
+        assert!(!selects(&cluster, "remote_ask"));
+        let tells = patterns(&["tell"]);
+        assert!(selects(&tells, "local_tell") && selects(&tells, "cluster_remote_tell"));
+        assert!(selects(&[], "spawn"));
+    }
 }
