@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use plexus_core::{Actor, Context, DEFAULT_MAILBOX_CAPACITY, Handler, Proc, ProcId};
+use plexus_core::{Actor, Context, DEFAULT_MAILBOX_CAPACITY, Handler, Mailbox, Proc, ProcId};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,6 +15,9 @@ const ASKS: usize = 100_000;
 const FAN_IN_SENDERS: u64 = 8;
 const FAN_IN_EACH: u64 = 200_000;
 const SPAWNS: usize = 100_000;
+/// `local_drain` fills a mailbox with this many tells, then times their handling.
+const DRAIN_BATCH: u64 = 10_000;
+const DRAIN_BATCHES: u64 = 100;
 /// Each side runs this many times, alternating, and the median counts.
 const ROUNDS: usize = 3;
 
@@ -43,6 +46,16 @@ impl Handler<Total> for Summer {
 struct Idle;
 impl Actor for Idle {}
 
+/// Holds the actor in its handler until the sender is dropped or fires, so tells pile up.
+struct Gate(oneshot::Receiver<()>);
+
+impl Handler<Gate> for Summer {
+    type Reply = ();
+    async fn handle(&mut self, Gate(open): Gate, _ctx: &mut Context<Self>) {
+        let _ = open.await;
+    }
+}
+
 /// Runs the local workloads that pass `filter`.
 pub(crate) fn run(runtime: &Runtime, filter: &dyn Fn(&str) -> bool) -> Vec<Report> {
     let mut reports = Vec::new();
@@ -57,6 +70,9 @@ pub(crate) fn run(runtime: &Runtime, filter: &dyn Fn(&str) -> bool) -> Vec<Repor
     }
     if filter("spawn") {
         reports.push(spawn(runtime));
+    }
+    if filter("local_drain") {
+        reports.push(local_drain(runtime));
     }
     reports
 }
@@ -359,4 +375,62 @@ fn mailbox_buffer_bytes() -> f64 {
     alloc::set_counting(false);
     drop(channels);
     bytes
+}
+
+/// How fast one actor handles tells that are already in its mailbox: no sender competes
+/// and no wake-up is needed, so this is the most any path ending in one actor can deliver
+/// (`remote_tell` and `cluster_remote_tell` among them). The baseline is a task draining a
+/// tokio channel filled the same way.
+fn local_drain(runtime: &Runtime) -> Report {
+    let total = DRAIN_BATCH * DRAIN_BATCHES;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        ours.push(runtime.block_on(async {
+            let proc = Proc::new(ProcId::unique("bench"));
+            let summer = proc
+                .spawn_with(
+                    &format!("drained-{round}"),
+                    Summer(0),
+                    Mailbox::Bounded(2 * DRAIN_BATCH as usize),
+                )
+                .expect("spawn");
+            let mut draining = Duration::ZERO;
+            for _ in 0..DRAIN_BATCHES {
+                let (open, gate) = oneshot::channel();
+                summer.tell(Gate(gate)).await.expect("gate");
+                for n in 0..DRAIN_BATCH {
+                    summer.tell(n).await.expect("tell");
+                }
+                let started = Instant::now();
+                let _ = open.send(());
+                summer.ask(Total).await.expect("total");
+                draining += started.elapsed();
+            }
+            let sum = summer.ask(Total).await.expect("total");
+            assert_eq!(sum, DRAIN_BATCHES * (0..DRAIN_BATCH).sum::<u64>());
+            proc.shutdown().await;
+            rate(total, draining)
+        }));
+        theirs.push(runtime.block_on(async {
+            let mut draining = Duration::ZERO;
+            let mut sum = 0u64;
+            for _ in 0..DRAIN_BATCHES {
+                let (tx, rx) = mpsc::channel::<u64>(2 * DRAIN_BATCH as usize);
+                for n in 0..DRAIN_BATCH {
+                    tx.send(n).await.expect("send");
+                }
+                drop(tx);
+                let started = Instant::now();
+                sum = sum.wrapping_add(tokio::spawn(sum_until_closed(rx)).await.expect("receiver"));
+                draining += started.elapsed();
+            }
+            assert_eq!(sum, DRAIN_BATCHES * (0..DRAIN_BATCH).sum::<u64>());
+            rate(total, draining)
+        }));
+    }
+    let (ours, theirs) = (median(ours), median(theirs));
+    Report::new("local_drain", "msg/s", ours, theirs, ours / theirs).note(format!(
+        "1 actor handles {DRAIN_BATCH} u64 tells already in its mailbox, {DRAIN_BATCHES} times; \
+         no target: the ceiling of any tell path that ends in one actor"
+    ))
 }

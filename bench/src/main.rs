@@ -15,11 +15,12 @@ mod remote;
 mod report;
 
 /// Every workload, by name.
-const WORKLOADS: [&str; 12] = [
+const WORKLOADS: [&str; 13] = [
     "local_tell",
     "local_ask",
     "local_fan_in",
     "spawn",
+    "local_drain",
     "monitor_overhead",
     "codec_encode",
     "codec_decode",
@@ -29,6 +30,28 @@ const WORKLOADS: [&str; 12] = [
     "cluster_remote_ask",
     "cluster_remote_fan_in",
 ];
+
+/// Adds to each remote tell workload what `local_drain` measured in the same run, as a
+/// fraction of that workload's baseline: no tell path that ends in one actor can do better.
+fn note_ceilings(reports: &mut [report::Report]) {
+    let Some(drain) = reports
+        .iter()
+        .find(|report| report.workload == "local_drain")
+        .map(|report| report.plexus)
+    else {
+        return;
+    };
+    for report in reports
+        .iter_mut()
+        .filter(|report| report.workload.ends_with("remote_tell"))
+    {
+        let ceiling = drain / report.baseline;
+        report.notes.push_str(&format!(
+            "; ceiling: the receiving actor alone drains {drain:.0} msg/s (local_drain), \
+             {ceiling:.3} of this baseline"
+        ));
+    }
+}
 
 /// Whether the command line's `patterns` select `workload`: all do when there are none; a
 /// pattern that names a workload exactly selects only that one (so `remote_tell` does not
@@ -84,6 +107,7 @@ fn main() -> std::process::ExitCode {
     drop(runtime);
     reports.extend(monitor::run(&filter));
     reports.extend(codec::run(&filter));
+    note_ceilings(&mut reports);
     for report in &reports {
         if json {
             println!("{}", report.json());
