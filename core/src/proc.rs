@@ -41,7 +41,9 @@ type UndeliverableHandler = Box<dyn Fn(Undeliverable) + Send + Sync>;
 /// let proc = Proc::new(ProcId::new("app", 1));
 /// let idle = proc.spawn("idle", Idle)?;
 /// assert_eq!(proc.lookup::<Idle>("idle"), Some(idle.clone()));
-/// assert_eq!(idle.id().to_string(), "app#1/idle.0");
+/// // The index starts at a random point per proc, so a relaunch under the same id never
+/// // hands out an earlier launch's ids again.
+/// assert_eq!(idle.id().to_string(), format!("app#1/idle.{}", idle.id().index()));
 /// proc.shutdown().await;
 /// assert!(proc.lookup::<Idle>("idle").is_none());
 /// # Ok(()) }
@@ -57,6 +59,7 @@ pub(crate) struct ProcInner {
     registry: DashMap<Arc<str>, Arc<dyn ErasedCell>, foldhash::fast::RandomState>,
     /// Remote handler tables of exposed actors, by actor name; see `dispatch`.
     exposures: DashMap<Arc<str>, Arc<dyn Exposure>, foldhash::fast::RandomState>,
+    /// The next actor's index; starts at a random point (see [`first_index`]).
     next_index: AtomicU64,
     default_mailbox: Mailbox,
     undeliverable: Option<UndeliverableHandler>,
@@ -389,7 +392,7 @@ impl ProcBuilder {
                 id: self.id,
                 registry: DashMap::with_hasher(foldhash::fast::RandomState::default()),
                 exposures: DashMap::with_hasher(foldhash::fast::RandomState::default()),
-                next_index: AtomicU64::new(0),
+                next_index: AtomicU64::new(first_index()),
                 default_mailbox: self.default_mailbox,
                 undeliverable: self.undeliverable,
                 undeliverable_count: AtomicU64::new(0),
@@ -399,5 +402,57 @@ impl ProcBuilder {
                 watches: RemoteWatches::default(),
             }),
         }
+    }
+}
+
+/// Where a proc's actor indices start: a random point in a 32-bit range, drawn per proc.
+///
+/// A proc restarted under the same [`ProcId`] is a new launch (design §3, promise 8): refs
+/// and asks bound to actors of the earlier launch must get `NotFound`, never reach the new
+/// actors that took the same names. Remote delivery checks the full actor id, index
+/// included, so indices that do not repeat across launches are enough. A stale ref reaches
+/// a new actor only if the new launch gave the same name the same index: with starts 2³²
+/// apart on average that takes both launches' ranges to meet and then the name to land on
+/// that very index. 32 bits keep ids short enough to read (`app#1/worker.2913075741`), and
+/// counting up from there cannot overflow.
+fn first_index() -> u64 {
+    crate::id::random_u64() >> 32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::{DeliveryError, RemoteHandlers};
+
+    struct Idle;
+    impl Actor for Idle {}
+
+    /// A proc relaunched under the same id hands out none of the earlier launch's actor
+    /// ids, so remote delivery to an id of the earlier launch finds no actor even though
+    /// an actor of that name runs again.
+    #[tokio::test]
+    async fn a_relaunch_under_the_same_id_refuses_the_earlier_launchs_ids() {
+        let earlier = Proc::new(ProcId::new("svc", 1));
+        let stale = earlier.spawn("sink", Idle).unwrap().id().clone();
+        earlier.shutdown().await;
+
+        let relaunched = Proc::new(ProcId::new("svc", 1));
+        let sink = relaunched.spawn("sink", Idle).unwrap();
+        relaunched.expose(&sink, RemoteHandlers::new()).unwrap();
+        assert_eq!(stale.proc(), sink.id().proc());
+        assert_ne!(stale, *sink.id());
+
+        let refused = relaunched.deliver_remote_to(&stale, "svc.Ping", &[], None);
+        assert!(
+            matches!(refused, Err(DeliveryError::NotFound { .. })),
+            "{refused:?}"
+        );
+        // The current id reaches the actor, which then has no handler for the name.
+        let current = relaunched.deliver_remote_to(sink.id(), "svc.Ping", &[], None);
+        assert!(
+            matches!(current, Err(DeliveryError::UnknownMessage { .. })),
+            "{current:?}"
+        );
+        relaunched.shutdown().await;
     }
 }

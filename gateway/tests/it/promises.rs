@@ -563,6 +563,22 @@ async fn remote_watch_fires_once_across_a_closed_connection() {
 /// incarnation is an unknown proc there), as the design names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proc_restarted_at_the_same_location_is_not_reached_by_old_refs() {
+    restarted_proc_is_not_reached_by_old_refs(ProcId::new("svc", 2)).await;
+}
+
+/// Promise 3.8 when the restarted proc takes the very same id, as a service restarted
+/// under its configured name does: the new launch's actors get indices the old refs do
+/// not carry, so the stale refs get `NotFound` (or `Disconnected`) instead of reaching
+/// the new sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proc_restarted_under_the_same_id_is_not_reached_by_old_refs() {
+    restarted_proc_is_not_reached_by_old_refs(ProcId::new("svc", 1)).await;
+}
+
+/// Serves proc `svc#1` with a sink, takes a ref to it, replaces the whole side with a
+/// new gateway serving the same location and a proc `restarted`, and checks that the old
+/// ref never reaches the new sink.
+async fn restarted_proc_is_not_reached_by_old_refs(restarted: ProcId) {
     let network = InprocNetwork::new();
     let here = side(&network, any_tcp(), ProcId::unique("here")).await;
     let first = side(&network, any_tcp(), ProcId::new("svc", 1)).await;
@@ -580,7 +596,7 @@ async fn a_proc_restarted_at_the_same_location_is_not_reached_by_old_refs() {
         loop {
             let gateway = networked(&network);
             if let Ok(server) = gateway.serve(location.clone()).await {
-                let proc = Proc::new(ProcId::new("svc", 2));
+                let proc = Proc::new(restarted.clone());
                 let attachment = gateway.attach(&proc).unwrap();
                 break Side {
                     gateway,

@@ -446,7 +446,7 @@ fn console_shows_a_remote_process_in_a_terminal() {
 
     let expected = [
         "plexus console · 1 source".to_owned(),
-        format!("{proc}/$monitor.0"),
+        format!("{proc}/$monitor."),
         format!("{proc}/counter."),
         format!("{proc}/cruncher."),
         format!("{proc}/alice."),
