@@ -75,11 +75,20 @@ async fn an_oversized_length_prefix_closes_only_that_connection() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let max = CodecConfig::default().max_frame_size;
     // The allocator does see what is allocated, or the bound below would prove nothing.
-    alloc::reset_peak();
-    let before = alloc::live();
-    let block = std::hint::black_box(vec![1u8; HEAP_BOUND]);
-    assert!(alloc::peak() - before >= HEAP_BOUND);
-    drop(block);
+    // The count is the whole process's, so another thread freeing memory meanwhile can
+    // hide part of the block from one try; one full sighting in a few tries is the proof.
+    let sees_a_block = (0..10).any(|_| {
+        alloc::reset_peak();
+        let before = alloc::live();
+        let block = std::hint::black_box(vec![1u8; HEAP_BOUND]);
+        let seen = alloc::peak().saturating_sub(before);
+        drop(block);
+        seen >= HEAP_BOUND
+    });
+    assert!(
+        sees_a_block,
+        "the counting allocator never saw a {HEAP_BOUND} B block"
+    );
     for declared in [max as u64 + 1, u64::from(u32::MAX)] {
         let (victim, _delivered, mut raw) = connection_and_raw_peer().await;
         let (other, mut other_delivered, mut other_raw) = connection_and_raw_peer().await;
