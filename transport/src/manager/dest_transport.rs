@@ -478,7 +478,7 @@ impl DestTransport {
 /// envelope of the pair at a time: an envelope handed back goes the waiting way before
 /// the next one is tried. A pair may have moved by the time the waiting way returns, so
 /// the caller picks again then.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PairSender {
     slot: Arc<WireSlot>,
     connection: ConnectionHandle,
