@@ -111,7 +111,7 @@ impl<'a> RecipientRef<'a> {
 
     fn is(self, held: &Recipient) -> bool {
         match (self, held) {
-            (RecipientRef::Actor(actor), Recipient::Actor(held)) => actor == held,
+            (RecipientRef::Actor(actor), Recipient::Actor(held)) => same_actor(actor, held),
             (RecipientRef::Other(other), held) => other == held,
             (RecipientRef::Actor(_), _) => false,
         }
@@ -199,16 +199,47 @@ impl<'a> LaneRef<'a> {
 
 impl Lane {
     fn is(&self, other: &LaneRef<'_>) -> bool {
-        self.dest.location() == other.dest
-            && self.sender.as_ref() == other.sender
+        let sender = match (self.sender.as_ref(), other.sender) {
+            (Some(held), Some(sender)) => same_actor(held, sender),
+            (None, None) => true,
+            _ => false,
+        };
+        let origin = match (self.origin.as_ref(), other.origin) {
+            (Some(held), Some(origin)) => same_proc(held, origin),
+            (None, None) => true,
+            _ => false,
+        };
+        sender
+            && origin
             && other.recipient.is(&self.recipient)
-            && self.origin.as_ref() == other.origin
+            && self.dest.location() == other.dest
     }
+}
+
+/// Whether `a` and `b` are the same text, looking at where they are first: a lane's ids
+/// are clones of its tells' ids, which share their strings, so most comparisons end
+/// there without reading them.
+fn same_str(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+}
+
+fn same_proc(a: &ProcId, b: &ProcId) -> bool {
+    a.instance() == b.instance() && same_str(a.label(), b.label())
+}
+
+/// `a == b`, cheaper for clones of one id (see [`same_str`]).
+fn same_actor(a: &ActorId, b: &ActorId) -> bool {
+    a.index() == b.index() && same_str(a.name(), b.name()) && same_proc(a.proc(), b.proc())
 }
 
 /// A lane's queue; compared by allocation to tell a lane from its successor.
 struct Queue {
     tx: mpsc::Sender<Outgoing>,
+    /// The lane, to check a tell against when the queue is found without the table.
+    lane: Lane,
+    /// Set once the lane is out of the table (its task ended or died), so a queue kept
+    /// outside it is not used for the lane's next tells.
+    retired: AtomicBool,
     /// Envelopes pushed into `tx` that the lane's task has not yet handed to a connection
     /// or bounced. While it is zero, every envelope of the lane is on a connection already,
     /// so a route's tell may skip the queue (see [`Queue::try_skip`]) and stay in order.
@@ -247,9 +278,11 @@ struct Cached {
 }
 
 impl Queue {
-    fn new(tx: mpsc::Sender<Outgoing>) -> Self {
+    fn new(tx: mpsc::Sender<Outgoing>, lane: Lane) -> Self {
         Queue {
             tx,
+            lane,
+            retired: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             skipped: AtomicBool::new(false),
             cached: Mutex::new(Cached::default()),
@@ -364,6 +397,10 @@ impl Table {
     fn remove(&mut self, key: u64, queue: &Arc<Queue>) {
         if let Some(bucket) = self.buckets.get_mut(&key) {
             bucket.retain(|(_, held)| !Arc::ptr_eq(held, queue));
+            queue.retired.store(true, Ordering::Release);
+            // Kept only by tells under way and the last-lane slot now: let its
+            // connection go.
+            *queue.cached() = Cached::default();
             if bucket.is_empty() {
                 self.buckets.remove(&key);
             }
@@ -419,6 +456,9 @@ fn leaving_envelope(message: Outbound) -> (Location, NetworkEnvelope) {
 pub(crate) struct NetworkEgress {
     manager: Arc<OutprocTransportManager>,
     lanes: Arc<Lanes>,
+    /// The queue of the last route's tell, found again without the table's lock and
+    /// without hashing: a sender's tells come in runs to one recipient.
+    last: Mutex<Option<Arc<Queue>>>,
     capacity: usize,
     bounce: Bounce,
 }
@@ -438,6 +478,7 @@ impl NetworkEgress {
                 hasher,
                 buckets: HashMap::with_hasher(FixedState::default()),
             })),
+            last: Mutex::new(None),
             capacity: capacity.max(1),
             bounce,
         }
@@ -460,8 +501,8 @@ impl NetworkEgress {
             return Arc::clone(queue);
         }
         let (tx, rx) = mpsc::channel(self.capacity);
-        let queue = Arc::new(Queue::new(tx));
         let lane = lane.to_lane(key);
+        let queue = Arc::new(Queue::new(tx, lane.clone()));
         table
             .buckets
             .entry(key)
@@ -698,6 +739,16 @@ impl NetworkEgress {
         message: Outbound,
         origin: &ProcId,
     ) -> Result<(), (Location, NetworkEnvelope)> {
+        // The last lane is found without the table, but only to skip its queue: that
+        // pushes nothing, so the task's end does not matter.
+        if let Some(queue) = self.last_lane(&LaneRef::of_outbound(&message, origin))
+            && queue.may_skip()
+        {
+            let (location, envelope) = leaving_envelope(message);
+            return queue
+                .try_skip(envelope)
+                .map_err(|envelope| (location, envelope));
+        }
         // Under the table's lock, as every push: the task cannot end meanwhile.
         let mut table = lock(&self.lanes);
         let queue = {
@@ -705,6 +756,7 @@ impl NetworkEgress {
             let key = lane.key(&table.hasher);
             self.queue(&mut table, &lane, key)
         };
+        self.remember_last(&queue);
         let (location, envelope) = leaving_envelope(message);
         if queue.may_skip() {
             // A tell that skips the queue pushes nothing, so the lane's task may end
@@ -728,6 +780,22 @@ impl NetworkEgress {
                 // Only tells are pushed here.
                 None => Ok(()),
             },
+        }
+    }
+
+    /// The queue of the last route's tell if `lane` is its lane and it is still in the
+    /// table.
+    fn last_lane(&self, lane: &LaneRef<'_>) -> Option<Arc<Queue>> {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        last.as_ref()
+            .filter(|queue| !queue.retired.load(Ordering::Acquire) && queue.lane.is(lane))
+            .cloned()
+    }
+
+    fn remember_last(&self, queue: &Arc<Queue>) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if !last.as_ref().is_some_and(|held| Arc::ptr_eq(held, queue)) {
+            *last = Some(Arc::clone(queue));
         }
     }
 
@@ -1058,6 +1126,24 @@ mod tests {
                 "lanes differ for sender {sender:?}"
             );
             assert!(lane.is(&from_message));
+        }
+    }
+
+    /// The pointer shortcut of `same_actor` answers as `==` does: for clones, for equal
+    /// ids built apart, and for ids that differ in any part.
+    #[test]
+    fn same_actor_agrees_with_equality() {
+        let a = actor("p", "x");
+        let others = [
+            a.clone(),
+            actor("p", "x"),
+            actor("q", "x"),
+            actor("p", "y"),
+            ActorId::new(ProcId::new("p", 2), "x", 0),
+            ActorId::new(ProcId::new("p", 1), "x", 1),
+        ];
+        for other in &others {
+            assert_eq!(same_actor(&a, other), a == *other, "{a} against {other}");
         }
     }
 
