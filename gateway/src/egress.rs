@@ -313,6 +313,7 @@ impl Queue {
         clippy::result_large_err,
         reason = "the tell is handed back by value for the queue"
     )]
+    #[inline]
     fn try_skip(&self, envelope: NetworkEnvelope) -> Result<(), NetworkEnvelope> {
         if !self.may_skip() {
             return Err(envelope);
@@ -433,6 +434,7 @@ fn pending(outgoing: Outgoing) -> Option<Pending> {
 
 /// The envelope of a route's tell that leaves this gateway, with the location it goes to:
 /// a tell with the default hop limit, one hop already spent on leaving.
+#[inline]
 fn leaving_envelope(message: Outbound) -> (Location, NetworkEnvelope) {
     let Outbound {
         sender,

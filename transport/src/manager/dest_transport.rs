@@ -500,6 +500,9 @@ impl PairSender {
         clippy::result_large_err,
         reason = "the envelope is handed back by value for the waiting way"
     )]
+    // Inline, as the connection's `try_send_in` is: an envelope (some 200 bytes) passed
+    // by value through calls that are not inlined is copied at every one of them.
+    #[inline]
     pub fn try_send(&self, envelope: NetworkEnvelope) -> Result<(), NetworkEnvelope> {
         debug_assert_eq!(
             pair_hash(&envelope),
