@@ -21,6 +21,14 @@
 //! task: recv ─ idle for LANE_IDLE ─▶ lock ─ empty? ─ yes ─▶ remove lane, end
 //! ```
 //!
+//! A route's tell skips the queue while its lane holds nothing (no envelope queued or in
+//! its task's hands, counted by `pending`): it goes straight to the pair's wire the task
+//! last used, and one the wire cannot take now (no credit, no room) waits for it on the
+//! caller's own task ([`NetworkEgress::send`]), as `tell(..).await` waits for credit. A
+//! sustained stream of one sender's tells thus costs no hand-off to the lane's task and
+//! no second queue. Every push counts its envelope as pending first, so a tell never
+//! skips past one queued before it; the task counts each out once it is on a connection.
+//!
 //! Requests use the manager's request path, whose responses are routed by id and which
 //! fails at once with `Disconnected` when the connection carrying the request ends; a
 //! request first waits until its lane's queued tells are sent, so a tell then an ask of
@@ -28,6 +36,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -102,7 +111,7 @@ impl<'a> RecipientRef<'a> {
 
     fn is(self, held: &Recipient) -> bool {
         match (self, held) {
-            (RecipientRef::Actor(actor), Recipient::Actor(held)) => actor == held,
+            (RecipientRef::Actor(actor), Recipient::Actor(held)) => same_actor(actor, held),
             (RecipientRef::Other(other), held) => other == held,
             (RecipientRef::Actor(_), _) => false,
         }
@@ -190,47 +199,182 @@ impl<'a> LaneRef<'a> {
 
 impl Lane {
     fn is(&self, other: &LaneRef<'_>) -> bool {
-        self.dest.location() == other.dest
-            && self.sender.as_ref() == other.sender
+        let sender = match (self.sender.as_ref(), other.sender) {
+            (Some(held), Some(sender)) => same_actor(held, sender),
+            (None, None) => true,
+            _ => false,
+        };
+        let origin = match (self.origin.as_ref(), other.origin) {
+            (Some(held), Some(origin)) => same_proc(held, origin),
+            (None, None) => true,
+            _ => false,
+        };
+        sender
+            && origin
             && other.recipient.is(&self.recipient)
-            && self.origin.as_ref() == other.origin
+            && self.dest.location() == other.dest
     }
+}
+
+/// Whether `a` and `b` are the same text, looking at where they are first: a lane's ids
+/// are clones of its tells' ids, which share their strings, so most comparisons end
+/// there without reading them.
+fn same_str(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+}
+
+fn same_proc(a: &ProcId, b: &ProcId) -> bool {
+    a.instance() == b.instance() && same_str(a.label(), b.label())
+}
+
+/// `a == b`, cheaper for clones of one id (see [`same_str`]).
+fn same_actor(a: &ActorId, b: &ActorId) -> bool {
+    a.index() == b.index() && same_str(a.name(), b.name()) && same_proc(a.proc(), b.proc())
 }
 
 /// A lane's queue; compared by allocation to tell a lane from its successor.
 struct Queue {
     tx: mpsc::Sender<Outgoing>,
-    /// The destination's transport as the lane's task last found it, so a tell can learn
-    /// that its destination is connected without a lookup in the manager.
-    transport: Mutex<Option<Arc<DestTransport>>>,
+    /// The lane, to check a tell against when the queue is found without the table.
+    lane: Lane,
+    /// Set once the lane is out of the table (its task ended or died), so a queue kept
+    /// outside it is not used for the lane's next tells.
+    retired: AtomicBool,
+    /// Envelopes pushed into `tx` that the lane's task has not yet handed to a connection
+    /// or bounced. While it is zero, every envelope of the lane is on a connection already,
+    /// so a route's tell may skip the queue (see [`Queue::try_skip`]) and stay in order.
+    pending: AtomicUsize,
+    /// Set by a tell that skipped the queue, so the task does not take the lane for idle.
+    skipped: AtomicBool,
+    /// What the lane's task last sent with.
+    cached: Mutex<Cached>,
+}
+
+/// A tell sent around the lane's queue from the caller's task, counted as pending until
+/// it is handed to a connection or given up (also when its future is dropped).
+struct Holding<'a>(&'a Queue);
+
+impl<'a> Holding<'a> {
+    fn new(queue: &'a Queue) -> Self {
+        queue.pending.fetch_add(1, Ordering::AcqRel);
+        Holding(queue)
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0.handed();
+    }
+}
+
+/// The destination's transport and the lane's wire as the lane's task last found them.
+#[derive(Default)]
+struct Cached {
+    /// So a tell can learn that its destination is connected without a lookup in the
+    /// manager.
+    transport: Option<Arc<DestTransport>>,
+    /// The lane's pair sender on that transport, for tells that skip the queue.
+    wire: Option<PairSender>,
 }
 
 impl Queue {
+    fn new(tx: mpsc::Sender<Outgoing>, lane: Lane) -> Self {
+        Queue {
+            tx,
+            lane,
+            retired: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+            skipped: AtomicBool::new(false),
+            cached: Mutex::new(Cached::default()),
+        }
+    }
+
+    fn cached(&self) -> MutexGuard<'_, Cached> {
+        // Each field is replaced whole, so a poisoned lock is still valid.
+        self.cached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether the transport the task last used still has a wire marked healthy. Reads
     /// flags only, as it runs on every tell: it takes none of the locks the lane's task
     /// sends under. A tell that slips through just after its connection ended is sent or
     /// bounced by the task like one that raced the loss.
     fn connected(&self) -> bool {
-        self.transport
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.cached()
+            .transport
             .as_ref()
             .is_some_and(|transport| transport.is_marked_healthy())
     }
 
-    fn remember(&self, transport: Option<&Arc<DestTransport>>) {
-        let mut held = self
-            .transport
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let same = match (held.as_ref(), transport) {
+    /// Hands `envelope` straight to the lane's wire, skipping the queue and the task's
+    /// wake-up, when nothing of the lane is queued or in the task's hands (so it cannot
+    /// overtake an earlier tell of its pair) and the wire takes it without waiting. Hands
+    /// it back otherwise, for the queue.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the tell is handed back by value for the queue"
+    )]
+    #[inline]
+    fn try_skip(&self, envelope: NetworkEnvelope) -> Result<(), NetworkEnvelope> {
+        if !self.may_skip() {
+            return Err(envelope);
+        }
+        let cached = self.cached();
+        let Some(wire) = cached.wire.as_ref() else {
+            return Err(envelope);
+        };
+        wire.try_send(envelope)?;
+        drop(cached);
+        if !self.skipped.load(Ordering::Relaxed) {
+            self.skipped.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Whether nothing of the lane is queued or in its task's hands, so a tell may skip
+    /// the queue without overtaking one.
+    fn may_skip(&self) -> bool {
+        // Acquire: the task's hand-offs counted out before are in the connection's queue,
+        // so a tell that skips lands behind them.
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
+    /// Pushes one item without waiting, counting an envelope as pending while it is
+    /// queued.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the channel's own error, handing the item back by value"
+    )]
+    fn try_push(&self, outgoing: Outgoing) -> Result<(), mpsc::error::TrySendError<Outgoing>> {
+        let counted = !matches!(outgoing, Outgoing::Flush(_));
+        if counted {
+            self.pending.fetch_add(1, Ordering::AcqRel);
+        }
+        self.tx.try_send(outgoing).inspect_err(|_| {
+            if counted {
+                self.pending.fetch_sub(1, Ordering::AcqRel);
+            }
+        })
+    }
+
+    /// Counts out one envelope the task handed to a connection or bounced.
+    fn handed(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Records what the task sent its last batch with; `wire` is `None` when the batch
+    /// ended on the waiting way (which may have moved the pair), so the next tells queue
+    /// until a batch picks the wire again.
+    fn remember(&self, transport: Option<&Arc<DestTransport>>, wire: Option<PairSender>) {
+        let mut cached = self.cached();
+        let same = match (cached.transport.as_ref(), transport) {
             (Some(held), Some(transport)) => Arc::ptr_eq(held, transport),
             (None, None) => true,
             _ => false,
         };
         if !same {
-            *held = transport.cloned();
+            cached.transport = transport.cloned();
         }
+        cached.wire = wire;
     }
 }
 
@@ -254,6 +398,10 @@ impl Table {
     fn remove(&mut self, key: u64, queue: &Arc<Queue>) {
         if let Some(bucket) = self.buckets.get_mut(&key) {
             bucket.retain(|(_, held)| !Arc::ptr_eq(held, queue));
+            queue.retired.store(true, Ordering::Release);
+            // Kept only by tells under way and the last-lane slot now: let its
+            // connection go.
+            *queue.cached() = Cached::default();
             if bucket.is_empty() {
                 self.buckets.remove(&key);
             }
@@ -286,6 +434,7 @@ fn pending(outgoing: Outgoing) -> Option<Pending> {
 
 /// The envelope of a route's tell that leaves this gateway, with the location it goes to:
 /// a tell with the default hop limit, one hop already spent on leaving.
+#[inline]
 fn leaving_envelope(message: Outbound) -> (Location, NetworkEnvelope) {
     let Outbound {
         sender,
@@ -309,6 +458,9 @@ fn leaving_envelope(message: Outbound) -> (Location, NetworkEnvelope) {
 pub(crate) struct NetworkEgress {
     manager: Arc<OutprocTransportManager>,
     lanes: Arc<Lanes>,
+    /// The queue of the last route's tell, found again without the table's lock and
+    /// without hashing: a sender's tells come in runs to one recipient.
+    last: Mutex<Option<Arc<Queue>>>,
     capacity: usize,
     bounce: Bounce,
 }
@@ -328,6 +480,7 @@ impl NetworkEgress {
                 hasher,
                 buckets: HashMap::with_hasher(FixedState::default()),
             })),
+            last: Mutex::new(None),
             capacity: capacity.max(1),
             bounce,
         }
@@ -350,11 +503,8 @@ impl NetworkEgress {
             return Arc::clone(queue);
         }
         let (tx, rx) = mpsc::channel(self.capacity);
-        let queue = Arc::new(Queue {
-            tx,
-            transport: Mutex::new(None),
-        });
         let lane = lane.to_lane(key);
+        let queue = Arc::new(Queue::new(tx, lane.clone()));
         table
             .buckets
             .entry(key)
@@ -390,7 +540,7 @@ impl NetworkEgress {
             let lane = LaneRef::of(dest, &tell.0, origin);
             let key = lane.key(&table.hasher);
             let queue = self.queue(&mut table, &lane, key);
-            match queue.tx.try_send(outgoing(tell)) {
+            match queue.try_push(outgoing(tell)) {
                 Ok(()) => return Ok(()),
                 // Only tells are pushed here, so `back` is one.
                 Err(mpsc::error::TrySendError::Full(back)) => {
@@ -434,7 +584,11 @@ impl NetworkEgress {
                 .find(lane.key(&table.hasher), &lane)
                 .is_some_and(|current| Arc::ptr_eq(current, &queue))
             {
-                permit.send(outgoing(tell));
+                let outgoing = outgoing(tell);
+                if !matches!(outgoing, Outgoing::Flush(_)) {
+                    queue.pending.fetch_add(1, Ordering::AcqRel);
+                }
+                permit.send(outgoing);
                 return;
             }
         }
@@ -456,6 +610,10 @@ impl NetworkEgress {
         envelope: NetworkEnvelope,
         origin: Option<&ProcId>,
     ) -> Result<(), PostError> {
+        let envelope = match self.send_skipping(dest, origin, envelope).await {
+            Ok(()) => return Ok(()),
+            Err(envelope) => envelope,
+        };
         let envelope = match self.push_connected(dest, origin, envelope) {
             Ok(()) => return Ok(()),
             Err(envelope) => envelope,
@@ -474,6 +632,67 @@ impl NetworkEgress {
         outcome
             .await
             .unwrap_or(Err(PostError::BrokenLink { recipient }))
+    }
+
+    /// Sends a tell from the caller's task, waiting there for its flow's credit and the
+    /// connection's room, when its lane is connected and holds nothing (nothing queued,
+    /// nothing in its task's hands), so it overtakes no earlier tell of its pair and the
+    /// lane stays empty for the tells after it. Hands the tell back, sent nowhere, for
+    /// the lane when that does not hold or no wire of the lane's transport is healthy.
+    /// A tell the wire refuses for good is bounced, as the lane's task would.
+    async fn send_skipping(
+        &self,
+        dest: &Location,
+        origin: Option<&ProcId>,
+        envelope: NetworkEnvelope,
+    ) -> Result<(), NetworkEnvelope> {
+        let (queue, transport) = {
+            let table = lock(&self.lanes);
+            let lane = LaneRef::of(dest, &envelope, origin);
+            let Some(queue) = table.find(lane.key(&table.hasher), &lane) else {
+                return Err(envelope);
+            };
+            if !queue.may_skip() {
+                return Err(envelope);
+            }
+            let transport = queue
+                .cached()
+                .transport
+                .clone()
+                .filter(|transport| transport.is_healthy());
+            let Some(transport) = transport else {
+                return Err(envelope);
+            };
+            (Arc::clone(queue), transport)
+        };
+        // Counted as pending while it waits: the lane's tells from other tasks queue
+        // meanwhile rather than skip to the wire.
+        let holding = Holding::new(&queue);
+        let wire = transport.pair_sender(&envelope);
+        match transport.send_or_return(envelope).await {
+            Ok(()) => {
+                queue.cached().wire = wire;
+                queue.skipped.store(true, Ordering::Relaxed);
+            }
+            // Not queued anywhere: the lane may dial or move it.
+            Err((TransportError::NoHealthyWire { .. }, envelope)) => return Err(envelope),
+            Err((source, envelope)) => {
+                let error = PostError::Transport {
+                    dest: dest.clone(),
+                    source: Box::new(source),
+                };
+                // The lane's origin: the sender's proc, else the route's.
+                let origin = envelope
+                    .sender
+                    .as_ref()
+                    .map(ActorId::proc)
+                    .or(origin)
+                    .cloned();
+                (self.bounce)(envelope, error, origin.as_ref());
+            }
+        }
+        drop(holding);
+        Ok(())
     }
 
     /// Queues a tell without waiting when its lane's task last found the destination
@@ -496,7 +715,7 @@ impl NetworkEgress {
         if !queue.connected() {
             return Err(envelope);
         }
-        match queue.tx.try_send(Outgoing::Envelope(envelope)) {
+        match queue.try_push(Outgoing::Envelope(envelope)) {
             Ok(()) => Ok(()),
             Err(
                 mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
@@ -522,6 +741,16 @@ impl NetworkEgress {
         message: Outbound,
         origin: &ProcId,
     ) -> Result<(), (Location, NetworkEnvelope)> {
+        // The last lane is found without the table, but only to skip its queue: that
+        // pushes nothing, so the task's end does not matter.
+        if let Some(queue) = self.last_lane(&LaneRef::of_outbound(&message, origin))
+            && queue.may_skip()
+        {
+            let (location, envelope) = leaving_envelope(message);
+            return queue
+                .try_skip(envelope)
+                .map_err(|envelope| (location, envelope));
+        }
         // Under the table's lock, as every push: the task cannot end meanwhile.
         let mut table = lock(&self.lanes);
         let queue = {
@@ -529,11 +758,22 @@ impl NetworkEgress {
             let key = lane.key(&table.hasher);
             self.queue(&mut table, &lane, key)
         };
+        self.remember_last(&queue);
         let (location, envelope) = leaving_envelope(message);
+        if queue.may_skip() {
+            // A tell that skips the queue pushes nothing, so the lane's task may end
+            // meanwhile, and a direct write to an idle connection holds up no other lane.
+            drop(table);
+            // One the wire cannot take now waits on the slower way, which sends it from
+            // the caller's task too while the lane stays empty.
+            return queue
+                .try_skip(envelope)
+                .map_err(|envelope| (location, envelope));
+        }
         if !queue.connected() {
             return Err((location, envelope));
         }
-        match queue.tx.try_send(Outgoing::Envelope(envelope)) {
+        match queue.try_push(Outgoing::Envelope(envelope)) {
             Ok(()) => Ok(()),
             Err(
                 mpsc::error::TrySendError::Full(back) | mpsc::error::TrySendError::Closed(back),
@@ -542,6 +782,22 @@ impl NetworkEgress {
                 // Only tells are pushed here.
                 None => Ok(()),
             },
+        }
+    }
+
+    /// The queue of the last route's tell if `lane` is its lane and it is still in the
+    /// table.
+    fn last_lane(&self, lane: &LaneRef<'_>) -> Option<Arc<Queue>> {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        last.as_ref()
+            .filter(|queue| !queue.retired.load(Ordering::Acquire) && queue.lane.is(lane))
+            .cloned()
+    }
+
+    fn remember_last(&self, queue: &Arc<Queue>) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if !last.as_ref().is_some_and(|held| Arc::ptr_eq(held, queue)) {
+            *last = Some(Arc::clone(queue));
         }
     }
 
@@ -660,6 +916,10 @@ async fn drain(
                 last = tokio::time::Instant::now();
             }
             () = &mut idle => {
+                // Tells that skipped the queue count as traffic too.
+                if queue.skipped.swap(false, Ordering::Relaxed) {
+                    last = tokio::time::Instant::now();
+                }
                 if last.elapsed() < LANE_IDLE {
                     idle.as_mut().reset(last + LANE_IDLE);
                     continue;
@@ -687,6 +947,7 @@ async fn drain(
         // picked once per batch, when the first envelope needs it, and again only after
         // an envelope went the waiting way, which may have moved the pair.
         let mut wire: Option<PairSender> = None;
+        let mut sent_any = false;
         for outgoing in batch.drain(..) {
             let (envelope, ack) = match outgoing {
                 Outgoing::Envelope(envelope) => (envelope, None),
@@ -696,6 +957,7 @@ async fn drain(
                     continue;
                 }
             };
+            sent_any = true;
             let sent = if lanes.strong_count() == 0 {
                 // The gateway is gone: sending would dial again from a gateway nobody holds.
                 let error = PostError::BrokenLink {
@@ -712,6 +974,7 @@ async fn drain(
                 let envelope = match &wire {
                     Some(wire) => match wire.try_send(envelope) {
                         Ok(()) => {
+                            queue.handed();
                             report(Ok(()), ack, lane.origin.as_ref(), &bounce);
                             continue;
                         }
@@ -721,8 +984,11 @@ async fn drain(
                 };
                 // The waiting way. Only one envelope of the lane is in it at a time and the
                 // next one is tried only after it, so none overtakes it. Boxed: its future
-                // is large, and kept inline it made this task's future as large.
+                // is large, and kept inline it made this task's future as large. Tells
+                // queue behind it meanwhile, as it is pending; the wire they would skip to
+                // is forgotten, as the pair may move.
                 wire = None;
+                queue.remember(transport.as_ref(), None);
                 Box::pin(send_waiting(&manager, &lane.dest, &mut transport, envelope))
                     .await
                     .map_err(|(source, envelope)| {
@@ -733,9 +999,12 @@ async fn drain(
                         (error, envelope)
                     })
             };
+            queue.handed();
             report(sent, ack, lane.origin.as_ref(), &bounce);
         }
-        queue.remember(transport.as_ref());
+        if sent_any {
+            queue.remember(transport.as_ref(), wire);
+        }
     }
 }
 
@@ -862,6 +1131,24 @@ mod tests {
         }
     }
 
+    /// The pointer shortcut of `same_actor` answers as `==` does: for clones, for equal
+    /// ids built apart, and for ids that differ in any part.
+    #[test]
+    fn same_actor_agrees_with_equality() {
+        let a = actor("p", "x");
+        let others = [
+            a.clone(),
+            actor("p", "x"),
+            actor("q", "x"),
+            actor("p", "y"),
+            ActorId::new(ProcId::new("p", 2), "x", 0),
+            ActorId::new(ProcId::new("p", 1), "x", 1),
+        ];
+        for other in &others {
+            assert_eq!(same_actor(&a, other), a == *other, "{a} against {other}");
+        }
+    }
+
     /// An actor and a group of the same destination and sender are different lanes.
     #[test]
     fn an_actor_and_a_group_are_different_lanes() {
@@ -894,5 +1181,90 @@ mod tests {
         assert_eq!(envelope.kind, EnvelopeKind::Regular);
         assert_eq!(&*envelope.name, "bench.Add");
         assert_eq!(&envelope.payload[..], &[7]);
+    }
+
+    /// A recorded tell, for the ordering test below.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Seq(u64);
+    impl plexus_core::RemoteMessage for Seq {
+        const NAME: &'static str = "egress-test.Seq";
+    }
+
+    /// Records the tells it takes, yielding now and then so its senders run out of
+    /// credit and room.
+    struct Recorder(tokio::sync::mpsc::UnboundedSender<u64>);
+    impl plexus_core::Actor for Recorder {}
+    impl plexus_core::Handler<Seq> for Recorder {
+        type Reply = ();
+        async fn handle(&mut self, Seq(n): Seq, _ctx: &mut plexus_core::Context<Self>) {
+            if n % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+            let _ = self.0.send(n);
+        }
+    }
+    impl plexus_core::RemoteActor for Recorder {
+        fn remote_handlers() -> plexus_core::RemoteHandlers<Self> {
+            plexus_core::RemoteHandlers::new().tell::<Seq>()
+        }
+    }
+
+    /// Tells that skip the lane's queue (straight to the wire, or waiting for credit on
+    /// the caller's task) and tells that go through it (`try_tell`) keep one order, while
+    /// the recipient's small mailbox and a small flow window make both ways meet a spent
+    /// window again and again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tells_skipping_the_lane_and_tells_through_it_keep_their_order() {
+        const COUNT: u64 = 3_000;
+        let config = || crate::GatewayConfig {
+            flow: Some(plexus_transport::FlowConfig {
+                window_messages: 16,
+                ..plexus_transport::FlowConfig::default()
+            }),
+            ..crate::GatewayConfig::default()
+        };
+        let here = crate::Gateway::new(Location::Local(0), config()).unwrap();
+        let there = crate::Gateway::new(Location::Local(0), config()).unwrap();
+        let server = there
+            .serve("tcp://127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let far = plexus_core::Proc::builder(ProcId::unique("far"))
+            .default_mailbox(plexus_core::Mailbox::Bounded(2))
+            .build();
+        let _far_attached = there.attach(&far).unwrap();
+        let near = plexus_core::Proc::new(ProcId::unique("near"));
+        let _near_attached = here.attach(&near).unwrap();
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let recorder = far.spawn("recorder", Recorder(seen_tx)).unwrap();
+        far.expose_remote(&recorder).unwrap();
+        let addr = plexus_core::ProcAddr::new(far.id().clone(), server.location().clone());
+        let remote: plexus_core::ActorRef<Recorder> =
+            near.lookup_remote(&addr, "recorder").await.unwrap();
+
+        let (mut skipped_or_waited, mut queued) = (0, 0);
+        for n in 0..COUNT {
+            if n % 5 == 0 {
+                match remote.try_tell(Seq(n)) {
+                    Ok(()) => queued += 1,
+                    Err(error) => {
+                        let Seq(n) = error.into_message().expect("only a full lane refuses");
+                        remote.tell(Seq(n)).await.unwrap();
+                    }
+                }
+            } else {
+                remote.tell(Seq(n)).await.unwrap();
+                skipped_or_waited += 1;
+            }
+        }
+        for expected in 0..COUNT {
+            let n = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+                .await
+                .unwrap_or_else(|_| panic!("tell {expected} did not arrive"))
+                .unwrap();
+            assert_eq!(n, expected, "tells arrived out of order");
+        }
+        assert!(queued > 0 && skipped_or_waited > 0);
+        assert_eq!(here.stats().bounced, 0);
     }
 }

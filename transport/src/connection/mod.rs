@@ -661,6 +661,7 @@ impl ConnectionHandle {
         clippy::result_large_err,
         reason = "the envelope is handed back by value, as the channel's own errors do"
     )]
+    #[inline]
     pub(crate) fn try_send_in(
         &self,
         window: Option<&Arc<SendWindow>>,
@@ -681,6 +682,7 @@ impl ConnectionHandle {
         clippy::result_large_err,
         reason = "the envelope is handed back by value, as the channel's own errors do"
     )]
+    #[inline]
     fn try_send_spending(
         &self,
         window: Option<Arc<SendWindow>>,

@@ -478,7 +478,7 @@ impl DestTransport {
 /// envelope of the pair at a time: an envelope handed back goes the waiting way before
 /// the next one is tried. A pair may have moved by the time the waiting way returns, so
 /// the caller picks again then.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PairSender {
     slot: Arc<WireSlot>,
     connection: ConnectionHandle,
@@ -500,6 +500,9 @@ impl PairSender {
         clippy::result_large_err,
         reason = "the envelope is handed back by value for the waiting way"
     )]
+    // Inline, as the connection's `try_send_in` is: an envelope (some 200 bytes) passed
+    // by value through calls that are not inlined is copied at every one of them.
+    #[inline]
     pub fn try_send(&self, envelope: NetworkEnvelope) -> Result<(), NetworkEnvelope> {
         debug_assert_eq!(
             pair_hash(&envelope),
