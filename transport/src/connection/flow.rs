@@ -15,7 +15,9 @@ use tokio::runtime::Handle;
 
 use super::ConnectionRef;
 use super::control::ControlLane;
-use crate::flow::{FlowConfig, FlowError, FlowEvents, FlowReceiver, FlowTarget, Received, Refused};
+use crate::flow::{
+    FlowCache, FlowConfig, FlowError, FlowEvents, FlowReceiver, FlowTarget, Received, Refused,
+};
 
 /// A [`FlowTarget`] shared by the connections of a manager, told which connection each
 /// envelope came on.
@@ -35,6 +37,24 @@ impl<T: FlowTarget> FlowTarget for ConnectionTarget<T> {
         from: &ConnectionRef,
     ) -> Result<(), Refused> {
         self.target.try_deliver_from(envelope, from)
+    }
+
+    fn try_deliver_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        self.target
+            .try_deliver_from_cached(envelope, &self.from, cache)
+    }
+
+    fn try_deliver_from_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &ConnectionRef,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        self.target.try_deliver_from_cached(envelope, from, cache)
     }
 
     fn wait_for_room(
