@@ -123,10 +123,13 @@ impl GatewayTarget {
             EnvelopeKind::Request { id } => Some(id),
             _ => None,
         };
-        // A flow has one recipient, so its cache holds that recipient's proc.
-        let target = match cache {
-            Some(cache) => inner.target_cached(actor.proc(), cache),
-            None => inner.target(actor.proc()),
+        // A flow has one recipient, so its cache holds that recipient's proc and exposure.
+        let (target, exposures) = match cache {
+            Some(cache) => match inner.target_cached(actor.proc(), cache) {
+                Some((target, exposures)) => (Some(target), exposures),
+                None => (None, None),
+            },
+            None => (inner.target(actor.proc()), None),
         };
         let target = match target {
             Some(target) => target,
@@ -162,10 +165,13 @@ impl GatewayTarget {
                     _ => None,
                 };
                 inner.count_delivered();
-                let delivered =
-                    entry
+                let (name, payload) = (&envelope.name, &envelope.payload);
+                let delivered = match exposures {
+                    Some(exposures) => entry
                         .proc
-                        .deliver_remote_to(actor, &envelope.name, &envelope.payload, reply);
+                        .deliver_remote_cached(exposures, actor, name, payload, reply),
+                    None => entry.proc.deliver_remote_to(actor, name, payload, reply),
+                };
                 match delivered {
                     Ok(()) => Ok(()),
                     Err(DeliveryError::Full { pending }) => {

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
 use plexus_core::{
-    ActorId, Location, Outbound, Proc, ProcId, RemoteAskError, TellError, UndeliverableReason,
-    UndeliveredRemote,
+    ActorId, ExposureCache, Location, Outbound, Proc, ProcId, RemoteAskError, TellError,
+    UndeliverableReason, UndeliveredRemote,
 };
 use plexus_transport::{FlowCache, Hello, OutprocTransportManager};
 use tokio::sync::oneshot;
@@ -194,6 +194,8 @@ enum Here {
 struct CachedTarget {
     generation: u64,
     attached: Weak<Attached>,
+    /// The recipient's exposure in that proc.
+    exposures: ExposureCache,
 }
 
 /// Where an envelope for an attached proc goes.
@@ -991,24 +993,39 @@ impl Inner {
     /// [`target`](Self::target) for the recipient of one flow, remembered in the flow's
     /// `cache`: a local proc's entry is reused as long as the table has not changed since
     /// and the attachment is alive, which is exactly when `target` would find it again,
-    /// without the table's lock and a hash of the proc id per envelope.
-    pub(crate) fn target_cached(&self, id: &ProcId, cache: &mut FlowCache) -> Option<Target> {
+    /// without the table's lock and a hash of the proc id per envelope. With a local
+    /// target comes the flow's cache of the recipient's exposure in that proc.
+    pub(crate) fn target_cached<'c>(
+        &self,
+        id: &ProcId,
+        cache: &'c mut FlowCache,
+    ) -> Option<(Target, Option<&'c mut ExposureCache>)> {
         let generation = self.procs_generation.load(Ordering::Acquire);
-        if let Some(cached) = cache.get::<CachedTarget>()
-            && cached.generation == generation
-            && let Some(attached) = cached.attached.upgrade()
-        {
-            return Some(Target::Local(attached));
-        }
-        let target = self.target(id);
-        match &target {
-            Some(Target::Local(attached)) => cache.set(CachedTarget {
-                generation,
-                attached: Arc::downgrade(attached),
-            }),
-            _ => cache.clear(),
-        }
-        target
+        let hit = cache
+            .get::<CachedTarget>()
+            .filter(|cached| cached.generation == generation)
+            .and_then(|cached| cached.attached.upgrade());
+        let target = match hit {
+            Some(attached) => Target::Local(attached),
+            None => match self.target(id) {
+                Some(Target::Local(attached)) => {
+                    cache.set(CachedTarget {
+                        generation,
+                        attached: Arc::downgrade(&attached),
+                        exposures: ExposureCache::default(),
+                    });
+                    Target::Local(attached)
+                }
+                other => {
+                    cache.clear();
+                    return other.map(|target| (target, None));
+                }
+            },
+        };
+        let exposures = cache
+            .get::<CachedTarget>()
+            .map(|cached| &mut cached.exposures);
+        Some((target, exposures))
     }
 
     /// Whether `location` is one this gateway is reached at.
@@ -1674,6 +1691,10 @@ mod tests {
         }
     }
 
+    fn cached_local(inner: &Inner, id: &ProcId, cache: &mut FlowCache) -> Option<Arc<Attached>> {
+        local_of(inner.target_cached(id, cache).map(|(target, _)| target))
+    }
+
     /// A flow's cached resolution finds exactly what the table would: the attached proc
     /// while it stays attached, nothing once it is detached, and the new attachment of a
     /// proc id attached again, never the one before.
@@ -1683,21 +1704,21 @@ mod tests {
         let inner = &gateway.inner;
         let id = ProcId::new("cached", 1);
         let mut cache = FlowCache::default();
-        assert!(inner.target_cached(&id, &mut cache).is_none());
+        assert!(cached_local(inner, &id, &mut cache).is_none());
 
         let first = gateway.attach(&Proc::new(id.clone())).ok();
-        let found = local_of(inner.target_cached(&id, &mut cache));
-        let again = local_of(inner.target_cached(&id, &mut cache));
+        let found = cached_local(inner, &id, &mut cache);
+        let again = cached_local(inner, &id, &mut cache);
         assert!(found.is_some());
         assert!(matches!((&found, &again), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
         drop((found, again));
 
         drop(first);
-        assert!(inner.target_cached(&id, &mut cache).is_none());
+        assert!(cached_local(inner, &id, &mut cache).is_none());
 
         let second = Proc::new(id.clone());
         let _second = gateway.attach(&second).ok();
-        let found = local_of(inner.target_cached(&id, &mut cache));
+        let found = cached_local(inner, &id, &mut cache);
         let current = local_of(inner.target(&id));
         assert!(matches!((&found, &current), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
     }
