@@ -242,6 +242,9 @@ type AskFn<A> = fn(&Arc<Cell<A>>, &[u8], ReplySlot) -> Result<(), DeliveryError>
 /// One exposed actor, seen without its type, as the proc stores it.
 pub(crate) trait Exposure: Send + Sync + 'static {
     /// With `index`, only the actor of that incarnation index takes the envelope.
+    /// `route` is where the previous envelope's message was found in the exposure's table
+    /// (`usize::MAX` for none): tried first, as runs of one message are common, and
+    /// updated.
     fn deliver(
         &self,
         actor: &str,
@@ -249,6 +252,7 @@ pub(crate) trait Exposure: Send + Sync + 'static {
         message: &str,
         payload: &[u8],
         reply: Option<ReplySlot>,
+        route: &mut usize,
     ) -> Result<(), Undelivered>;
 
     /// Marks the exposure as no longer the proc's (replaced or removed), so a cached
@@ -267,8 +271,25 @@ pub(crate) enum Undelivered {
 
 struct Exposed<A: Actor> {
     actor: Weak<Cell<A>>,
-    routes: HashMap<&'static str, Route<A>>,
+    routes: Vec<Route<A>>,
+    /// Where each name's route is in `routes`.
+    by_name: HashMap<&'static str, usize>,
     retired: AtomicBool,
+}
+
+impl<A: Actor> Exposed<A> {
+    /// The route of `message`, trying the one at `hint` first and leaving it at the one
+    /// found.
+    fn route(&self, message: &str, hint: &mut usize) -> Option<&Route<A>> {
+        if let Some(route) = self.routes.get(*hint)
+            && route.name == message
+        {
+            return Some(route);
+        }
+        let index = *self.by_name.get(message)?;
+        *hint = index;
+        self.routes.get(index)
+    }
 }
 
 impl<A: Actor> Exposure for Exposed<A> {
@@ -279,6 +300,7 @@ impl<A: Actor> Exposure for Exposed<A> {
         message: &str,
         payload: &[u8],
         reply: Option<ReplySlot>,
+        hint: &mut usize,
     ) -> Result<(), Undelivered> {
         // A stopped actor leaves its exposure behind; a new actor under the same name
         // must not inherit it, so the caller drops it and looks again.
@@ -296,7 +318,7 @@ impl<A: Actor> Exposure for Exposed<A> {
             };
             return Err(Undelivered::Failed(refuse(reply, not_found)));
         }
-        let Some(route) = self.routes.get(message) else {
+        let Some(route) = self.route(message, hint) else {
             let unknown = DeliveryError::UnknownMessage {
                 actor: actor_name.to_owned(),
                 message: message.to_owned(),
@@ -350,6 +372,8 @@ struct Found {
     proc: Weak<ProcInner>,
     actor: Arc<str>,
     exposure: Arc<dyn Exposure>,
+    /// Where the last message's route was in the exposure's table.
+    route: usize,
 }
 
 impl Found {
@@ -395,9 +419,16 @@ impl Proc {
                 actor: actor.id().clone(),
             });
         };
+        let routes: Vec<Route<A>> = handlers.routes.into_values().collect();
+        let by_name = routes
+            .iter()
+            .enumerate()
+            .map(|(index, route)| (route.name, index))
+            .collect();
         let exposure: Arc<dyn Exposure> = Arc::new(Exposed {
             actor: Arc::downgrade(cell),
-            routes: handlers.routes,
+            routes,
+            by_name,
             retired: AtomicBool::new(false),
         });
         if let Some(replaced) = self.exposures().insert(Arc::from(name), exposure) {
@@ -542,11 +573,17 @@ impl Proc {
                 proc: Arc::downgrade(&self.inner),
                 actor: Arc::clone(entry.key()),
                 exposure: Arc::clone(entry.value()),
+                route: usize::MAX,
             });
         }
         let reply = reply.map(|reply| ReplySlot(Some(reply)));
-        let exposure = cache.found.as_ref().map(|found| &found.exposure);
-        self.deliver_exposed(exposure, name, Some(actor.index()), message, payload, reply)
+        let mut no_route = usize::MAX;
+        let (exposure, route) = match cache.found.as_mut() {
+            Some(found) => (Some(&found.exposure), &mut found.route),
+            None => (None, &mut no_route),
+        };
+        let index = Some(actor.index());
+        self.deliver_exposed(exposure, route, name, index, message, payload, reply)
     }
 
     fn deliver_inbound(
@@ -566,14 +603,28 @@ impl Proc {
             .exposures()
             .get(actor)
             .map(|entry| entry.value().clone());
-        self.deliver_exposed(exposure.as_ref(), actor, index, message, payload, reply)
+        let mut route = usize::MAX;
+        self.deliver_exposed(
+            exposure.as_ref(),
+            &mut route,
+            actor,
+            index,
+            message,
+            payload,
+            reply,
+        )
     }
 
     /// Delivers through `exposure`, what the table held for `actor`; a stale one (its
     /// actor stopped) leaves the table.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one delivery, passed on"
+    )]
     fn deliver_exposed(
         &self,
         exposure: Option<&Arc<dyn Exposure>>,
+        route: &mut usize,
         actor: &str,
         index: Option<u64>,
         message: &str,
@@ -582,7 +633,8 @@ impl Proc {
     ) -> Result<(), DeliveryError> {
         if let Some(exposure) = exposure {
             // Refs inside the payload resolve against this proc.
-            match self.decoding(|| exposure.deliver(actor, index, message, payload, reply)) {
+            let deliver = || exposure.deliver(actor, index, message, payload, reply, route);
+            match self.decoding(deliver) {
                 Ok(()) => return Ok(()),
                 Err(Undelivered::Failed(error)) => return Err(error),
                 Err(Undelivered::Stale(back)) => {

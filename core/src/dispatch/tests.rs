@@ -423,6 +423,14 @@ async fn a_cached_exposure_follows_the_table() {
     ask(&mut cache, echo.id()).unwrap();
     let (answer, _) = within("the first answer", answers.recv()).await.unwrap();
     assert_eq!(postcard::from_bytes::<u64>(&answer.unwrap()).unwrap(), 7);
+    // Another message in between: each is routed by its own name.
+    assert!(matches!(
+        proc.deliver_remote_cached(&mut cache, echo.id(), "echo.Unknown", &[], None),
+        Err(crate::DeliveryError::UnknownMessage { .. })
+    ));
+    ask(&mut cache, echo.id()).unwrap();
+    let (answer, _) = within("the second answer", answers.recv()).await.unwrap();
+    assert_eq!(postcard::from_bytes::<u64>(&answer.unwrap()).unwrap(), 7);
 
     // Exposed again without `Ping`: the cached table must not take it any more.
     proc.expose(&echo, RemoteHandlers::new().ask::<Crash>())
@@ -455,5 +463,5 @@ async fn a_cached_exposure_follows_the_table() {
     })
     .await;
     assert!(answered.last().is_some_and(Result::is_ok), "{answered:?}");
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
 }
