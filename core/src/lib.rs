@@ -66,7 +66,8 @@ pub use conversation::{
     Liveness, Participant, ParticipantExit, ParticipantState, RemoteParticipant, Routing, Turn,
 };
 pub use dispatch::{
-    DeliveryError, ExposeError, PendingDelivery, RemoteAskError, RemoteHandlers, RemoteReply,
+    DeliveryError, ExposeError, ExposureCache, PendingDelivery, RemoteAskError, RemoteHandlers,
+    RemoteReply,
 };
 pub use error::{
     AskError, SpawnError, TellError, TryTellError, Undeliverable, UndeliverableReason,

@@ -14,7 +14,7 @@ use std::sync::Weak;
 
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
 use plexus_core::{DeliveryError, RemoteAskError};
-use plexus_transport::{ConnectionRef, FlowError, FlowTarget, Refused, Room};
+use plexus_transport::{ConnectionRef, FlowCache, FlowError, FlowTarget, Refused, Room};
 
 use crate::error::PostError;
 use crate::gateway::{Inner, Target};
@@ -27,7 +27,7 @@ pub(crate) struct GatewayTarget {
 
 impl FlowTarget for GatewayTarget {
     fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
-        self.take(envelope, None)
+        self.take(envelope, None, None)
     }
 
     fn try_deliver_from(
@@ -35,7 +35,24 @@ impl FlowTarget for GatewayTarget {
         envelope: NetworkEnvelope,
         from: &ConnectionRef,
     ) -> Result<(), Refused> {
-        self.take(envelope, Some(from))
+        self.take(envelope, Some(from), None)
+    }
+
+    fn try_deliver_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        self.take(envelope, None, Some(cache))
+    }
+
+    fn try_deliver_from_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &ConnectionRef,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        self.take(envelope, Some(from), Some(cache))
     }
 
     fn wait_for_room(&self, recipient: &Recipient) -> impl Future<Output = Room> + Send {
@@ -79,7 +96,12 @@ impl GatewayTarget {
         clippy::result_large_err,
         reason = "the envelope is handed back by value, as the transport's trait requires"
     )]
-    fn take(&self, envelope: NetworkEnvelope, from: Option<&ConnectionRef>) -> Result<(), Refused> {
+    fn take(
+        &self,
+        envelope: NetworkEnvelope,
+        from: Option<&ConnectionRef>,
+        cache: Option<&mut FlowCache>,
+    ) -> Result<(), Refused> {
         let Some(inner) = self.gateway.upgrade() else {
             return Err(Refused::Gone(envelope));
         };
@@ -101,7 +123,15 @@ impl GatewayTarget {
             EnvelopeKind::Request { id } => Some(id),
             _ => None,
         };
-        let target = match inner.target(actor.proc()) {
+        // A flow has one recipient, so its cache holds that recipient's proc and exposure.
+        let (target, exposures) = match cache {
+            Some(cache) => match inner.target_cached(actor.proc(), cache) {
+                Some((target, exposures)) => (Some(target), exposures),
+                None => (None, None),
+            },
+            None => (inner.target(actor.proc()), None),
+        };
+        let target = match target {
             Some(target) => target,
             None => {
                 if let (Some(id), Some(from)) = (request, from) {
@@ -135,10 +165,13 @@ impl GatewayTarget {
                     _ => None,
                 };
                 inner.count_delivered();
-                let delivered =
-                    entry
+                let (name, payload) = (&envelope.name, &envelope.payload);
+                let delivered = match exposures {
+                    Some(exposures) => entry
                         .proc
-                        .deliver_remote_to(actor, &envelope.name, &envelope.payload, reply);
+                        .deliver_remote_cached(exposures, actor, name, payload, reply),
+                    None => entry.proc.deliver_remote_to(actor, name, payload, reply),
+                };
                 match delivered {
                     Ok(()) => Ok(()),
                     Err(DeliveryError::Full { pending }) => {

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Recipient};
 use plexus_core::{
-    ActorId, Location, Outbound, Proc, ProcId, RemoteAskError, TellError, UndeliverableReason,
-    UndeliveredRemote,
+    ActorId, ExposureCache, Location, Outbound, Proc, ProcId, RemoteAskError, TellError,
+    UndeliverableReason, UndeliveredRemote,
 };
-use plexus_transport::{Hello, OutprocTransportManager};
+use plexus_transport::{FlowCache, Hello, OutprocTransportManager};
 use tokio::sync::oneshot;
 
 use crate::config::GatewayConfig;
@@ -118,6 +118,9 @@ pub(crate) struct Inner {
     /// dropped attachment leaves a dead entry), proxied ones by the link they are reached
     /// through (dead once it closes).
     procs: RwLock<Procs>,
+    /// Bumped whenever the table may change (under its write lock), so a resolution
+    /// cached by a flow ([`Inner::target_cached`]) is known to be current.
+    procs_generation: AtomicU64,
     locations: Mutex<LocationStack>,
     egress: Egress,
     pub(crate) ingress: Arc<Ingress>,
@@ -184,6 +187,15 @@ enum Here {
     Done(Result<(), PostError>),
     /// To leave towards its destination.
     Leave(NetworkEnvelope),
+}
+
+/// A flow's memory of its recipient's local proc: valid while the table is at
+/// `generation`, and only while the attachment lives.
+struct CachedTarget {
+    generation: u64,
+    attached: Weak<Attached>,
+    /// The recipient's exposure in that proc.
+    exposures: ExposureCache,
 }
 
 /// Where an envelope for an attached proc goes.
@@ -808,6 +820,7 @@ impl Inner {
         }
         Inner {
             procs: RwLock::new(HashMap::default()),
+            procs_generation: AtomicU64::new(0),
             locations: Mutex::new(LocationStack::new(reserved)),
             egress,
             ingress: Arc::new(Ingress::new(config.ingress_queue_capacity)),
@@ -915,7 +928,12 @@ impl Inner {
     }
 
     fn write_procs(&self) -> std::sync::RwLockWriteGuard<'_, Procs> {
-        self.procs.write().unwrap_or_else(PoisonError::into_inner)
+        let procs = self.procs.write().unwrap_or_else(PoisonError::into_inner);
+        // Bumped holding the write lock, before any change: a reader that sees the new
+        // generation reads the table only after this writer is done with it, and one that
+        // saw the old generation finds it changed the next time it checks.
+        self.procs_generation.fetch_add(1, Ordering::AcqRel);
+        procs
     }
 
     fn insert(&self, id: ProcId, entry: Entry) -> Result<(), AttachError> {
@@ -970,6 +988,44 @@ impl Inner {
             tracing::debug!(proc = %id, "removed a dead gateway entry");
         }
         None
+    }
+
+    /// [`target`](Self::target) for the recipient of one flow, remembered in the flow's
+    /// `cache`: a local proc's entry is reused as long as the table has not changed since
+    /// and the attachment is alive, which is exactly when `target` would find it again,
+    /// without the table's lock and a hash of the proc id per envelope. With a local
+    /// target comes the flow's cache of the recipient's exposure in that proc.
+    pub(crate) fn target_cached<'c>(
+        &self,
+        id: &ProcId,
+        cache: &'c mut FlowCache,
+    ) -> Option<(Target, Option<&'c mut ExposureCache>)> {
+        let generation = self.procs_generation.load(Ordering::Acquire);
+        let hit = cache
+            .get::<CachedTarget>()
+            .filter(|cached| cached.generation == generation)
+            .and_then(|cached| cached.attached.upgrade());
+        let target = match hit {
+            Some(attached) => Target::Local(attached),
+            None => match self.target(id) {
+                Some(Target::Local(attached)) => {
+                    cache.set(CachedTarget {
+                        generation,
+                        attached: Arc::downgrade(&attached),
+                        exposures: ExposureCache::default(),
+                    });
+                    Target::Local(attached)
+                }
+                other => {
+                    cache.clear();
+                    return other.map(|target| (target, None));
+                }
+            },
+        };
+        let exposures = cache
+            .get::<CachedTarget>()
+            .map(|cached| &mut cached.exposures);
+        Some((target, exposures))
     }
 
     /// Whether `location` is one this gateway is reached at.
@@ -1626,6 +1682,45 @@ mod tests {
             Err(PostError::Unroutable { .. })
         ));
         assert_eq!(entries(&gateway), 1);
+    }
+
+    fn local_of(target: Option<Target>) -> Option<Arc<Attached>> {
+        match target {
+            Some(Target::Local(attached)) => Some(attached),
+            _ => None,
+        }
+    }
+
+    fn cached_local(inner: &Inner, id: &ProcId, cache: &mut FlowCache) -> Option<Arc<Attached>> {
+        local_of(inner.target_cached(id, cache).map(|(target, _)| target))
+    }
+
+    /// A flow's cached resolution finds exactly what the table would: the attached proc
+    /// while it stays attached, nothing once it is detached, and the new attachment of a
+    /// proc id attached again, never the one before.
+    #[test]
+    fn cached_targets_follow_the_table() {
+        let gateway = Gateway::isolated(Location::Local(0));
+        let inner = &gateway.inner;
+        let id = ProcId::new("cached", 1);
+        let mut cache = FlowCache::default();
+        assert!(cached_local(inner, &id, &mut cache).is_none());
+
+        let first = gateway.attach(&Proc::new(id.clone())).ok();
+        let found = cached_local(inner, &id, &mut cache);
+        let again = cached_local(inner, &id, &mut cache);
+        assert!(found.is_some());
+        assert!(matches!((&found, &again), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
+        drop((found, again));
+
+        drop(first);
+        assert!(cached_local(inner, &id, &mut cache).is_none());
+
+        let second = Proc::new(id.clone());
+        let _second = gateway.attach(&second).ok();
+        let found = cached_local(inner, &id, &mut cache);
+        let current = local_of(inner.target(&id));
+        assert!(matches!((&found, &current), (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
     }
 
     /// An envelope routed to one of the gateway's own locations for a proc that is not

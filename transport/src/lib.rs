@@ -58,8 +58,8 @@ pub use connection::{
 };
 pub use dest::Dest;
 pub use flow::{
-    FlowConfig, FlowConfigError, FlowError, FlowEvents, FlowReceiver, FlowTarget, Received,
-    RecvFlow, Refused, Room, SendFlows, SendWindow, envelope_bytes, flow_of,
+    FlowCache, FlowConfig, FlowConfigError, FlowError, FlowEvents, FlowReceiver, FlowTarget,
+    Received, RecvFlow, Refused, Room, SendFlows, SendWindow, envelope_bytes, flow_of,
 };
 pub use handshake::{
     Handshake, HandshakeError, Hello, MAGIC, MAX_HELLO_SIZE, MIN_FRAME_SIZE, Negotiated,

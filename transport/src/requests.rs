@@ -187,13 +187,17 @@ impl Requests {
 /// Removes a request's slot when its caller stops waiting, whether by timeout or by being
 /// dropped, so the table never keeps slots nobody waits on.
 struct Forget<'a> {
-    requests: &'a Requests,
+    /// `None` once the slot is known to have left the table (its answer or failure
+    /// arrived), which spares the common case a second lock of the table.
+    requests: Option<&'a Requests>,
     id: u64,
 }
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.requests.forget(self.id);
+        if let Some(requests) = self.requests {
+            requests.forget(self.id);
+        }
     }
 }
 
@@ -235,24 +239,34 @@ impl ConnectionHandle {
             Ok(registered) => registered,
             Err(error) => return Err((error, Some(envelope))),
         };
-        let _forget = Forget { requests, id };
+        let mut forget = Forget {
+            requests: Some(requests),
+            id,
+        };
         envelope.kind = EnvelopeKind::Request { id };
+        // Also says whether the slot completed: whoever completes it has taken it out of
+        // the table (`resolve`, `fail`, the teardown), so there is nothing to forget.
         let exchange = async {
             match self.send(envelope).await {
                 Ok(()) => {}
                 Err(crate::SendError::Flow { error, .. }) => {
-                    return Err(RequestError::Flow { id, error });
+                    return (Err(RequestError::Flow { id, error }), false);
                 }
-                Err(_) => return Err(RequestError::Disconnected { id }),
+                Err(_) => return (Err(RequestError::Disconnected { id }), false),
             }
             match rx.await {
-                Ok(result) => result,
+                Ok(result) => (result, true),
                 // The slot was dropped without an answer: only the table's teardown does that.
-                Err(_) => Err(RequestError::Disconnected { id }),
+                Err(_) => (Err(RequestError::Disconnected { id }), true),
             }
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Ok(result) => result.map_err(|error| (error, None)),
+            Ok((result, completed)) => {
+                if completed {
+                    forget.requests = None;
+                }
+                result.map_err(|error| (error, None))
+            }
             Err(_) => Err((RequestError::Timeout { id, after: timeout }, None)),
         }
     }
@@ -310,6 +324,55 @@ mod tests {
                 payload: bytes::Bytes::from_static(&[1, 2]),
             })
         );
+    }
+
+    /// Answers requests whose payload is non-empty; leaves the others unanswered.
+    struct AnswerSome;
+
+    impl crate::Inbound for AnswerSome {
+        fn deliver(&self, _envelope: NetworkEnvelope) {}
+
+        fn deliver_from(&self, envelope: NetworkEnvelope, from: &crate::ConnectionRef) {
+            if let (Some(id), false) = (envelope.kind.request_id(), envelope.payload.is_empty()) {
+                let _ = from.try_send(response(id, Outcome::Ok));
+            }
+        }
+    }
+
+    fn end() -> crate::connection::End {
+        crate::connection::End {
+            negotiated: crate::Negotiated {
+                version: plexus_codec::SUPPORTED_VERSIONS.max,
+                capabilities: plexus_codec::Capabilities::empty(),
+                peer: plexus_core::ProcId::new("peer", 1),
+                peer_launch_id: 1,
+                peer_max_frame_size: u32::MAX,
+                peer_location: None,
+                peer_flow: None,
+                local_flow: None,
+            },
+            inbound: std::sync::Arc::new(AnswerSome),
+        }
+    }
+
+    /// Whether a request is answered or times out, its slot leaves the table: taken by
+    /// the answer, or forgotten by the requester that stopped waiting.
+    #[tokio::test]
+    async fn answered_and_timed_out_requests_leave_no_slot() {
+        let (a, _b) = crate::connection::inproc_pair(end(), end(), 8);
+        let mut ask = NetworkEnvelope::control(EnvelopeKind::Regular);
+        ask.payload = bytes::Bytes::from_static(&[1]);
+        let answered = a.request(ask, Duration::from_secs(5)).await;
+        assert!(answered.is_ok(), "{answered:?}");
+        assert_eq!(a.requests_in_flight(), 0);
+
+        let unanswered = NetworkEnvelope::control(EnvelopeKind::Regular);
+        let timed_out = a.request(unanswered, Duration::from_millis(20)).await;
+        assert!(
+            matches!(timed_out, Err(RequestError::Timeout { .. })),
+            "{timed_out:?}"
+        );
+        assert_eq!(a.requests_in_flight(), 0);
     }
 
     /// Tearing the table down fails every pending request with `Disconnected` and refuses

@@ -1,6 +1,6 @@
 //! Reassembles frames from input cut anywhere and yields their envelopes one by one.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::config::CodecConfig;
 use crate::decode::{Decoded, read_envelope};
@@ -40,8 +40,12 @@ pub struct FrameDecoder {
     /// The length prefix of the frame being assembled, as far as it has arrived.
     prefix: [u8; LEN_PREFIX],
     prefix_len: usize,
-    /// The frame being assembled (flags byte and body), once its length is known.
-    assembly: Vec<u8>,
+    /// The frame being assembled (flags byte and body), once its length is known. Between
+    /// frames it is the empty tail of the last frame's buffer, which the next frame
+    /// reclaims when nothing refers to the last frame any more: a connection then
+    /// assembles frame after frame in one allocation instead of two new ones per frame
+    /// (the buffer and the header that lets payloads share it).
+    assembly: BytesMut,
     expected: Option<usize>,
     /// The frame whose envelopes are being read, its index, and the read position.
     current: Option<Bytes>,
@@ -60,7 +64,7 @@ impl FrameDecoder {
             limit: config.frame_limit(),
             prefix: [0; LEN_PREFIX],
             prefix_len: 0,
-            assembly: Vec::new(),
+            assembly: BytesMut::new(),
             expected: None,
             current: None,
             current_index: 0,
@@ -192,16 +196,27 @@ impl FrameDecoder {
         if self.assembly.capacity() - len >= more {
             return;
         }
+        // A new frame first tries the last frame's buffer, when it is large enough and no
+        // payload of it is alive; that allocation was already within the limit.
+        if len == 0 && self.assembly.try_reclaim(expected) {
+            return;
+        }
         let target = (len + more)
             .max(self.assembly.capacity() * 2)
             .max(FIRST_RESERVATION)
             .min(expected);
-        self.assembly.reserve_exact(target - len);
+        // A fresh buffer of exactly `target` (`BytesMut::reserve` may round up past the
+        // declared length), carrying over what has arrived of the frame.
+        let mut grown = BytesMut::with_capacity(target);
+        grown.extend_from_slice(&self.assembly);
+        self.assembly = grown;
     }
 
     /// Takes the complete frame out of assembly and makes it the one being read.
     fn open_frame(&mut self) -> Result<(), CodecError> {
-        let assembled = std::mem::take(&mut self.assembly);
+        // `split` leaves the buffer's spare capacity here, and the buffer itself to be
+        // reclaimed by the next frame once this one is dropped.
+        let assembled = self.assembly.split().freeze();
         self.expected = None;
         self.prefix_len = 0;
         let index = self.frames;
@@ -222,7 +237,7 @@ impl FrameDecoder {
                 Err(fault) => return Err(self.fail_now(malformed(1, fault))),
             }
         } else {
-            Bytes::from(assembled).slice(1..)
+            assembled.slice(1..)
         };
         self.current = Some(body);
         self.current_index = index;
@@ -243,7 +258,7 @@ impl FrameDecoder {
     fn fail_now(&mut self, error: CodecError) -> CodecError {
         tracing::debug!(error = %error, "frame stream failed");
         self.current = None;
-        self.assembly = Vec::new();
+        self.assembly = BytesMut::new();
         self.failed = Some(error.clone());
         error
     }
@@ -289,4 +304,53 @@ fn read_one(
         );
     }
     Ok(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::{EnvelopeKind, FrameEncoder, NetworkEnvelope, Recipient};
+
+    fn frame(payload: u8) -> Bytes {
+        let mut encoder = FrameEncoder::new(CodecConfig::default());
+        let mut envelope = NetworkEnvelope::control(EnvelopeKind::Regular);
+        envelope.recipient = Recipient::Group("g".into());
+        envelope.payload = Bytes::from(vec![payload; 16]);
+        encoder.push(&envelope).unwrap();
+        encoder.finish()
+    }
+
+    fn decode_one(decoder: &mut FrameDecoder, input: &[u8]) -> Bytes {
+        assert_eq!(decoder.feed(input), input.len());
+        let Some(Decoded::Envelope(envelope)) = decoder.next().unwrap() else {
+            panic!("no envelope");
+        };
+        assert_eq!(decoder.next(), Ok(None));
+        envelope.payload
+    }
+
+    /// Once nothing refers to a frame any more, the next frame is assembled in its
+    /// buffer; a payload still held keeps its frame intact and the next frame gets a
+    /// buffer of its own.
+    #[test]
+    fn frames_reuse_the_buffer_only_when_it_is_free() {
+        let mut decoder = FrameDecoder::new(CodecConfig::default());
+        let first = decode_one(&mut decoder, &frame(1));
+        let first_at = first.as_ptr();
+        drop(first);
+        let second = decode_one(&mut decoder, &frame(2));
+        assert_eq!(second.as_ptr(), first_at, "the free buffer was not reused");
+        assert_eq!(&second[..], &[2; 16]);
+
+        // `second` is still held: the third frame must not overwrite it.
+        let third = decode_one(&mut decoder, &frame(3));
+        assert_ne!(third.as_ptr(), second.as_ptr());
+        assert_eq!(&second[..], &[2; 16]);
+        assert_eq!(&third[..], &[3; 16]);
+        assert!(decoder.buffered_capacity() <= frame(3).len());
+    }
 }

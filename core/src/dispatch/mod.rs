@@ -27,6 +27,7 @@
 use std::any::TypeId;
 use std::collections::hash_map::Entry;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 // foldhash, not SipHash: every inbound envelope looks its route up by wire name.
@@ -38,7 +39,7 @@ use crate::actor::{Actor, Handler};
 use crate::actor_ref::ActorRef;
 use crate::cell::Cell;
 use crate::id::ActorId;
-use crate::proc::Proc;
+use crate::proc::{Proc, ProcInner};
 use crate::remote::RemoteMessage;
 use crate::remote::codecs::{self, DecodeReplyFn, EncodeFn, MessageCodec, RemoteCodecs};
 
@@ -241,6 +242,9 @@ type AskFn<A> = fn(&Arc<Cell<A>>, &[u8], ReplySlot) -> Result<(), DeliveryError>
 /// One exposed actor, seen without its type, as the proc stores it.
 pub(crate) trait Exposure: Send + Sync + 'static {
     /// With `index`, only the actor of that incarnation index takes the envelope.
+    /// `route` is where the previous envelope's message was found in the exposure's table
+    /// (`usize::MAX` for none): tried first, as runs of one message are common, and
+    /// updated.
     fn deliver(
         &self,
         actor: &str,
@@ -248,7 +252,15 @@ pub(crate) trait Exposure: Send + Sync + 'static {
         message: &str,
         payload: &[u8],
         reply: Option<ReplySlot>,
+        route: &mut usize,
     ) -> Result<(), Undelivered>;
+
+    /// Marks the exposure as no longer the proc's (replaced or removed), so a cached
+    /// handle to it is not used again.
+    fn retire(&self);
+
+    /// Whether [`retire`](Exposure::retire) was called.
+    fn is_retired(&self) -> bool;
 }
 
 /// Why an exposure could not take an envelope; `Stale` sends the proc back to its registry.
@@ -259,7 +271,25 @@ pub(crate) enum Undelivered {
 
 struct Exposed<A: Actor> {
     actor: Weak<Cell<A>>,
-    routes: HashMap<&'static str, Route<A>>,
+    routes: Vec<Route<A>>,
+    /// Where each name's route is in `routes`.
+    by_name: HashMap<&'static str, usize>,
+    retired: AtomicBool,
+}
+
+impl<A: Actor> Exposed<A> {
+    /// The route of `message`, trying the one at `hint` first and leaving it at the one
+    /// found.
+    fn route(&self, message: &str, hint: &mut usize) -> Option<&Route<A>> {
+        if let Some(route) = self.routes.get(*hint)
+            && route.name == message
+        {
+            return Some(route);
+        }
+        let index = *self.by_name.get(message)?;
+        *hint = index;
+        self.routes.get(index)
+    }
 }
 
 impl<A: Actor> Exposure for Exposed<A> {
@@ -270,6 +300,7 @@ impl<A: Actor> Exposure for Exposed<A> {
         message: &str,
         payload: &[u8],
         reply: Option<ReplySlot>,
+        hint: &mut usize,
     ) -> Result<(), Undelivered> {
         // A stopped actor leaves its exposure behind; a new actor under the same name
         // must not inherit it, so the caller drops it and looks again.
@@ -287,7 +318,7 @@ impl<A: Actor> Exposure for Exposed<A> {
             };
             return Err(Undelivered::Failed(refuse(reply, not_found)));
         }
-        let Some(route) = self.routes.get(message) else {
+        let Some(route) = self.route(message, hint) else {
             let unknown = DeliveryError::UnknownMessage {
                 actor: actor_name.to_owned(),
                 message: message.to_owned(),
@@ -306,6 +337,52 @@ impl<A: Actor> Exposure for Exposed<A> {
             )),
         };
         delivered.map_err(Undelivered::Failed)
+    }
+
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+}
+
+/// What [`Proc::deliver_remote_cached`] remembers about its recipient between deliveries:
+/// the exposure it found, so that the proc's table of exposed actors is not searched for
+/// every envelope. Keep one per recipient (a connection's flow, say), starting from
+/// `ExposureCache::default()`; one used for another recipient or proc only looks again.
+#[derive(Default)]
+pub struct ExposureCache {
+    found: Option<Found>,
+}
+
+impl fmt::Debug for ExposureCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExposureCache")
+            .field("actor", &self.found.as_ref().map(|found| &found.actor))
+            .finish()
+    }
+}
+
+/// An exposure found in a proc's table for one actor name.
+struct Found {
+    /// The proc whose table it is, weakly: the allocation outlives the weak handle, so
+    /// comparing addresses cannot mistake another proc for this one.
+    proc: Weak<ProcInner>,
+    actor: Arc<str>,
+    exposure: Arc<dyn Exposure>,
+    /// Where the last message's route was in the exposure's table.
+    route: usize,
+}
+
+impl Found {
+    /// Whether this is still what `proc`'s table holds for `actor`: the table replaces
+    /// or removes an exposure only after retiring it.
+    fn is_current(&self, proc: &Proc, actor: &str) -> bool {
+        std::ptr::eq(self.proc.as_ptr(), Arc::as_ptr(&proc.inner))
+            && &*self.actor == actor
+            && !self.exposure.is_retired()
     }
 }
 
@@ -342,11 +419,21 @@ impl Proc {
                 actor: actor.id().clone(),
             });
         };
+        let routes: Vec<Route<A>> = handlers.routes.into_values().collect();
+        let by_name = routes
+            .iter()
+            .enumerate()
+            .map(|(index, route)| (route.name, index))
+            .collect();
         let exposure: Arc<dyn Exposure> = Arc::new(Exposed {
             actor: Arc::downgrade(cell),
-            routes: handlers.routes,
+            routes,
+            by_name,
+            retired: AtomicBool::new(false),
         });
-        self.exposures().insert(Arc::from(name), exposure);
+        if let Some(replaced) = self.exposures().insert(Arc::from(name), exposure) {
+            replaced.retire();
+        }
         Ok(())
     }
 
@@ -444,6 +531,61 @@ impl Proc {
         self.deliver_inbound(actor.name(), Some(actor.index()), message, payload, reply)
     }
 
+    /// Like [`Proc::deliver_remote_to`], remembering in `cache` the exposure of `actor`'s
+    /// name, so that later deliveries to the same actor skip the search of the proc's
+    /// table while that exposure stays the table's. The outcome is always the one
+    /// `deliver_remote_to` would have had.
+    ///
+    /// ```
+    /// use plexus_core::{Actor, ExposureCache, Proc, ProcId, RemoteHandlers};
+    /// # struct Idle;
+    /// # impl Actor for Idle {}
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let proc = Proc::new(ProcId::unique("docs"));
+    /// let idle = proc.spawn("idle", Idle)?;
+    /// let mut cache = ExposureCache::default();
+    /// // Not exposed yet; then exposed: the cache does not remember the absence.
+    /// assert!(proc.deliver_remote_cached(&mut cache, idle.id(), "any.Name", &[], None).is_err());
+    /// proc.expose(&idle, RemoteHandlers::new())?;
+    /// let unknown = proc.deliver_remote_cached(&mut cache, idle.id(), "any.Name", &[], None);
+    /// assert!(matches!(unknown, Err(plexus_core::DeliveryError::UnknownMessage { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn deliver_remote_cached(
+        &self,
+        cache: &mut ExposureCache,
+        actor: &ActorId,
+        message: &str,
+        payload: &[u8],
+        reply: Option<RemoteReply>,
+    ) -> Result<(), DeliveryError> {
+        if actor.proc() != self.id() || message.starts_with(crate::remote::SYSTEM_PREFIX) {
+            return self.deliver_remote_to(actor, message, payload, reply);
+        }
+        let name = actor.name();
+        if !cache
+            .found
+            .as_ref()
+            .is_some_and(|found| found.is_current(self, name))
+        {
+            cache.found = self.exposures().get(name).map(|entry| Found {
+                proc: Arc::downgrade(&self.inner),
+                actor: Arc::clone(entry.key()),
+                exposure: Arc::clone(entry.value()),
+                route: usize::MAX,
+            });
+        }
+        let reply = reply.map(|reply| ReplySlot(Some(reply)));
+        let mut no_route = usize::MAX;
+        let (exposure, route) = match cache.found.as_mut() {
+            Some(found) => (Some(&found.exposure), &mut found.route),
+            None => (None, &mut no_route),
+        };
+        let index = Some(actor.index());
+        self.deliver_exposed(exposure, route, name, index, message, payload, reply)
+    }
+
     fn deliver_inbound(
         &self,
         actor: &str,
@@ -452,7 +594,7 @@ impl Proc {
         payload: &[u8],
         reply: Option<RemoteReply>,
     ) -> Result<(), DeliveryError> {
-        let mut reply = reply.map(|reply| ReplySlot(Some(reply)));
+        let reply = reply.map(|reply| ReplySlot(Some(reply)));
         if message.starts_with(crate::remote::SYSTEM_PREFIX) {
             return self.deliver_system(message, payload, reply);
         }
@@ -461,15 +603,49 @@ impl Proc {
             .exposures()
             .get(actor)
             .map(|entry| entry.value().clone());
+        let mut route = usize::MAX;
+        self.deliver_exposed(
+            exposure.as_ref(),
+            &mut route,
+            actor,
+            index,
+            message,
+            payload,
+            reply,
+        )
+    }
+
+    /// Delivers through `exposure`, what the table held for `actor`; a stale one (its
+    /// actor stopped) leaves the table.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one delivery, passed on"
+    )]
+    fn deliver_exposed(
+        &self,
+        exposure: Option<&Arc<dyn Exposure>>,
+        route: &mut usize,
+        actor: &str,
+        index: Option<u64>,
+        message: &str,
+        payload: &[u8],
+        mut reply: Option<ReplySlot>,
+    ) -> Result<(), DeliveryError> {
         if let Some(exposure) = exposure {
             // Refs inside the payload resolve against this proc.
-            match self.decoding(|| exposure.deliver(actor, index, message, payload, reply)) {
+            let deliver = || exposure.deliver(actor, index, message, payload, reply, route);
+            match self.decoding(deliver) {
                 Ok(()) => return Ok(()),
                 Err(Undelivered::Failed(error)) => return Err(error),
                 Err(Undelivered::Stale(back)) => {
                     reply = back;
-                    self.exposures()
-                        .remove_if(actor, |_, entry| Arc::ptr_eq(entry, &exposure));
+                    if self
+                        .exposures()
+                        .remove_if(actor, |_, entry| Arc::ptr_eq(entry, exposure))
+                        .is_some()
+                    {
+                        exposure.retire();
+                    }
                 }
             }
         }

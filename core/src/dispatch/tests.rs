@@ -405,3 +405,63 @@ fn remote_asks_outstanding_at_runtime_shutdown_are_answered_once() {
     assert_eq!((abandoned, closed), (1, queued as usize), "{outcomes:?}");
     assert_eq!(calls.load(Ordering::SeqCst), queued as usize + 1);
 }
+
+/// A cached exposure is used only while it is the proc's: a table exposed again replaces
+/// it at once, and a new actor under the name gets nothing meant for the earlier one.
+#[tokio::test]
+async fn a_cached_exposure_follows_the_table() {
+    let proc = Proc::new(ProcId::unique("cached"));
+    let (echo, _) = spawn_echo(&proc);
+    let mut cache = crate::ExposureCache::default();
+    let ping = postcard::to_allocvec(&Ping(7)).unwrap();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let ask = |cache: &mut crate::ExposureCache, actor: &crate::ActorId| {
+        let reply = counting_reply(&calls, &answers_tx);
+        proc.deliver_remote_cached(cache, actor, Ping::NAME, &ping, Some(reply))
+    };
+    ask(&mut cache, echo.id()).unwrap();
+    let (answer, _) = within("the first answer", answers.recv()).await.unwrap();
+    assert_eq!(postcard::from_bytes::<u64>(&answer.unwrap()).unwrap(), 7);
+    // Another message in between: each is routed by its own name.
+    assert!(matches!(
+        proc.deliver_remote_cached(&mut cache, echo.id(), "echo.Unknown", &[], None),
+        Err(crate::DeliveryError::UnknownMessage { .. })
+    ));
+    ask(&mut cache, echo.id()).unwrap();
+    let (answer, _) = within("the second answer", answers.recv()).await.unwrap();
+    assert_eq!(postcard::from_bytes::<u64>(&answer.unwrap()).unwrap(), 7);
+
+    // Exposed again without `Ping`: the cached table must not take it any more.
+    proc.expose(&echo, RemoteHandlers::new().ask::<Crash>())
+        .unwrap();
+    assert!(matches!(
+        ask(&mut cache, echo.id()),
+        Err(crate::DeliveryError::UnknownMessage { .. })
+    ));
+
+    // A new actor under the same name: the earlier id is not found, the new one is.
+    echo.stop();
+    within("the actor to stop", async {
+        while proc.lookup::<Echo>("echo").is_some() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let (second, _) = spawn_echo(&proc);
+    assert!(matches!(
+        ask(&mut cache, echo.id()),
+        Err(crate::DeliveryError::NotFound { .. })
+    ));
+    ask(&mut cache, second.id()).unwrap();
+    let answered = within("the answers", async {
+        let mut answered = Vec::new();
+        while answered.len() < 3 {
+            answered.push(answers.recv().await.unwrap().0);
+        }
+        answered
+    })
+    .await;
+    assert!(answered.last().is_some_and(Result::is_ok), "{answered:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+}

@@ -15,7 +15,9 @@ use tokio::runtime::Handle;
 
 use super::ConnectionRef;
 use super::control::ControlLane;
-use crate::flow::{FlowConfig, FlowError, FlowEvents, FlowReceiver, FlowTarget, Received, Refused};
+use crate::flow::{
+    FlowCache, FlowConfig, FlowError, FlowEvents, FlowReceiver, FlowTarget, Received, Refused,
+};
 
 /// A [`FlowTarget`] shared by the connections of a manager, told which connection each
 /// envelope came on.
@@ -37,6 +39,24 @@ impl<T: FlowTarget> FlowTarget for ConnectionTarget<T> {
         self.target.try_deliver_from(envelope, from)
     }
 
+    fn try_deliver_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        self.target
+            .try_deliver_from_cached(envelope, &self.from, cache)
+    }
+
+    fn try_deliver_from_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &ConnectionRef,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        self.target.try_deliver_from_cached(envelope, from, cache)
+    }
+
     fn wait_for_room(
         &self,
         recipient: &Recipient,
@@ -53,10 +73,22 @@ impl<T: FlowTarget> FlowTarget for ConnectionTarget<T> {
 pub(crate) struct ConnectionEvents<T> {
     control: ControlLane,
     target: Arc<T>,
+    /// The connection, to write credit on directly when it is idle.
+    connection: ConnectionRef,
 }
 
 impl<T: FlowTarget> FlowEvents for ConnectionEvents<T> {
     fn send_control(&self, envelope: NetworkEnvelope) {
+        // An idle connection takes the envelope on this task, as it takes a lone reply
+        // (see `outbox`): waking the writer task, often on another thread, for one small
+        // envelope cost more than writing it. Either way it is never lost: what is not
+        // written here goes to the lossless lane. Grants are additive and a closed
+        // window ignores them, so one overtaking another on its way changes nothing.
+        if let Some(connection) = self.connection.upgrade()
+            && connection.write_directly(&envelope)
+        {
+            return;
+        }
         self.control.send(envelope);
     }
 
@@ -130,9 +162,13 @@ pub(super) fn receiver<T: FlowTarget>(
         config,
         ConnectionTarget {
             target: Arc::clone(&target),
-            from,
+            from: from.clone(),
         },
-        ConnectionEvents { control, target },
+        ConnectionEvents {
+            control,
+            target,
+            connection: from,
+        },
         Handle::current(),
     ))
 }
@@ -149,5 +185,83 @@ pub(super) fn flow_of_skipped(skipped: &Skipped) -> Option<Flow> {
             recipient: skipped.recipient.clone(),
         }),
         Recipient::Transport => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use plexus_core::ProcId;
+
+    use super::super::control::control_lane;
+    use super::super::{End, Inbound, inproc_pair};
+    use super::*;
+    use crate::Negotiated;
+
+    struct Ignore;
+
+    impl Inbound for Ignore {
+        fn deliver(&self, _envelope: NetworkEnvelope) {}
+    }
+
+    impl FlowTarget for Ignore {
+        fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
+            Err(Refused::Gone(envelope))
+        }
+
+        async fn wait_for_room(&self, _recipient: &Recipient) -> crate::Room {
+            crate::Room::Gone
+        }
+    }
+
+    fn end() -> End {
+        End {
+            negotiated: Negotiated {
+                version: plexus_codec::SUPPORTED_VERSIONS.max,
+                capabilities: plexus_codec::Capabilities::empty(),
+                peer: ProcId::new("peer", 1),
+                peer_launch_id: 1,
+                peer_max_frame_size: u32::MAX,
+                peer_location: None,
+                peer_flow: None,
+                local_flow: None,
+            },
+            inbound: Arc::new(Ignore),
+        }
+    }
+
+    fn credit(messages: u32) -> NetworkEnvelope {
+        NetworkEnvelope::control(EnvelopeKind::Credit {
+            flow: Box::new(Flow {
+                sender: None,
+                recipient: Recipient::Group("g".into()),
+            }),
+            messages,
+            bytes: 0,
+        })
+    }
+
+    /// Credit that the connection cannot take directly (it has no outbox to write on, or
+    /// it is gone) goes to the lossless lane instead: it is never dropped.
+    #[tokio::test]
+    async fn credit_not_written_directly_takes_the_lossless_lane() {
+        let (a, _b) = inproc_pair(end(), end(), 4);
+        let (lane, mut receiver) = control_lane();
+        let events = ConnectionEvents {
+            control: lane.clone(),
+            target: Arc::new(Ignore),
+            connection: a.downgrade(),
+        };
+        events.send_control(credit(1));
+        drop(a);
+        events.send_control(credit(2));
+        for expected in [1, 2] {
+            let envelope = receiver.try_recv().expect("credit lost");
+            assert!(
+                matches!(envelope.kind, EnvelopeKind::Credit { messages, .. } if messages == expected),
+                "{envelope:?}"
+            );
+        }
     }
 }

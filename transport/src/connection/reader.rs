@@ -49,15 +49,15 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let flush = tokio::time::sleep_until(last_read + self.flush_interval);
         tokio::pin!(idle, flush);
         loop {
-            // Reading is cancel safe, so either timer may interrupt it. Timers first: a
-            // stream that always has data must not keep the credit flush from running.
+            // Reading is cancel safe, so either timer may interrupt it. The read comes
+            // first: a busy connection then polls no timer at all, and the flush deadline
+            // is checked after each read instead, so a stream that always has data still
+            // gives its credit back on time (and cannot be idle).
             let read = tokio::select! {
                 biased;
+                read = self.read.read(&mut buf) => read,
                 () = &mut flush, if self.flow.is_some() => {
-                    if let Some(flow) = &self.flow {
-                        flow.flush_idle();
-                    }
-                    flush.as_mut().reset(Instant::now() + self.flush_interval);
+                    self.flush_idle(flush.as_mut());
                     continue;
                 }
                 () = &mut idle => {
@@ -70,7 +70,6 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     idle.as_mut().reset(deadline);
                     continue;
                 }
-                read = self.read.read(&mut buf) => read,
             };
             let n = match read {
                 Err(error) => return error.into(),
@@ -89,20 +88,51 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             if let Err(error) = self.decode(&buf[..n]) {
                 return error;
             }
+            if self.flow.is_some() && last_read >= flush.deadline() {
+                self.flush_idle(flush.as_mut());
+            }
         }
     }
 
+    /// Gives idle flows' credit back and sets the next flush.
+    fn flush_idle(&self, flush: std::pin::Pin<&mut tokio::time::Sleep>) {
+        if let Some(flow) = &self.flow {
+            flow.flush_idle();
+        }
+        flush.reset(Instant::now() + self.flush_interval);
+    }
+
     /// Feeds `input` to the decoder and handles every envelope it completes.
-    fn decode(&mut self, mut input: &[u8]) -> Result<(), ConnectionError> {
+    fn decode(&mut self, input: &[u8]) -> Result<(), ConnectionError> {
+        // Counted once per read rather than once per envelope: one shared atomic update
+        // instead of dozens.
+        let mut received = 0;
+        let result = self.decode_counting(input, &mut received);
+        self.shared
+            .envelopes_received
+            .fetch_add(received, Ordering::Relaxed);
+        result
+    }
+
+    fn decode_counting(
+        &mut self,
+        mut input: &[u8],
+        received: &mut u64,
+    ) -> Result<(), ConnectionError> {
         loop {
             // `feed` takes nothing while a decoded frame waits, so drain before feeding.
-            while let Some(decoded) = self.decoder.next().map_err(ConnectionError::Malformed)? {
-                self.shared
-                    .envelopes_received
-                    .fetch_add(1, Ordering::Relaxed);
-                match decoded {
-                    Decoded::Envelope(envelope) => self.handle(envelope)?,
-                    Decoded::Skipped(skipped) => self.handle_skipped(skipped)?,
+            loop {
+                match self.decoder.next() {
+                    Ok(Some(Decoded::Envelope(envelope))) => {
+                        *received += 1;
+                        self.handle(envelope)?;
+                    }
+                    Ok(Some(Decoded::Skipped(skipped))) => {
+                        *received += 1;
+                        self.handle_skipped(skipped)?;
+                    }
+                    Ok(None) => break,
+                    Err(error) => return Err(ConnectionError::Malformed(error)),
                 }
             }
             if input.is_empty() {

@@ -81,7 +81,7 @@ mod receiver;
 mod recv;
 mod window;
 
-pub use receiver::{FlowEvents, FlowReceiver, FlowTarget, Received, Refused, Room};
+pub use receiver::{FlowCache, FlowEvents, FlowReceiver, FlowTarget, Received, Refused, Room};
 pub use recv::RecvFlow;
 pub use window::{SendFlows, SendWindow};
 

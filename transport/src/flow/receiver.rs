@@ -2,6 +2,7 @@
 //! flow's credit, delivers them without ever waiting, queues them per flow when the
 //! recipient is full, and runs one pusher per blocked flow.
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -52,6 +53,40 @@ pub trait FlowTarget: Send + Sync + 'static {
         self.try_deliver(envelope)
     }
 
+    /// Like [`try_deliver`](Self::try_deliver), with the [`FlowCache`] of the envelope's
+    /// flow: what the target learnt about the flow's recipient on an earlier delivery
+    /// (how to reach it, say), so it need not look it up for every envelope. A cached
+    /// answer must be checked for staleness before it is used. The flow receiver calls
+    /// this one, holding the flow's lock; the default ignores the cache.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value; boxing it would allocate on every refusal"
+    )]
+    fn try_deliver_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        let _ = cache;
+        self.try_deliver(envelope)
+    }
+
+    /// [`try_deliver_from`](Self::try_deliver_from) with the flow's [`FlowCache`], as in
+    /// [`try_deliver_cached`](Self::try_deliver_cached). The default ignores the cache.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value; boxing it would allocate on every refusal"
+    )]
+    fn try_deliver_from_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &crate::ConnectionRef,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        let _ = cache;
+        self.try_deliver_from(envelope, from)
+    }
+
     /// Told about an envelope that was admitted but cannot be delivered (its recipient is
     /// gone), after its credit was released and, for a request, a `Failed` answer was
     /// queued; report it to the undeliverable handler here. Must not block. The default
@@ -78,8 +113,72 @@ impl<T: FlowTarget> FlowTarget for Arc<T> {
         T::try_deliver_from(self, envelope, from)
     }
 
+    fn try_deliver_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        T::try_deliver_cached(self, envelope, cache)
+    }
+
+    fn try_deliver_from_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &crate::ConnectionRef,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        T::try_deliver_from_cached(self, envelope, from, cache)
+    }
+
     fn undeliverable(&self, envelope: NetworkEnvelope, reason: &FlowError) {
         T::undeliverable(self, envelope, reason);
+    }
+}
+
+/// What a [`FlowTarget`] keeps about one flow between deliveries, in the flow's slot of
+/// the receiver: one value of the target's own type, or nothing. It lives as long as the
+/// flow (a flow forgotten when idle starts again with an empty cache).
+#[derive(Default)]
+pub struct FlowCache(Option<Box<dyn Any + Send>>);
+
+impl std::fmt::Debug for FlowCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowCache")
+            .field("set", &self.0.is_some())
+            .finish()
+    }
+}
+
+impl FlowCache {
+    /// The value kept for this flow, when it is a `V`.
+    ///
+    /// ```
+    /// use plexus_transport::FlowCache;
+    ///
+    /// let mut cache = FlowCache::default();
+    /// assert_eq!(cache.get::<u32>(), None);
+    /// cache.set(7u32);
+    /// assert_eq!(cache.get::<u32>(), Some(&mut 7));
+    /// assert_eq!(cache.get::<u64>(), None);
+    /// cache.clear();
+    /// assert_eq!(cache.get::<u32>(), None);
+    /// ```
+    pub fn get<V: Any + Send>(&mut self) -> Option<&mut V> {
+        self.0.as_mut()?.downcast_mut()
+    }
+
+    /// Keeps `value` for this flow, in place of what was kept (reusing its allocation
+    /// when that was a `V` too).
+    pub fn set<V: Any + Send>(&mut self, value: V) {
+        match self.get::<V>() {
+            Some(kept) => *kept = value,
+            None => self.0 = Some(Box::new(value)),
+        }
+    }
+
+    /// Forgets what was kept.
+    pub fn clear(&mut self) {
+        self.0 = None;
     }
 }
 
@@ -172,6 +271,8 @@ struct Slots {
 /// queue, whether the flow is over, and whether the slot has left the table.
 struct Slot {
     state: RecvFlow,
+    /// The target's memory of this flow's recipient.
+    cache: FlowCache,
     pushing: bool,
     closed: bool,
     /// Forgotten by [`FlowReceiver::flush_idle`]: no longer in the table.
@@ -255,7 +356,12 @@ impl<T: FlowTarget, E: FlowEvents> FlowReceiver<T, E> {
             guard.state.enqueue(envelope);
             return Ok(Received::Queued);
         }
-        match self.inner.target.try_deliver(envelope) {
+        let locked = &mut *guard;
+        match self
+            .inner
+            .target
+            .try_deliver_cached(envelope, &mut locked.cache)
+        {
             Ok(()) => {
                 let credit = guard.state.consumed(1, bytes);
                 drop(guard);
@@ -394,6 +500,7 @@ impl<T: FlowTarget, E: FlowEvents> Inner<T, E> {
             None => {
                 let slot = Arc::new(Mutex::new(Slot {
                     state: RecvFlow::new(flow.clone(), &self.config),
+                    cache: FlowCache::default(),
                     pushing: false,
                     closed: false,
                     retired: false,
@@ -435,23 +542,24 @@ impl<T: FlowTarget, E: FlowEvents> Inner<T, E> {
             // The reader may wait on this lock for one pass of non-blocking deliveries (at
             // most a window of them), never for the recipient to make room.
             let mut guard = lock(slot);
+            let locked = &mut *guard;
             loop {
-                let Some(envelope) = guard.state.dequeue() else {
+                let Some(envelope) = locked.state.dequeue() else {
                     // Cleared under the lock the reader checks, so an envelope arriving
                     // now is either queued before this point (and delivered above) or
                     // delivered directly by the reader.
-                    guard.pushing = false;
+                    locked.pushing = false;
                     break Drained::Empty;
                 };
                 let bytes = envelope_bytes(&envelope);
-                match self.target.try_deliver(envelope) {
-                    Ok(()) => credits.extend(guard.state.consumed(1, bytes)),
+                match self.target.try_deliver_cached(envelope, &mut locked.cache) {
+                    Ok(()) => credits.extend(locked.state.consumed(1, bytes)),
                     Err(Refused::Full(envelope)) => {
-                        guard.state.requeue_front(envelope);
+                        locked.state.requeue_front(envelope);
                         break Drained::Full;
                     }
                     Err(Refused::Gone(envelope)) => {
-                        guard.state.requeue_front(envelope);
+                        locked.state.requeue_front(envelope);
                         break Drained::Gone;
                     }
                 }
@@ -676,6 +784,58 @@ mod tests {
 
     fn flow_to(recipient: &Recipient) -> Flow {
         flow_of(&tell(recipient, 0)).unwrap()
+    }
+
+    /// Counts, in each flow's cache, the deliveries of that flow, and records what the
+    /// cache held at each delivery.
+    #[derive(Default)]
+    struct Counting {
+        seen: Mutex<Vec<(Recipient, u32)>>,
+    }
+
+    impl FlowTarget for Counting {
+        fn try_deliver(&self, envelope: NetworkEnvelope) -> Result<(), Refused> {
+            panic!("delivered without its flow's cache: {envelope:?}");
+        }
+
+        fn try_deliver_cached(
+            &self,
+            envelope: NetworkEnvelope,
+            cache: &mut FlowCache,
+        ) -> Result<(), Refused> {
+            let count = cache.get::<u32>().map_or(1, |count| *count + 1);
+            cache.set(count);
+            lock(&self.seen).push((envelope.recipient, count));
+            Ok(())
+        }
+
+        async fn wait_for_room(&self, _recipient: &Recipient) -> Room {
+            Room::Available
+        }
+    }
+
+    /// Each flow keeps its own cache from one envelope to the next, interleaved or not.
+    #[tokio::test]
+    async fn each_flow_keeps_its_own_cache() {
+        let receiver = FlowReceiver::new(
+            FlowConfig::default(),
+            Counting::default(),
+            Sink::default(),
+            Handle::current(),
+        );
+        let (a, b) = (to_actor("a"), to_actor("b"));
+        for (seq, to) in [&a, &a, &b, &a, &b].into_iter().enumerate() {
+            assert!(matches!(
+                receiver.receive(tell(to, seq as u64)),
+                Ok(Received::Delivered)
+            ));
+        }
+        let seen = lock(&receiver.target().seen).clone();
+        let expected = [(&a, 1), (&a, 2), (&b, 1), (&a, 3), (&b, 2)];
+        assert_eq!(seen.len(), expected.len());
+        for ((to, count), (want_to, want)) in seen.iter().zip(expected) {
+            assert_eq!((to, *count), (want_to, want));
+        }
     }
 
     /// Waits up to five seconds for `condition`, failing with `what` if it never holds.
