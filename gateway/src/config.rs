@@ -50,7 +50,7 @@ pub struct GatewayConfig {
     /// The credit window this gateway grants each flow (one sender → one recipient) on
     /// its connections (design 3.4): a peer sends at most this much to one actor before
     /// that actor consumes some, so a slow actor makes its senders wait for credit
-    /// instead of growing queues here. Default [`FlowConfig::default`] (256 envelopes,
+    /// instead of growing queues here. Default [`FlowConfig::default`] (1,024 envelopes,
     /// 32 MiB); `None` runs no flow control, and envelopes for a full mailbox then wait
     /// in the gateway's per-actor queue up to `ingress_queue_capacity`.
     pub flow: Option<FlowConfig>,

@@ -109,8 +109,10 @@ pub(crate) type FlowMap<V> = std::collections::HashMap<Flow, V, foldhash::fast::
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlowConfig {
     /// How many envelopes one flow may have in flight (sent, not yet consumed and
-    /// granted back). Default 256; must be non-zero. Together with the recipient's
-    /// mailbox it bounds what one slow recipient holds in memory per sender.
+    /// granted back). Default 1,024, the default mailbox's capacity: a smaller window
+    /// stalled a sustained stream on every grant's round trip. Must be non-zero. Together
+    /// with the recipient's mailbox it bounds what one slow recipient holds in memory per
+    /// sender.
     pub window_messages: u32,
     /// How many payload bytes one flow may have in flight. Default 32 MiB; must leave a
     /// non-zero [`max_envelope_bytes`](Self::max_envelope_bytes), which should be at
@@ -127,7 +129,7 @@ pub struct FlowConfig {
 impl Default for FlowConfig {
     fn default() -> Self {
         FlowConfig {
-            window_messages: 256,
+            window_messages: 1024,
             window_bytes: 32 * 1024 * 1024,
             update_percent: 50,
         }
