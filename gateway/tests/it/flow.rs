@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plexus_core::{Actor, Context, Handler, Mailbox, Proc, ProcId, RemoteHandlers};
-use plexus_transport::InprocNetwork;
+use plexus_transport::{FlowConfig, InprocNetwork};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::timeout;
 
@@ -35,7 +35,8 @@ impl Handler<Ping> for Gated {
 /// arrives at once, and once the actor is let through every tell arrives in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_recipient_stalls_only_its_own_flow() {
-    const COUNT: u64 = 1_000;
+    // Well past the default window, so the tells cannot all leave.
+    let count = 3 * u64::from(FlowConfig::default().window_messages);
     let network = InprocNetwork::new();
     let (sender, receiver) = (networked(&network), networked(&network));
     let server = receiver.serve(any_tcp()).await.unwrap();
@@ -59,7 +60,7 @@ async fn blocked_recipient_stalls_only_its_own_flow() {
     let (fast_tx, mut fast_seen) = mpsc::unbounded_channel();
     let fast = spawn_recorder(&proc, "fast", fast_tx);
 
-    for n in 0..COUNT {
+    for n in 0..count {
         sender
             .post_to(server.location(), ping(gated.id().clone(), n))
             .unwrap();
@@ -68,7 +69,7 @@ async fn blocked_recipient_stalls_only_its_own_flow() {
         timeout(Duration::from_millis(500), sender.flush())
             .await
             .is_err(),
-        "all {COUNT} tells left although their recipient takes none"
+        "all {count} tells left although their recipient takes none"
     );
     sender.post_to(server.location(), ping(fast, 1)).unwrap();
     assert_eq!(
@@ -77,8 +78,8 @@ async fn blocked_recipient_stalls_only_its_own_flow() {
         "a tell for another actor was held up by the blocked one"
     );
 
-    gate.add_permits(COUNT as usize);
-    for expected in 0..COUNT {
+    gate.add_permits(count as usize);
+    for expected in 0..count {
         let n = timeout(WAIT, gated_seen.recv())
             .await
             .unwrap_or_else(|_| panic!("tell {expected} did not arrive"))
