@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use plexus_codec::{EnvelopeKind, NetworkEnvelope, Outcome, Recipient};
 use plexus_core::{
-    Actor, ActorId, Context, DeliveryError, Handler, MailboxGauge, Proc, ProcId, RemoteHandlers,
-    RemoteMessage,
+    Actor, ActorId, Context, DeliveryError, ExposureCache, Handler, MailboxGauge, Proc, ProcId,
+    RemoteHandlers, RemoteMessage,
 };
 use plexus_transport::{
-    ConnectionConfig, ConnectionHandle, ConnectionRef, FlowConfig, FlowTarget, Hello, Refused,
-    Room, perform_handshake, spawn_connection, spawn_connection_with_flow,
+    ConnectionConfig, ConnectionHandle, ConnectionRef, FlowCache, FlowConfig, FlowTarget, Hello,
+    Refused, Room, perform_handshake, spawn_connection, spawn_connection_with_flow,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -75,7 +75,8 @@ impl Handler<Add> for Summer {
 }
 
 /// The peer proc's actors as a flow target, as a gateway provides it: delivery through
-/// `deliver_remote`, asks answered on the connection they came from.
+/// `deliver_remote_cached` with each flow's cache, asks answered on the connection they
+/// came from.
 struct ProcTarget {
     proc: Proc,
     gauges: Mutex<HashMap<String, MailboxGauge>>,
@@ -92,23 +93,20 @@ impl FlowTarget for ProcTarget {
         envelope: NetworkEnvelope,
         from: &ConnectionRef,
     ) -> Result<(), Refused> {
-        let Recipient::Actor(actor) = &envelope.recipient else {
-            return Err(Refused::Gone(envelope));
-        };
-        let reply = envelope
-            .kind
-            .request_id()
-            .map(|id| answer(id, &envelope, from));
-        match self
-            .proc
-            .deliver_remote(actor.name(), &envelope.name, &envelope.payload, reply)
-        {
-            Ok(()) => Ok(()),
-            // Tells only here (the asks are sequential and never find the mailbox full):
-            // the pending delivery holds just the decoded message.
-            Err(DeliveryError::Full { .. }) => Err(Refused::Full(envelope)),
-            Err(_) => Err(Refused::Gone(envelope)),
+        self.deliver(envelope, from, None)
+    }
+
+    fn try_deliver_from_cached(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &ConnectionRef,
+        cache: &mut FlowCache,
+    ) -> Result<(), Refused> {
+        // As the gateway does: the flow's cache holds its recipient's exposure.
+        if cache.get::<ExposureCache>().is_none() {
+            cache.set(ExposureCache::default());
         }
+        self.deliver(envelope, from, cache.get::<ExposureCache>())
     }
 
     async fn wait_for_room(&self, recipient: &Recipient) -> Room {
@@ -130,6 +128,48 @@ impl FlowTarget for ProcTarget {
                 return Room::Available;
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+}
+
+impl ProcTarget {
+    /// Delivers `envelope` to its actor, through `cache` when the flow has one.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the envelope is handed back by value, as the transport's trait requires"
+    )]
+    fn deliver(
+        &self,
+        envelope: NetworkEnvelope,
+        from: &ConnectionRef,
+        cache: Option<&mut ExposureCache>,
+    ) -> Result<(), Refused> {
+        let Recipient::Actor(actor) = &envelope.recipient else {
+            return Err(Refused::Gone(envelope));
+        };
+        let reply = envelope
+            .kind
+            .request_id()
+            .map(|id| answer(id, &envelope, from));
+        let delivered = match cache {
+            Some(cache) => self.proc.deliver_remote_cached(
+                cache,
+                actor,
+                &envelope.name,
+                &envelope.payload,
+                reply,
+            ),
+            None => {
+                self.proc
+                    .deliver_remote(actor.name(), &envelope.name, &envelope.payload, reply)
+            }
+        };
+        match delivered {
+            Ok(()) => Ok(()),
+            // Tells only here (the asks are sequential and never find the mailbox full):
+            // the pending delivery holds just the decoded message.
+            Err(DeliveryError::Full { .. }) => Err(Refused::Full(envelope)),
+            Err(_) => Err(Refused::Gone(envelope)),
         }
     }
 }
@@ -274,7 +314,12 @@ fn remote_tell(runtime: &Runtime, tells: u64) -> Report {
         ours.push(runtime.block_on(async {
             let (client, _server, proc, done) = connected_peer(tells).await;
             let from = ActorId::new(ProcId::unique("bench-client"), "producer", 1);
-            let to = ActorId::new(proc.id().clone(), "summer", 0);
+            // The actor's own id: delivery checks its index, as the gateway's does.
+            let to = proc
+                .lookup::<Summer>("summer")
+                .expect("summer")
+                .id()
+                .clone();
             let started = Instant::now();
             tokio::spawn(async move {
                 for n in 0..tells {
@@ -349,7 +394,12 @@ fn remote_ask(runtime: &Runtime, asks: u64) -> Report {
         ours.push(runtime.block_on(async {
             let (client, _server, proc, _done) = connected_peer(u64::MAX).await;
             let from = ActorId::new(ProcId::unique("bench-client"), "asker", 1);
-            let to = ActorId::new(proc.id().clone(), "summer", 0);
+            // The actor's own id: delivery checks its index, as the gateway's does.
+            let to = proc
+                .lookup::<Summer>("summer")
+                .expect("summer")
+                .id()
+                .clone();
             let started = Instant::now();
             tokio::spawn(async move {
                 for n in 0..asks {
