@@ -103,10 +103,8 @@ impl FlowTarget for ProcTarget {
         cache: &mut FlowCache,
     ) -> Result<(), Refused> {
         // As the gateway does: the flow's cache holds its recipient's exposure.
-        if cache.get::<ExposureCache>().is_none() {
-            cache.set(ExposureCache::default());
-        }
-        self.deliver(envelope, from, cache.get::<ExposureCache>())
+        let exposure = cache.get_or_insert_with(ExposureCache::default);
+        self.deliver(envelope, from, Some(exposure))
     }
 
     async fn wait_for_room(&self, recipient: &Recipient) -> Room {

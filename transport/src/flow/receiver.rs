@@ -176,6 +176,27 @@ impl FlowCache {
         }
     }
 
+    /// The value kept for this flow when it is a `V`; otherwise keeps `make()` first.
+    ///
+    /// ```
+    /// use plexus_transport::FlowCache;
+    ///
+    /// let mut cache = FlowCache::default();
+    /// *cache.get_or_insert_with(|| 0u32) += 1;
+    /// *cache.get_or_insert_with(|| 0u32) += 1;
+    /// assert_eq!(cache.get::<u32>(), Some(&mut 2));
+    /// ```
+    pub fn get_or_insert_with<V: Any + Send>(&mut self, make: impl FnOnce() -> V) -> &mut V {
+        if self.get::<V>().is_none() {
+            self.0 = Some(Box::new(make()));
+        }
+        match self.0.as_mut().and_then(|kept| kept.downcast_mut()) {
+            Some(kept) => kept,
+            // Just stored a `V` above.
+            None => unreachable!("the flow cache holds the value it was just given"),
+        }
+    }
+
     /// Forgets what was kept.
     pub fn clear(&mut self) {
         self.0 = None;
